@@ -1,0 +1,1 @@
+//! kpbt-client library (being written).

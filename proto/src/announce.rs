@@ -1,0 +1,1 @@
+//! Tracker-side announce and scrape query parsing and reply encoding (being written).

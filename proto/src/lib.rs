@@ -1,0 +1,24 @@
+//! Sans-IO BitTorrent protocol: the types and codecs shared by kpbt's tracker and client.
+//!
+//! Nothing here touches a socket or a file. Every decoder takes bytes that may be hostile
+//! and returns a typed error instead of panicking; every size it allocates is bounded by
+//! the input length or by an explicit limit.
+//!
+//! Layout:
+//! - [`types`]: `InfoHash`, `PeerId`, `PieceIndex` newtypes.
+//! - [`bencode`]: bounded bencode decoder (with raw spans, for the info hash) and encoder.
+//! - [`metainfo`]: .torrent parsing and validation (BEP 3, 12, 27) and torrent building.
+//! - [`compact`]: compact peer lists (BEP 23, BEP 7).
+//! - [`announce`]: tracker-side announce and scrape query parsing and reply encoding.
+//! - [`tracker_reply`]: client-side decoding of announce and scrape replies.
+//! - [`wire`]: peer wire handshake and messages (BEP 3, with extension ids kept opaque).
+
+pub mod announce;
+pub mod bencode;
+pub mod compact;
+pub mod metainfo;
+pub mod tracker_reply;
+pub mod types;
+pub mod wire;
+
+pub use types::{InfoHash, PeerId, PieceIndex};

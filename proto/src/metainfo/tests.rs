@@ -1,0 +1,257 @@
+//! Metainfo parsing, validation and layout tests over hand-built byte fixtures.
+
+use super::*;
+
+fn single(length: u64, piece_length: u32) -> NewTorrent {
+    let pieces = length.div_ceil(u64::from(piece_length)) as usize;
+    NewTorrent {
+        name: "file.bin".into(),
+        piece_length,
+        piece_hashes: vec![[7u8; 20]; pieces],
+        single_file_length: Some(length),
+        trackers: vec![vec!["http://t1/announce".into()]],
+        ..Default::default()
+    }
+}
+
+fn multi(files: Vec<(Vec<&str>, u64)>, piece_length: u32) -> NewTorrent {
+    let total: u64 = files.iter().map(|f| f.1).sum();
+    NewTorrent {
+        name: "root".into(),
+        piece_length,
+        piece_hashes: vec![[1u8; 20]; total.div_ceil(u64::from(piece_length)) as usize],
+        files: files
+            .into_iter()
+            .map(|(p, l)| (p.into_iter().map(String::from).collect(), l))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Builds a torrent whose info dict is given as raw bencode text.
+fn with_raw_info(info: &str) -> Vec<u8> {
+    format!("d8:announce9:http://t/4:info{info}e").into_bytes()
+}
+
+#[test]
+fn single_file_round_trip() {
+    let bytes = build_torrent(&single(100_000, 32_768));
+    let m = Metainfo::from_bytes(&bytes).unwrap();
+    assert_eq!(m.info.name, "file.bin");
+    assert!(!m.info.multi_file);
+    assert_eq!(m.info.total_length, 100_000);
+    assert_eq!(m.info.piece_count(), 4);
+    assert_eq!(m.info.piece_size(PieceIndex(0)), 32_768);
+    assert_eq!(m.info.piece_size(PieceIndex(3)), 100_000 - 3 * 32_768);
+    assert_eq!(m.info.files[0].relative_path(), PathBuf::from("file.bin"));
+    assert_eq!(m.trackers, vec![vec!["http://t1/announce".to_string()]]);
+    assert!(m.info.piece_index(4).is_none());
+}
+
+#[test]
+fn info_hash_is_sha1_of_raw_info_bytes_even_when_not_canonical() {
+    // Keys out of order inside info: a re-encoding would sort them and change the hash.
+    let info =
+        "d6:lengthi3e4:name1:a12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaa7:privatei1ee";
+    let swapped =
+        "d4:name1:a6:lengthi3e12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaa7:privatei1ee";
+    let a = Metainfo::from_bytes(&with_raw_info(info)).unwrap();
+    let b = Metainfo::from_bytes(&with_raw_info(swapped)).unwrap();
+    assert_eq!(
+        a.info_hash.0,
+        <[u8; 20]>::from(Sha1::digest(info.as_bytes()))
+    );
+    assert_eq!(
+        b.info_hash.0,
+        <[u8; 20]>::from(Sha1::digest(swapped.as_bytes()))
+    );
+    assert_ne!(a.info_hash, b.info_hash);
+    assert!(a.info.private);
+}
+
+#[test]
+fn announce_list_tiers_take_precedence() {
+    let mut t = single(10, 16);
+    t.trackers = vec![
+        vec!["http://a/".into(), "http://b/".into()],
+        vec!["http://c/".into()],
+    ];
+    let m = Metainfo::from_bytes(&build_torrent(&t)).unwrap();
+    assert_eq!(m.trackers, t.trackers);
+}
+
+#[test]
+fn multi_file_layout_and_slices() {
+    let t = multi(
+        vec![
+            (vec!["a.txt"], 10),
+            (vec!["empty"], 0),
+            (vec!["sub", "b.bin"], 25),
+            (vec!["sub", "c"], 5),
+        ],
+        16,
+    );
+    let m = Metainfo::from_bytes(&build_torrent(&t)).unwrap();
+    let info = &m.info;
+    assert!(info.multi_file);
+    assert_eq!(info.total_length, 40);
+    assert_eq!(info.piece_count(), 3);
+    assert_eq!(
+        info.files[2].relative_path(),
+        PathBuf::from("root/sub/b.bin")
+    );
+    assert_eq!(info.files[2].offset, 10);
+    // Piece 0 (bytes 0..16) spans a.txt and the first 6 bytes of b.bin, skipping empty.
+    assert_eq!(
+        info.file_slices(0, 16),
+        vec![
+            FileSlice {
+                file_index: 0,
+                file_offset: 0,
+                len: 10
+            },
+            FileSlice {
+                file_index: 2,
+                file_offset: 0,
+                len: 6
+            },
+        ]
+    );
+    // The last piece is short and ends in c.
+    assert_eq!(info.piece_size(PieceIndex(2)), 8);
+    assert_eq!(
+        info.file_slices(32, 8),
+        vec![
+            FileSlice {
+                file_index: 2,
+                file_offset: 22,
+                len: 3
+            },
+            FileSlice {
+                file_index: 3,
+                file_offset: 0,
+                len: 5
+            },
+        ]
+    );
+    assert_eq!(info.file_slices(40, 10), vec![]);
+}
+
+#[test]
+fn unsafe_paths_are_refused() {
+    for bad in [
+        vec![".."],
+        vec!["sub", "..", "x"],
+        vec!["."],
+        vec![""],
+        vec!["/etc/passwd"],
+        vec!["a/b"],
+        vec!["a\\b"],
+        vec!["C:evil"],
+    ] {
+        let t = multi(vec![(bad.clone(), 4)], 16);
+        assert!(
+            matches!(
+                Metainfo::from_bytes(&build_torrent(&t)),
+                Err(MetainfoError::UnsafePath(_))
+            ),
+            "{bad:?} should be refused"
+        );
+    }
+    let mut t = single(4, 16);
+    t.name = "..".into();
+    assert!(matches!(
+        Metainfo::from_bytes(&build_torrent(&t)),
+        Err(MetainfoError::UnsafePath(_))
+    ));
+    let empty_path = multi(vec![(vec![], 4)], 16);
+    assert!(Metainfo::from_bytes(&build_torrent(&empty_path)).is_err());
+}
+
+#[test]
+fn duplicate_and_colliding_paths_are_refused() {
+    let dup = multi(vec![(vec!["a"], 1), (vec!["a"], 1)], 16);
+    assert!(matches!(
+        Metainfo::from_bytes(&build_torrent(&dup)),
+        Err(MetainfoError::DuplicatePath(_))
+    ));
+    let collide = multi(vec![(vec!["a"], 1), (vec!["a", "b"], 1)], 16);
+    assert!(matches!(
+        Metainfo::from_bytes(&build_torrent(&collide)),
+        Err(MetainfoError::FileDirCollision(_))
+    ));
+}
+
+#[test]
+fn piece_geometry_errors() {
+    let zero = "d6:lengthi3e4:name1:a12:piece lengthi0e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    assert_eq!(
+        Metainfo::from_bytes(&with_raw_info(zero)),
+        Err(MetainfoError::PieceLength(0))
+    );
+    let negative = "d6:lengthi3e4:name1:a12:piece lengthi-5e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    assert_eq!(
+        Metainfo::from_bytes(&with_raw_info(negative)),
+        Err(MetainfoError::PieceLength(-5))
+    );
+    let ragged = "d6:lengthi3e4:name1:a12:piece lengthi4e6:pieces19:aaaaaaaaaaaaaaaaaaae";
+    assert_eq!(
+        Metainfo::from_bytes(&with_raw_info(ragged)),
+        Err(MetainfoError::PiecesLength(19))
+    );
+    let too_few = "d6:lengthi9e4:name1:a12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    assert!(matches!(
+        Metainfo::from_bytes(&with_raw_info(too_few)),
+        Err(MetainfoError::PieceCount {
+            hashes: 1,
+            total: 9,
+            ..
+        })
+    ));
+    let negative_len = "d6:lengthi-1e4:name1:a12:piece lengthi4e6:pieces0:e";
+    assert_eq!(
+        Metainfo::from_bytes(&with_raw_info(negative_len)),
+        Err(MetainfoError::FileLength(-1))
+    );
+    let both = "d5:filesle6:lengthi1e4:name1:a12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    assert!(Metainfo::from_bytes(&with_raw_info(both)).is_err());
+}
+
+#[test]
+fn zero_length_single_file_has_no_pieces() {
+    let m = Metainfo::from_bytes(&build_torrent(&single(0, 16))).unwrap();
+    assert_eq!(m.info.piece_count(), 0);
+    assert_eq!(m.info.file_slices(0, 100), vec![]);
+}
+
+#[test]
+fn structural_errors_are_clear() {
+    assert_eq!(Metainfo::from_bytes(b"le"), Err(MetainfoError::NotADict));
+    assert_eq!(Metainfo::from_bytes(b"de"), Err(MetainfoError::MissingInfo));
+    assert!(matches!(
+        Metainfo::from_bytes(b"d4:infoi1ee"),
+        Err(MetainfoError::Field("info"))
+    ));
+    assert!(matches!(
+        Metainfo::from_bytes(b"d4:info"),
+        Err(MetainfoError::Bencode(_))
+    ));
+}
+
+#[test]
+fn default_piece_length_is_sensible() {
+    assert_eq!(default_piece_length(1_000), 16 * 1024);
+    assert_eq!(default_piece_length(1 << 30), 1 << 20);
+    assert_eq!(default_piece_length(1 << 50), 16 << 20);
+}
+
+#[test]
+fn built_torrent_decodes_with_serde_bencode() {
+    let bytes = build_torrent(&multi(vec![(vec!["x"], 3)], 16));
+    let v: serde_bencode::value::Value = serde_bencode::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        serde_bencode::to_bytes(&v).unwrap(),
+        bytes,
+        "output is canonical"
+    );
+}

@@ -1,0 +1,1 @@
+//! kpbt-tracker library (being written).
