@@ -1,0 +1,124 @@
+//! kpbt-testkit owns the helpers that kpbt's tracker and client tests use to run
+//! against real third-party BitTorrent software on loopback: free ports and TCP
+//! readiness, deterministic payloads, `.torrent` creation via `mktorrent`, and
+//! kill-on-drop guards for `aria2c`, `transmission-cli` and `opentracker`.
+//!
+//! Everything here is synchronous (std only) so it works from plain `#[test]`s and,
+//! via `tokio::task::spawn_blocking` or briefly inline, from `#[tokio::test]`s.
+//!
+//! # Installing the tools
+//! `scripts/install-deps.sh` installs them from Debian apt. Interop tests call
+//! [`require_binary`] first; it panics with an install hint when a tool is missing,
+//! unless `KPBT_SKIP_INTEROP=1`, in which case the test prints `SKIPPED` and returns.
+//!
+//! # Observed behaviour of the Debian bookworm tools (verified by `tests/`)
+//! * **opentracker** (`0.0~git20210823`): built IPv4-only (`-i ::1` is not
+//!   accepted) and with `WANT_ACCESSLIST_WHITE`: it answers *every* info hash that is
+//!   not in its whitelist with `failure reason: Requested download is not authorized
+//!   for use with this tracker.` [`OpenTracker`] therefore takes the info hashes to
+//!   allow (and can add more later, reloading with `SIGHUP`). When started as root
+//!   it chroots into `-d DIR` and drops to `nobody`, so the whitelist path is
+//!   relative to that dir, which must be world-readable. Its announce interval is
+//!   ~1800 s (randomised) and it returns the announcing peer itself in `peers`.
+//!   Peers are keyed by ip:port, so several clients on 127.0.0.1 coexist.
+//!   `/stats` needs `-A 127.0.0.1` (done here).
+//! * **aria2c 1.36** announces with `compact=1`, `no_peer_id=1`, `numwant=50`,
+//!   `key=…`, `supportcrypto=1`, `event=started|stopped|completed`, and sends **no**
+//!   `ip=` parameter. Its `info_hash`/`peer_id` escaping leaves RFC 3986 unreserved
+//!   bytes (`A-Za-z0-9-._~`) raw, so a tracker must percent-decode byte-wise. Its
+//!   peer id looks like `A2-1-36-0-` + 10 random bytes.
+//!   aria2 happily connects to peers on 127.0.0.1 (no same-IP filtering).
+//!   When it **initiates** a connection it first tries an MSE/PE (encrypted)
+//!   handshake even with `--bt-require-crypto=false`, and falls back to a plain
+//!   handshake only after that fails; a peer without MSE (ours) sees 96 random bytes
+//!   first and must drop the connection promptly so aria2 retries in plaintext.
+//!   `--seed-time` is in **minutes**; `--seed-ratio=0.0` means "ignore ratio".
+//!   With `--seed-time=0` a downloader exits (code 0) when the download is complete
+//!   and verified, after announcing `event=stopped`. A seeder opens its listen port
+//!   only after `--check-integrity` has verified the data.
+//!   aria2's seeder choke round runs every 10 s; the first unchoke of a newly
+//!   interested peer can take up to ~10 s.
+//! * **transmission-cli 3.00** has no flags for DHT/LPD/PEX/uTP: [`Transmission`]
+//!   writes a `settings.json` into a private `-g` config dir that disables them and
+//!   port mapping, sets `encryption: 0` ("tolerated" = prefer plaintext, same as
+//!   `-et`) and binds to 127.0.0.1. It never exits by itself: completion is detected
+//!   with a `-f` "torrent done" script that touches a marker file. It sends
+//!   `interested` only on its 10 s peer-manager pulse, so a transmission download
+//!   of even a tiny torrent takes ≥10 s. It logs to stderr (debug level), and
+//!   writes a `\r`-updated progress line to stdout.
+//! * **mktorrent 1.1**: `-d` (no date) makes output deterministic; `-p` sets
+//!   `private=1`.
+
+mod aria2;
+mod net;
+mod opentracker;
+mod payload;
+mod process;
+mod torrent;
+mod transmission;
+
+use std::path::PathBuf;
+
+pub use aria2::Aria2;
+pub use net::{free_port, http_get, wait_for_tcp};
+pub use opentracker::{OpenTracker, Scrape};
+pub use payload::{assert_same_file, make_multi_file_tree, random_bytes, write_random_file};
+pub use process::ChildGuard;
+pub use tempfile::{self, TempDir};
+pub use torrent::{info_hash, mktorrent, url_encode_bytes};
+pub use transmission::{settings_json as transmission_settings_json, Transmission};
+
+/// Env var that turns interop tests into no-ops when the third-party tools are absent.
+pub const SKIP_INTEROP_ENV: &str = "KPBT_SKIP_INTEROP";
+
+/// Default time limit used by the wrappers for anything that waits.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// True when `KPBT_SKIP_INTEROP=1` is set.
+pub fn skip_interop() -> bool {
+    std::env::var(SKIP_INTEROP_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Finds `name` on `PATH`, or in `/usr/sbin` / `/sbin` (where Debian puts some daemons).
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Checks that a third-party binary needed by an interop test is installed.
+///
+/// Returns `true` when it is. When it is missing: panics with an install hint, or, if
+/// `KPBT_SKIP_INTEROP=1`, prints `SKIPPED (KPBT_SKIP_INTEROP=1): ...` to stderr and
+/// returns `false` (the test should then return early).
+///
+/// ```no_run
+/// if !kpbt_testkit::require_binary("aria2c", "aria2") { return; }
+/// ```
+pub fn require_binary(name: &str, apt_package: &str) -> bool {
+    if find_binary(name).is_some() {
+        return true;
+    }
+    let msg = format!(
+        "{name} not found: install it with `apt-get install {apt_package}` \
+         (scripts/install-deps.sh) or set {SKIP_INTEROP_ENV}=1 to skip interop tests"
+    );
+    if skip_interop() {
+        eprintln!("SKIPPED ({SKIP_INTEROP_ENV}=1): {msg}");
+        false
+    } else {
+        panic!("{msg}");
+    }
+}
+
+/// [`require_binary`] for several `(binary, apt package)` pairs; all must be present.
+pub fn require_binaries(pairs: &[(&str, &str)]) -> bool {
+    pairs.iter().all(|(b, p)| require_binary(b, p))
+}
