@@ -1,1 +1,231 @@
-//! kpbt-tracker library (being written).
+//! kpbt-tracker: an HTTP BitTorrent tracker for private swarms (BEP 3, 7, 23, 48).
+//!
+//! [`start`] runs the server on listeners the caller bound (tests bind port 0), plus the
+//! background reaper and allowlist poller; [`run`] is the binary's entry point, which also
+//! binds the configured addresses and handles SIGINT/SIGTERM (graceful stop) and SIGHUP
+//! (allowlist reload).
+//!
+//! Modules: [`config`] (settings), [`store`] (all swarm state), [`http`] (handlers),
+//! [`metrics`] (Prometheus), [`allowlist`] (private-swarm filter).
+
+pub mod allowlist;
+pub mod config;
+pub mod http;
+pub mod metrics;
+mod peers;
+pub mod store;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::header::HeaderName;
+use actix_web::{web, App, HttpServer};
+
+pub use allowlist::Allowlist;
+pub use config::Config;
+pub use metrics::Metrics;
+pub use store::{Clock, ReapReport, Store, StoreLimits};
+
+/// Why the tracker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Allowlist(#[from] allowlist::AllowlistError),
+    #[error("setting up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub allowlist: Option<Allowlist>,
+    pub clock: Clock,
+    real_ip_header: Option<HeaderName>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let allowlist = config
+            .allowlist
+            .as_deref()
+            .map(Allowlist::load)
+            .transpose()?;
+        let real_ip_header = match &config.real_ip_header {
+            Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                config::ConfigError::Invalid("real_ip_header is not a valid header name".into())
+            })?),
+            None => None,
+        };
+        Ok(AppState {
+            store: Store::new(StoreLimits::from_config(&config)),
+            metrics: Metrics::new()?,
+            allowlist,
+            clock: Clock::new(),
+            real_ip_header,
+            config,
+        })
+    }
+
+    /// One reaper pass at `now`, updating the metrics.
+    pub fn reap(&self, now: store::Secs) -> ReapReport {
+        let report = self.store.reap(now);
+        self.metrics.peers_reaped.inc_by(report.peers_removed);
+        self.metrics.set_store_gauges(self.store.stats());
+        report
+    }
+
+    /// Re-reads the allowlist file now (what SIGHUP does). `Ok(None)` if none is configured.
+    pub fn reload_allowlist(&self) -> Result<Option<usize>, allowlist::AllowlistError> {
+        self.allowlist.as_ref().map(Allowlist::reload).transpose()
+    }
+}
+
+/// A started tracker. Await [`Tracker::wait`] to run it to completion.
+pub struct Tracker {
+    state: web::Data<AppState>,
+    server: Server,
+    local_addrs: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Tracker {
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops the server via `handle.stop(graceful)`.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Runs until the server stops, then stops the background tasks.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        for t in &self.tasks {
+            t.abort();
+        }
+        result
+    }
+}
+
+/// Starts serving on `listeners` (already bound, so connections queue from now on). Must be
+/// called inside an actix runtime (`actix_web::rt::System`). Does not install signal
+/// handlers; see [`run`].
+pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, StartError> {
+    let state = web::Data::new(AppState::new(config)?);
+    let workers = match state.config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let data = state.clone();
+    let mut server =
+        HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
+            .disable_signals()
+            .workers(workers)
+            .backlog(4096);
+    let mut local_addrs = Vec::new();
+    for l in listeners {
+        local_addrs.push(l.local_addr()?);
+        server = server.listen(l)?;
+    }
+    let server = server.run();
+    let tasks = vec![
+        tokio::spawn(reaper(state.clone())),
+        tokio::spawn(allowlist_poller(state.clone())),
+    ];
+    Ok(Tracker {
+        state,
+        server,
+        local_addrs,
+        tasks,
+    })
+}
+
+async fn reaper(state: web::Data<AppState>) {
+    let period = Duration::from_secs(u64::from(state.config.reap_interval_secs));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; nothing to reap yet
+    loop {
+        tick.tick().await;
+        let r = state.reap(state.clock.now());
+        tracing::debug!(
+            peers = r.peers_removed,
+            torrents = r.torrents_removed,
+            "reaped"
+        );
+    }
+}
+
+async fn allowlist_poller(state: web::Data<AppState>) {
+    let Some(list) = &state.allowlist else {
+        return;
+    };
+    let period = Duration::from_secs(u64::from(state.config.allowlist_poll_secs));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match list.reload_if_changed() {
+            Ok(Some(n)) => tracing::info!(hashes = n, "allowlist reloaded"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("allowlist not reloaded, keeping the old one: {e}"),
+        }
+    }
+}
+
+/// The binary's entry point: binds `config.listen`, serves until SIGINT/SIGTERM, reloads
+/// the allowlist on SIGHUP. Must be called inside an actix runtime.
+pub async fn run(config: Config) -> Result<(), StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut listeners = Vec::new();
+    for &addr in &config.listen {
+        let l = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        listeners.push(l);
+    }
+    let tracker = start(config, listeners)?;
+    for a in tracker.local_addrs() {
+        tracing::info!("kpbt-tracker listening on http://{a}");
+    }
+    let handle = tracker.handle();
+    let state = tracker.state.clone();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let signals = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = hup.recv() => match state.reload_allowlist() {
+                    Ok(Some(n)) => tracing::info!(hashes = n, "allowlist reloaded on SIGHUP"),
+                    Ok(None) => tracing::info!("SIGHUP: no allowlist configured"),
+                    Err(e) => tracing::warn!("allowlist not reloaded, keeping the old one: {e}"),
+                },
+            }
+        }
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+    });
+    let result = tracker.wait().await;
+    signals.abort();
+    tracing::info!("stopped");
+    Ok(result?)
+}

@@ -1,0 +1,121 @@
+//! `kpbt-tracker` binary: command line and environment on top of the library's config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use kpbt_tracker::Config;
+
+/// HTTP BitTorrent tracker for private swarms.
+///
+/// Settings come from defaults, then --config FILE (TOML), then KPBT_TRACKER_* environment
+/// variables, then flags. `--print-config` shows the result.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// TOML config file (see `--print-config` for every key).
+    #[arg(long, env = "KPBT_TRACKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on; repeat (or comma-separate) for several.
+    #[arg(long, env = "KPBT_TRACKER_LISTEN", value_delimiter = ',')]
+    listen: Vec<SocketAddr>,
+    /// Announce interval sent to clients, seconds.
+    #[arg(long, env = "KPBT_TRACKER_ANNOUNCE_INTERVAL")]
+    announce_interval: Option<u32>,
+    /// Min interval sent to clients, seconds.
+    #[arg(long, env = "KPBT_TRACKER_MIN_INTERVAL")]
+    min_interval: Option<u32>,
+    /// Drop peers not heard from for this long, seconds.
+    #[arg(long, env = "KPBT_TRACKER_PEER_TIMEOUT")]
+    peer_timeout: Option<u32>,
+    /// How often to reap timed-out peers, seconds.
+    #[arg(long, env = "KPBT_TRACKER_REAP_INTERVAL")]
+    reap_interval: Option<u32>,
+    #[arg(long, env = "KPBT_TRACKER_NUMWANT_DEFAULT")]
+    numwant_default: Option<u32>,
+    #[arg(long, env = "KPBT_TRACKER_NUMWANT_MAX")]
+    numwant_max: Option<u32>,
+    #[arg(long, env = "KPBT_TRACKER_MAX_TORRENTS")]
+    max_torrents: Option<usize>,
+    #[arg(long, env = "KPBT_TRACKER_MAX_PEERS_PER_TORRENT")]
+    max_peers_per_torrent: Option<usize>,
+    /// Trust the client's `ip` parameter.
+    #[arg(long, env = "KPBT_TRACKER_HONOR_IP_PARAM")]
+    honor_ip_param: Option<bool>,
+    /// Take the client address from this header (behind a reverse proxy only).
+    #[arg(long, env = "KPBT_TRACKER_REAL_IP_HEADER")]
+    real_ip_header: Option<String>,
+    /// File of allowed info hashes (hex, one a line).
+    #[arg(long, env = "KPBT_TRACKER_ALLOWLIST")]
+    allowlist: Option<PathBuf>,
+    #[arg(long, env = "KPBT_TRACKER_MAX_QUERY_LEN")]
+    max_query_len: Option<usize>,
+    /// HTTP worker threads (0 = one per CPU).
+    #[arg(long, env = "KPBT_TRACKER_WORKERS")]
+    workers: Option<usize>,
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `kpbt_tracker=debug`.
+    #[arg(long, env = "KPBT_TRACKER_LOG", default_value = "info")]
+    log: String,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if !self.listen.is_empty() {
+            c.listen = self.listen;
+        }
+        macro_rules! overlay {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $( if let Some(v) = self.$flag { c.$field = v; } )*
+            };
+        }
+        overlay!(
+            announce_interval => announce_interval_secs,
+            reap_interval => reap_interval_secs,
+            numwant_default => numwant_default,
+            numwant_max => numwant_max,
+            max_torrents => max_torrents,
+            max_peers_per_torrent => max_peers_per_torrent,
+            honor_ip_param => honor_ip_param,
+            max_query_len => max_query_len,
+            workers => workers,
+        );
+        if self.min_interval.is_some() {
+            c.min_interval_secs = self.min_interval;
+        }
+        if self.peer_timeout.is_some() {
+            c.peer_timeout_secs = self.peer_timeout;
+        }
+        if self.real_ip_header.is_some() {
+            c.real_ip_header = self.real_ip_header;
+        }
+        if self.allowlist.is_some() {
+            c.allowlist = self.allowlist;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("bad --log filter {:?}", cli.log))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let print = cli.print_config;
+    let config = cli.into_config()?;
+    if print {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    actix_web::rt::System::new()
+        .block_on(kpbt_tracker::run(config))
+        .context("tracker failed")
+}

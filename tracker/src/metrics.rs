@@ -1,0 +1,177 @@
+//! Prometheus metrics: one private registry with every label handle created up front, so
+//! the request path only does atomic increments (no label hashing, no allocation).
+
+use kpbt_proto::announce::{AnnounceEvent, QueryError};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::store::StoreStats;
+
+/// HTTP endpoints timed by the request-duration histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Announce,
+    Scrape,
+}
+
+/// Announce outcomes as labelled in `kpbt_tracker_announces_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failure,
+}
+
+/// Failure reasons that are not query-parse errors. Together with
+/// [`QueryError::LABELS`] these are the only `reason` label values.
+pub const OTHER_FAILURE_LABELS: [&str; 4] = [
+    "not_allowlisted",
+    "torrent_limit",
+    "swarm_full",
+    "bad_client_address",
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// Indexed by [event][outcome].
+    announces: [[IntCounter; 2]; 4],
+    pub scrapes: IntCounter,
+    failures: Vec<(&'static str, IntCounter)>,
+    durations: [Histogram; 2],
+    pub torrents: IntGauge,
+    pub seeders: IntGauge,
+    pub leechers: IntGauge,
+    pub peers_reaped: IntCounter,
+    pub completed: IntCounter,
+    pub allowlist_rejections: IntCounter,
+}
+
+fn event_index(e: AnnounceEvent) -> usize {
+    match e {
+        AnnounceEvent::None => 0,
+        AnnounceEvent::Started => 1,
+        AnnounceEvent::Completed => 2,
+        AnnounceEvent::Stopped => 3,
+    }
+}
+
+fn event_label(e: AnnounceEvent) -> &'static str {
+    match e {
+        AnnounceEvent::None => "none",
+        other => other.as_str(),
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let announces_vec = IntCounterVec::new(
+            Opts::new(
+                "kpbt_tracker_announces_total",
+                "Announce requests by event and outcome",
+            ),
+            &["event", "outcome"],
+        )?;
+        registry.register(Box::new(announces_vec.clone()))?;
+        let announces = AnnounceEvent::ALL.map(|e| {
+            ["ok", "failure"].map(|o| announces_vec.with_label_values(&[event_label(e), o]))
+        });
+        let failures_vec = IntCounterVec::new(
+            Opts::new(
+                "kpbt_tracker_failures_total",
+                "Requests answered with a failure reason, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(failures_vec.clone()))?;
+        let failures = QueryError::LABELS
+            .iter()
+            .chain(OTHER_FAILURE_LABELS.iter())
+            .map(|&l| (l, failures_vec.with_label_values(&[l])))
+            .collect();
+        let durations_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "kpbt_tracker_request_duration_seconds",
+                "Time spent handling tracker requests, by endpoint",
+            )
+            .buckets(vec![
+                0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05,
+                0.25,
+            ]),
+            &["endpoint"],
+        )?;
+        registry.register(Box::new(durations_vec.clone()))?;
+        let durations = ["announce", "scrape"].map(|e| durations_vec.with_label_values(&[e]));
+
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(Metrics {
+            scrapes: counter("kpbt_tracker_scrapes_total", "Scrape requests")?,
+            torrents: gauge("kpbt_tracker_torrents", "Torrents with at least one peer")?,
+            seeders: gauge("kpbt_tracker_seeders", "Seeding peers")?,
+            leechers: gauge("kpbt_tracker_leechers", "Leeching peers")?,
+            peers_reaped: counter(
+                "kpbt_tracker_peers_reaped_total",
+                "Peers dropped after the peer timeout",
+            )?,
+            completed: counter(
+                "kpbt_tracker_completed_total",
+                "Completed downloads (announces with event=completed)",
+            )?,
+            allowlist_rejections: counter(
+                "kpbt_tracker_allowlist_rejections_total",
+                "Announces refused because the torrent is not in the allowlist",
+            )?,
+            registry,
+            announces,
+            failures,
+            durations,
+        })
+    }
+
+    pub fn announce(&self, event: AnnounceEvent, outcome: Outcome) {
+        self.announces[event_index(event)][outcome as usize].inc();
+    }
+
+    /// Counts a failure; `reason` must be one of the fixed labels (others are ignored).
+    pub fn failure(&self, reason: &'static str) {
+        if let Some((_, c)) = self.failures.iter().find(|(l, _)| *l == reason) {
+            c.inc();
+        }
+    }
+
+    pub fn observe(&self, endpoint: Endpoint, seconds: f64) {
+        self.durations[endpoint as usize].observe(seconds);
+    }
+
+    /// Total announces so far, all events and outcomes.
+    pub fn announces_total(&self) -> u64 {
+        self.announces.iter().flatten().map(IntCounter::get).sum()
+    }
+
+    pub fn set_store_gauges(&self, s: StoreStats) {
+        self.torrents.set(s.torrents as i64);
+        self.seeders.set(s.seeders as i64);
+        self.leechers.set(s.leechers as i64);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec only fails on metric families that violate the format,
+        // which our fixed, registered metrics cannot.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!("encoding metrics: {e}");
+        }
+        out
+    }
+}

@@ -1,0 +1,447 @@
+//! The swarm store: the single owner of tracker state (torrent → peers), behind a small
+//! `announce` / `scrape` / `reap` API that takes the current time as an argument.
+//!
+//! Time is `u32` seconds since the tracker started ([`Clock`]), which keeps per-peer state
+//! small and lets tests drive reaping without sleeping.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
+use kpbt_proto::{InfoHash, PeerId};
+
+use crate::peers::{IpBytes, Peer, PeerList, Upsert};
+
+/// Seconds since the tracker started.
+pub type Secs = u32;
+
+/// Monotonic source of [`Secs`].
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Secs {
+        // 136 years of uptime fit in u32 seconds; saturate rather than wrap beyond that.
+        u32::try_from(self.start.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sizing rules the store enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    pub max_torrents: usize,
+    pub max_peers_per_torrent: usize,
+    pub numwant_default: u32,
+    pub numwant_max: u32,
+    pub peer_timeout_secs: u32,
+}
+
+impl StoreLimits {
+    pub fn from_config(c: &crate::Config) -> Self {
+        StoreLimits {
+            max_torrents: c.max_torrents,
+            max_peers_per_torrent: c.max_peers_per_torrent,
+            numwant_default: c.numwant_default,
+            numwant_max: c.numwant_max,
+            peer_timeout_secs: c.peer_timeout(),
+        }
+    }
+}
+
+/// Announces the store refuses; nothing is allocated for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnnounceError {
+    #[error("tracker is full: too many torrents")]
+    TooManyTorrents,
+    #[error("swarm is full: too many peers")]
+    SwarmFull,
+}
+
+impl AnnounceError {
+    pub fn label(self) -> &'static str {
+        match self {
+            AnnounceError::TooManyTorrents => "torrent_limit",
+            AnnounceError::SwarmFull => "swarm_full",
+        }
+    }
+}
+
+/// The result of an accepted announce.
+#[derive(Debug, Clone, Default)]
+pub struct AnnounceOutcome {
+    /// Seeders in the swarm, including the announcing peer.
+    pub complete: u32,
+    /// Leechers in the swarm, including the announcing peer.
+    pub incomplete: u32,
+    /// Other peers for the client, never itself; leechers only if the client seeds.
+    pub peers: Vec<ReplyPeer>,
+    /// Whether this announce was counted as a completed download.
+    pub counted_completion: bool,
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    pub peers_removed: u64,
+    pub torrents_removed: u64,
+}
+
+/// Store-wide totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub torrents: u64,
+    pub seeders: u64,
+    pub leechers: u64,
+}
+
+#[derive(Debug, Default)]
+struct Swarm {
+    v4: PeerList<[u8; 4]>,
+    v6: PeerList<[u8; 16]>,
+    seeders: u32,
+    /// `completed` events seen (the scrape `downloaded` figure).
+    completed: u32,
+}
+
+impl Swarm {
+    fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    fn leechers(&self) -> u32 {
+        self.len() as u32 - self.seeders
+    }
+}
+
+/// Which list and slot the announcing peer occupies, so selection can skip it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+/// All torrents and their peers.
+pub struct Store {
+    swarms: DashMap<InfoHash, Swarm>,
+    /// Hashes (ip, port) for the per-swarm indexes; randomly keyed against flooding.
+    hasher: RandomState,
+    limits: StoreLimits,
+    // Totals kept exact on every change so /stats and gauges need no full scan.
+    torrents: AtomicUsize,
+    seeders: AtomicI64,
+    leechers: AtomicI64,
+}
+
+impl Store {
+    pub fn new(limits: StoreLimits) -> Self {
+        Store {
+            swarms: DashMap::new(),
+            hasher: RandomState::new(),
+            limits,
+            torrents: AtomicUsize::new(0),
+            seeders: AtomicI64::new(0),
+            leechers: AtomicI64::new(0),
+        }
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    /// Records an announce from `peer` (the address peers should connect to) at `now`.
+    pub fn announce(
+        &self,
+        req: &AnnounceRequest,
+        peer: SocketAddr,
+        now: Secs,
+    ) -> Result<AnnounceOutcome, AnnounceError> {
+        let ip = peer.ip().to_canonical();
+        let port = peer.port();
+        if req.event == AnnounceEvent::Stopped {
+            return Ok(self.stop(&req.info_hash, ip, port));
+        }
+        let mut swarm = match self.swarms.entry(req.info_hash) {
+            Entry::Occupied(e) => e.into_ref(),
+            Entry::Vacant(e) => {
+                let max = self.limits.max_torrents;
+                if self
+                    .torrents
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .is_err()
+                {
+                    return Err(AnnounceError::TooManyTorrents);
+                }
+                e.insert(Swarm::default())
+            }
+        };
+        let swarm = &mut *swarm;
+        let seeder = req.left == 0;
+        let room = self.limits.max_peers_per_torrent;
+        let (upsert, family, slot) = match ip {
+            IpAddr::V4(v4) => {
+                let max = room.saturating_sub(swarm.v6.len());
+                let (u, s) = swarm.v4.upsert(
+                    &self.hasher,
+                    record(v4.octets(), port, seeder, req.peer_id, now),
+                    max,
+                );
+                (u, Family::V4, s)
+            }
+            IpAddr::V6(v6) => {
+                let max = room.saturating_sub(swarm.v4.len());
+                let (u, s) = swarm.v6.upsert(
+                    &self.hasher,
+                    record(v6.octets(), port, seeder, req.peer_id, now),
+                    max,
+                );
+                (u, Family::V6, s)
+            }
+        };
+        let was_seeder = match upsert {
+            // The swarm may have been created for this announce; an empty swarm is
+            // impossible here since max_peers_per_torrent >= 1, so nothing leaks.
+            Upsert::Full => return Err(AnnounceError::SwarmFull),
+            Upsert::Inserted => None,
+            Upsert::Updated { was_seeder } => Some(was_seeder),
+        };
+        match (was_seeder, seeder) {
+            (None, true) => self.add_counts(1, 0, &mut swarm.seeders, 1),
+            (None, false) => self.add_counts(0, 1, &mut swarm.seeders, 0),
+            (Some(false), true) => self.add_counts(1, -1, &mut swarm.seeders, 1),
+            (Some(true), false) => self.add_counts(-1, 1, &mut swarm.seeders, -1),
+            (Some(_), _) => {}
+        }
+        let counted_completion = req.event == AnnounceEvent::Completed && was_seeder != Some(true);
+        if counted_completion {
+            swarm.completed = swarm.completed.saturating_add(1);
+        }
+        let numwant = req
+            .numwant
+            .unwrap_or(self.limits.numwant_default)
+            .min(self.limits.numwant_max) as usize;
+        let peers = select_peers(swarm, family, slot, seeder, numwant);
+        Ok(AnnounceOutcome {
+            complete: swarm.seeders,
+            incomplete: swarm.leechers(),
+            peers,
+            counted_completion,
+        })
+    }
+
+    fn add_counts(&self, seeders: i64, leechers: i64, swarm_seeders: &mut u32, delta: i32) {
+        if seeders != 0 {
+            self.seeders.fetch_add(seeders, Ordering::Relaxed);
+        }
+        if leechers != 0 {
+            self.leechers.fetch_add(leechers, Ordering::Relaxed);
+        }
+        *swarm_seeders = swarm_seeders.wrapping_add_signed(delta);
+    }
+
+    /// `stopped`: removes the peer if known; never creates a swarm.
+    fn stop(&self, hash: &InfoHash, ip: IpAddr, port: u16) -> AnnounceOutcome {
+        let Some(mut swarm) = self.swarms.get_mut(hash) else {
+            return AnnounceOutcome::default();
+        };
+        let swarm = &mut *swarm;
+        let removed_seeder = match ip {
+            IpAddr::V4(v4) => {
+                let ip = v4.octets();
+                swarm
+                    .v4
+                    .find(&self.hasher, &ip, port)
+                    .map(|i| swarm.v4.remove_at(&self.hasher, i).seeder)
+            }
+            IpAddr::V6(v6) => {
+                let ip = v6.octets();
+                swarm
+                    .v6
+                    .find(&self.hasher, &ip, port)
+                    .map(|i| swarm.v6.remove_at(&self.hasher, i).seeder)
+            }
+        };
+        match removed_seeder {
+            Some(true) => self.add_counts(-1, 0, &mut swarm.seeders, -1),
+            Some(false) => self.add_counts(0, -1, &mut swarm.seeders, 0),
+            None => {}
+        }
+        AnnounceOutcome {
+            complete: swarm.seeders,
+            incomplete: swarm.leechers(),
+            peers: Vec::new(),
+            counted_completion: false,
+        }
+    }
+
+    /// Figures for each requested torrent (zeros for unknown ones), in request order.
+    pub fn scrape(&self, hashes: &[InfoHash]) -> Vec<(InfoHash, ScrapeStats)> {
+        hashes
+            .iter()
+            .map(|h| {
+                let stats = self
+                    .swarms
+                    .get(h)
+                    .map_or_else(ScrapeStats::default, |s| ScrapeStats {
+                        complete: s.seeders,
+                        downloaded: s.completed,
+                        incomplete: s.leechers(),
+                    });
+                (*h, stats)
+            })
+            .collect()
+    }
+
+    /// Drops peers not seen for `peer_timeout_secs` before `now`, and swarms left empty.
+    pub fn reap(&self, now: Secs) -> ReapReport {
+        let cutoff = now.saturating_sub(self.limits.peer_timeout_secs);
+        let mut report = ReapReport::default();
+        let (mut seeders_gone, mut leechers_gone) = (0i64, 0i64);
+        self.swarms.retain(|_, swarm| {
+            let (s4, l4) = swarm.v4.reap(&self.hasher, cutoff);
+            let (s6, l6) = swarm.v6.reap(&self.hasher, cutoff);
+            swarm.seeders -= s4 + s6;
+            seeders_gone += i64::from(s4 + s6);
+            leechers_gone += i64::from(l4 + l6);
+            report.peers_removed += u64::from(s4 + l4 + s6 + l6);
+            let keep = swarm.len() > 0;
+            if !keep {
+                report.torrents_removed += 1;
+            }
+            keep
+        });
+        self.seeders.fetch_sub(seeders_gone, Ordering::Relaxed);
+        self.leechers.fetch_sub(leechers_gone, Ordering::Relaxed);
+        self.torrents
+            .fetch_sub(report.torrents_removed as usize, Ordering::Relaxed);
+        report
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            torrents: self.torrents.load(Ordering::Relaxed) as u64,
+            seeders: self.seeders.load(Ordering::Relaxed).max(0) as u64,
+            leechers: self.leechers.load(Ordering::Relaxed).max(0) as u64,
+        }
+    }
+
+    /// Heap bytes held by peer lists (excluding the torrent map), for memory reports.
+    pub fn peer_heap_bytes(&self) -> usize {
+        self.swarms
+            .iter()
+            .map(|s| s.v4.heap_bytes() + s.v6.heap_bytes())
+            .sum()
+    }
+}
+
+fn record<A>(ip: A, port: u16, seeder: bool, id: PeerId, now: Secs) -> Peer<A> {
+    Peer {
+        last_seen: now,
+        ip,
+        port,
+        seeder,
+        peer_id: id.0,
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(RandomState::new().hash_one(0u8) | 1);
+}
+
+/// xorshift64: only used to pick where peer selection starts, so quality barely matters.
+fn next_random() -> u64 {
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    })
+}
+
+/// Up to `want` peers, starting at a random slot so load spreads over the swarm. The
+/// requester's own family comes first. Seeders are only given leechers.
+fn select_peers(
+    swarm: &Swarm,
+    own: Family,
+    own_slot: usize,
+    seeder: bool,
+    want: usize,
+) -> Vec<ReplyPeer> {
+    let others = swarm.len().saturating_sub(1);
+    let mut out = Vec::with_capacity(want.min(others));
+    if want == 0 {
+        return out;
+    }
+    let order = match own {
+        Family::V4 => [Family::V4, Family::V6],
+        Family::V6 => [Family::V6, Family::V4],
+    };
+    for fam in order {
+        let skip = (fam == own).then_some(own_slot);
+        match fam {
+            Family::V4 => take_from(swarm.v4.peers(), skip, seeder, want, &mut out),
+            Family::V6 => take_from(swarm.v6.peers(), skip, seeder, want, &mut out),
+        }
+        if out.len() >= want {
+            break;
+        }
+    }
+    out
+}
+
+fn take_from<A: IpBytes>(
+    peers: &[Peer<A>],
+    skip: Option<usize>,
+    seeder: bool,
+    want: usize,
+    out: &mut Vec<ReplyPeer>,
+) {
+    let n = peers.len();
+    if n == 0 {
+        return;
+    }
+    let start = (next_random() % n as u64) as usize;
+    for i in (start..n).chain(0..start) {
+        if Some(i) == skip {
+            continue;
+        }
+        let p = &peers[i];
+        if seeder && p.seeder {
+            continue;
+        }
+        out.push(ReplyPeer {
+            addr: SocketAddr::new(p.ip.to_ip(), p.port),
+            peer_id: PeerId(p.peer_id),
+        });
+        if out.len() >= want {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
