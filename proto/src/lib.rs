@@ -12,10 +12,13 @@
 //! - [`announce`]: tracker-side announce and scrape query parsing and reply encoding.
 //! - [`tracker_reply`]: client-side decoding of announce and scrape replies.
 //! - [`wire`]: peer wire handshake and messages (BEP 3, with extension ids kept opaque).
+//! - `fuzzing`: fuzz entry points with invariant checks, shared by `fuzz/` and corpus replay.
 
 pub mod announce;
 pub mod bencode;
 pub mod compact;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metainfo;
 pub mod tracker_reply;
 pub mod types;

@@ -1,0 +1,115 @@
+//! Fuzz entry points: each decodes hostile bytes and checks the decoder's invariants.
+//!
+//! The `cargo fuzz` targets in `fuzz/` and the corpus-replay test in `proto/tests/`
+//! call these same functions, so every corpus file is also an ordinary regression test.
+//! A broken invariant panics, which is what both harnesses report.
+
+use bytes::BytesMut;
+
+use crate::announce;
+use crate::bencode;
+use crate::metainfo::Metainfo;
+use crate::tracker_reply;
+use crate::wire::{self, Bitfield, Message};
+use crate::PieceIndex;
+
+/// Decoding never panics; whatever decodes re-encodes to something that decodes the same.
+pub fn bencode(data: &[u8]) {
+    if let Ok(value) = bencode::decode(data) {
+        let encoded = bencode::to_vec(&value);
+        let again = bencode::decode(&encoded).expect("our own encoding decodes");
+        assert_eq!(bencode::to_vec(&again), encoded, "encoding is stable");
+    }
+}
+
+/// A torrent that parses is safe to lay out: plain path components and consistent geometry.
+pub fn metainfo(data: &[u8]) {
+    let Ok(meta) = Metainfo::from_bytes(data) else {
+        return;
+    };
+    let info = &meta.info;
+    for file in &info.files {
+        for component in &file.path {
+            assert!(!component.is_empty() && component != "." && component != "..");
+            assert!(!component.contains(['/', '\\', '\0']));
+        }
+    }
+    // Only check a bounded number of pieces so one input cannot make the run slow.
+    for index in (0..info.piece_count()).take(64) {
+        let piece = PieceIndex(index);
+        let size = info.piece_size(piece);
+        assert!(size > 0 && size <= info.piece_length);
+        let covered: u64 = info
+            .file_slices(info.piece_offset(piece), u64::from(size))
+            .iter()
+            .map(|s| s.len)
+            .sum();
+        assert_eq!(
+            covered,
+            u64::from(size),
+            "piece {index} is fully backed by files"
+        );
+    }
+}
+
+/// Query parsing never panics; a parsed announce survives a round trip through the encoder.
+pub fn announce_query(data: &[u8]) {
+    if let Ok(request) = announce::parse_announce_query(data) {
+        let query = request.to_query_string();
+        let again =
+            announce::parse_announce_query(query.as_bytes()).expect("re-encoded query parses");
+        assert_eq!(again, request);
+    }
+    let _ = announce::parse_scrape_query(data, 64);
+}
+
+/// Tracker replies decode without panicking and never yield more than the peer cap.
+pub fn tracker_reply(data: &[u8]) {
+    if let Ok(reply) = tracker_reply::decode_announce_reply(data) {
+        assert!(reply.peers.len() <= tracker_reply::MAX_PEERS);
+        assert!(reply.peers.iter().all(|p| p.port() != 0));
+    }
+    let _ = tracker_reply::decode_scrape_reply(data);
+}
+
+/// Every frame that decodes re-encodes to exactly the bytes it was decoded from.
+pub fn wire(data: &[u8]) {
+    let max_frame = wire::max_frame_for(1000);
+    let mut buf = BytesMut::from(data);
+    loop {
+        let before = buf.clone();
+        match wire::decode_message(&mut buf, max_frame) {
+            Ok(Some(message)) => {
+                let consumed = before.len() - buf.len();
+                let mut encoded = BytesMut::new();
+                message.encode(&mut encoded);
+                assert_eq!(&encoded[..], &before[..consumed], "{message:?}");
+                if let Message::Bitfield(bits) = &message {
+                    if let Ok(field) = Bitfield::from_wire(bits, 1000) {
+                        assert_eq!(field.as_bytes(), &bits[..]);
+                    }
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if data.len() >= wire::HANDSHAKE_LEN {
+        let mut handshake = [0u8; wire::HANDSHAKE_LEN];
+        handshake.copy_from_slice(&data[..wire::HANDSHAKE_LEN]);
+        if let Ok(decoded) = wire::Handshake::decode(&handshake) {
+            assert_eq!(decoded.encode(), handshake);
+        }
+    }
+}
+
+/// A fuzz entry point: takes hostile bytes, panics only on a broken invariant.
+pub type FuzzTarget = fn(&[u8]);
+
+/// All targets by name, for the corpus-replay test.
+pub const TARGETS: &[(&str, FuzzTarget)] = &[
+    ("bencode", bencode),
+    ("metainfo", metainfo),
+    ("announce_query", announce_query),
+    ("tracker_reply", tracker_reply),
+    ("wire", wire),
+];
