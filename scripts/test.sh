@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README): runs the whole workspace's tests.
-# Extra arguments go to `cargo test` (e.g. `scripts/test.sh -p kpbt-client`).
+# Extra arguments replace `--workspace` (e.g. `scripts/test.sh -p kpbt-client`).
 #
 # Interop tests need aria2c, transmission-cli, opentracker and mktorrent
 # (scripts/install-deps.sh); set KPBT_SKIP_INTEROP=1 to skip them instead.
@@ -11,12 +11,34 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/kpbt-target}
 # Hard cap so a hung test can't eat CI's budget (seconds).
 limit=${KPBT_TEST_TIMEOUT:-1500}
 
+log=$(mktemp -t kpbt-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+args=("$@")
+((${#args[@]})) || args=(--workspace)
+
 start=$SECONDS
-echo "==> cargo test --workspace (target: $CARGO_TARGET_DIR, limit ${limit}s)"
+echo "==> cargo test ${args[*]} (target: $CARGO_TARGET_DIR, limit ${limit}s)"
 rc=0
-timeout -k 30 "$limit" cargo test --workspace --no-fail-fast "$@" || rc=$?
+# pipefail: rc is cargo's (or timeout's) status, not tee's.
+timeout -k 30 "$limit" cargo test --no-fail-fast "${args[@]}" 2>&1 | tee "$log" || rc=$?
 if ((rc == 124 || rc == 137)); then
   echo "==> cargo test TIMED OUT after ${limit}s" >&2
 fi
 echo "==> cargo test finished in $((SECONDS - start))s (exit $rc)"
+
+# One plain closing line over all test binaries (cargo's last "test result" line is
+# often a doc-test binary with 0 tests). Also saved for .ci/run to repeat last.
+summary=$(awk '/^test result:/ {
+    for (i = 2; i <= NF; i++) {
+      if ($i ~ /^passed;?$/) p += $(i - 1)
+      if ($i ~ /^failed;?$/) f += $(i - 1)
+      if ($i ~ /^ignored;?$/) s += $(i - 1)
+    }
+  } END { printf "%d passed, %d failed, %d skipped", p, f, s }' "$log")
+if [[ -n ${KPBT_TEST_SUMMARY_FILE:-} ]]; then
+  printf 'tests: %s\n' "$summary" >"$KPBT_TEST_SUMMARY_FILE"
+fi
+echo
+echo "tests: $summary"
 exit "$rc"

@@ -27,7 +27,9 @@
 //!   `ip=` parameter. Its `info_hash`/`peer_id` escaping leaves RFC 3986 unreserved
 //!   bytes (`A-Za-z0-9-._~`) raw, so a tracker must percent-decode byte-wise. Its
 //!   peer id looks like `A2-1-36-0-` + 10 random bytes.
-//!   aria2 happily connects to peers on 127.0.0.1 (no same-IP filtering).
+//!   aria2 happily connects to peers on 127.0.0.1 (no same-IP filtering); it even
+//!   dials its own address when the tracker returns it (opentracker does), then
+//!   notices the duplicate peer id; harmless.
 //!   When it **initiates** a connection it first tries an MSE/PE (encrypted)
 //!   handshake even with `--bt-require-crypto=false`, and falls back to a plain
 //!   handshake only after that fails; a peer without MSE (ours) sees 96 random bytes
@@ -42,7 +44,14 @@
 //!   writes a `settings.json` into a private `-g` config dir that disables them and
 //!   port mapping, sets `encryption: 0` ("tolerated" = prefer plaintext, same as
 //!   `-et`) and binds to 127.0.0.1. It never exits by itself: completion is detected
-//!   with a `-f` "torrent done" script that touches a marker file. It sends
+//!   with a `-f` "torrent done" script that touches a marker file.
+//!   **It never dials peers at 127.x** (libtransmission 3.00 treats loopback
+//!   addresses from trackers as "martian"); it only *accepts* connections on
+//!   loopback. So a transmission downloader needs a seeder that dials it: the seeder
+//!   must announce after transmission did (aria2: `--bt-tracker-interval=1`, see
+//!   [`Aria2::seed_with`]). The same holds for our client talking to transmission:
+//!   kpbt must initiate the connection. It verifies existing data even in an empty
+//!   download dir (harmless). It sends
 //!   `interested` only on its 10 s peer-manager pulse, so a transmission download
 //!   of even a tiny torrent takes ≥10 s. It logs to stderr (debug level), and
 //!   writes a `\r`-updated progress line to stdout.
