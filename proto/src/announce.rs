@@ -96,6 +96,7 @@ pub struct AnnounceRequest {
     /// The client's claimed address. Unparseable values (e.g. host names) are dropped,
     /// since trackers only honour this parameter when configured to and then need an IP.
     pub ip: Option<IpAddr>,
+    /// The client's session key. Bytes that are not UTF-8 are replaced (lossy).
     pub key: Option<String>,
     pub tracker_id: Option<Vec<u8>>,
 }
@@ -378,9 +379,15 @@ pub fn parse_announce_query_limited(
             .ok()
             .and_then(|s| s.parse::<IpAddr>().ok()),
     };
+    // aria2 (and others) send a binary `key`; it is an opaque token the tracker only
+    // compares, so non-UTF-8 bytes are kept lossily rather than refusing the announce.
     let key = key
-        .map(|v| decode_text("key", v, MAX_TEXT_PARAM))
-        .transpose()?;
+        .map(|v| decode_bytes("key", v, MAX_TEXT_PARAM))
+        .transpose()?
+        .map(|b| {
+            String::from_utf8(b)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        });
     let tracker_id = tracker_id
         .map(|v| decode_bytes("trackerid", v, MAX_TEXT_PARAM))
         .transpose()?;
@@ -656,7 +663,7 @@ pub struct ScrapeStats {
 /// here (bencode needs sorted, unique keys), so callers may pass them in request order.
 pub fn encode_scrape_reply(out: &mut Vec<u8>, entries: &[(InfoHash, ScrapeStats)]) {
     let mut sorted: Vec<&(InfoHash, ScrapeStats)> = entries.iter().collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted.sort_unstable_by_key(|e| e.0);
     sorted.dedup_by(|a, b| a.0 == b.0);
     out.extend_from_slice(b"d5:filesd");
     for (hash, s) in sorted {
@@ -727,6 +734,16 @@ mod tests {
         assert_eq!(
             parse(&q("&ip=%3A%3A1")).unwrap().ip,
             Some("::1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn binary_key_is_accepted() {
+        // What aria2 1.36 sends.
+        let r = parse(&q("&key=%13%0D7%1B%2C%1D%B6%B3")).unwrap();
+        assert_eq!(
+            r.key.as_deref(),
+            Some("\u{13}\r7\u{1b},\u{1d}\u{fffd}\u{fffd}")
         );
     }
 

@@ -106,6 +106,11 @@ impl Tracker {
         &self.state
     }
 
+    /// A shared handle on the state, usable after the tracker moved into its runtime.
+    pub fn shared_state(&self) -> std::sync::Arc<AppState> {
+        self.state.clone().into_inner()
+    }
+
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
     }
