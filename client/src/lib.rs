@@ -1,1 +1,23 @@
-//! kpbt-client library (being written).
+//! kpbt-client: a BitTorrent client library on tokio that downloads and seeds.
+//!
+//! Layout:
+//! - [`session`]: the public API (`start`, `download`, `TorrentHandle`, `Config`, `Summary`).
+//! - `torrent`: shared piece state, hashing/writing pipeline, smart ban, the torrent task.
+//! - `peer`: one task per peer connection (wire protocol, download pipeline, uploads).
+//! - [`tracker`]: HTTP(S) announce loop with BEP 12 tiers and back-off.
+//! - [`picker`]: rarest-first/endgame block picker (pure).
+//! - [`choker`]: reciprocation-based unchoke decisions (pure).
+//! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
+//! - [`progress`]: terminal bar or plain progress lines.
+
+pub mod choker;
+mod peer;
+pub mod picker;
+pub mod progress;
+pub mod session;
+pub mod storage;
+mod torrent;
+pub mod tracker;
+
+pub use progress::ProgressMode;
+pub use session::{download, start, ClientError, Config, Summary, TorrentHandle};

@@ -1,0 +1,231 @@
+//! `kpbt-client`: command-line front end (download, seed, info) over the library.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use kpbt_client::{Config, ProgressMode};
+use kpbt_proto::metainfo::Metainfo;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "kpbt-client",
+    version,
+    about = "BitTorrent client: download, seed, inspect .torrent files"
+)]
+struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct PeerOpts {
+    /// Port to accept peers on (0 = any free port).
+    #[arg(long, default_value_t = 6881)]
+    port: u16,
+    /// Extra peer to connect to, e.g. 127.0.0.1:6881 (repeatable; works without a tracker).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<SocketAddr>,
+    /// Don't contact the torrent's trackers (use --peer).
+    #[arg(long)]
+    no_trackers: bool,
+    /// Maximum peer connections.
+    #[arg(long, default_value_t = 50)]
+    max_peers: usize,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Download a torrent into DIR (single file: DIR/NAME; multi-file: DIR/NAME/...).
+    Download {
+        torrent: PathBuf,
+        /// Output directory.
+        #[arg(short, long, value_name = "DIR", default_value = ".")]
+        output: PathBuf,
+        /// Keep seeding after the download completes, until Ctrl-C.
+        #[arg(long)]
+        seed: bool,
+        #[command(flatten)]
+        peer: PeerOpts,
+    },
+    /// Verify the data in DIR (as written by `download -o DIR`) and seed it until Ctrl-C.
+    Seed {
+        torrent: PathBuf,
+        dir: PathBuf,
+        #[command(flatten)]
+        peer: PeerOpts,
+    },
+    /// Show what a .torrent file contains.
+    Info { torrent: PathBuf },
+}
+
+fn load(path: &Path) -> Result<Metainfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid .torrent file", path.display()))
+}
+
+fn config(dir: PathBuf, p: &PeerOpts) -> Config {
+    let mut c = Config::new(dir);
+    c.listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.port);
+    c.peers = p.peers.clone();
+    c.use_trackers = !p.no_trackers;
+    c.max_peers = p.max_peers;
+    c.progress = if p.quiet {
+        ProgressMode::Quiet
+    } else {
+        ProgressMode::Auto
+    };
+    c
+}
+
+fn check_sources(meta: &Metainfo, p: &PeerOpts) -> Result<()> {
+    let trackers = !p.no_trackers && !kpbt_client::tracker::usable_tiers(&meta.trackers).is_empty();
+    if !trackers && p.peers.is_empty() {
+        bail!("no way to find peers: the torrent has no HTTP(S) tracker (or --no-trackers was given); pass --peer ADDR");
+    }
+    Ok(())
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn info(meta: &Metainfo) {
+    let i = &meta.info;
+    println!("name:         {}", i.name);
+    println!("info hash:    {}", meta.info_hash);
+    println!("size:         {} bytes", i.total_length);
+    println!(
+        "piece length: {} bytes ({} pieces)",
+        i.piece_length,
+        i.piece_count()
+    );
+    println!("private:      {}", if i.private { "yes" } else { "no" });
+    if let Some(c) = &meta.comment {
+        println!("comment:      {c}");
+    }
+    if let Some(c) = &meta.created_by {
+        println!("created by:   {c}");
+    }
+    if meta.trackers.is_empty() {
+        println!("trackers:     none");
+    }
+    for (n, tier) in meta.trackers.iter().enumerate() {
+        println!("tier {n}:       {}", tier.join(" "));
+    }
+    println!("files:        {}", i.files.len());
+    for f in &i.files {
+        println!("  {:>14}  {}", f.length, f.relative_path().display());
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Info { torrent } => {
+            info(&load(&torrent)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Download {
+            torrent,
+            output,
+            seed,
+            peer,
+        } => {
+            let meta = load(&torrent)?;
+            check_sources(&meta, &peer)?;
+            let name = meta.info.name.clone();
+            let s = kpbt_client::download(meta, config(output.clone(), &peer), seed, ctrl_c())
+                .await
+                .context("download failed")?;
+            if s.complete {
+                if !peer.quiet {
+                    eprintln!(
+                        "done: {} ({} pieces verified) in {}, {:.1} MiB/s; uploaded {} bytes",
+                        output.join(&name).display(),
+                        s.piece_count,
+                        humantime(s.elapsed),
+                        s.downloaded as f64 / 1048576.0 / s.elapsed.as_secs_f64().max(0.001),
+                        s.uploaded
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "stopped before completing: {}/{} pieces verified; run the same command again to resume",
+                    s.pieces_verified, s.piece_count
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Cmd::Seed { torrent, dir, peer } => {
+            let meta = load(&torrent)?;
+            let mut h = kpbt_client::start(meta, config(dir.clone(), &peer))
+                .await
+                .context("cannot start seeding")?;
+            let s = h.summary();
+            if !s.complete {
+                eprintln!(
+                    "warning: only {}/{} pieces in {} verified; the rest will be downloaded while seeding",
+                    s.pieces_verified,
+                    s.piece_count,
+                    dir.display()
+                );
+            }
+            if !peer.quiet {
+                eprintln!("seeding on {}; Ctrl-C to stop", h.listen_addr());
+            }
+            tokio::select! {
+                r = async { h.wait_complete().await?; std::future::pending::<Result<(), kpbt_client::ClientError>>().await } => { r?; }
+                _ = ctrl_c() => {}
+            }
+            let s = h.shutdown().await?;
+            if !peer.quiet {
+                eprintln!("stopped; uploaded {} bytes", s.uploaded);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn humantime(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Public API: start a torrent (open/verify storage, bind the listener, spawn the
+//! torrent, tracker and progress tasks), wait for completion, shut down cleanly.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kpbt_proto::metainfo::Metainfo;
+use kpbt_proto::wire::Bitfield;
+use kpbt_proto::PeerId;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::picker::Picker;
+use crate::progress::{self, ProgressMode};
+use crate::storage::{FileSpec, Layout, Storage, StorageError};
+use crate::torrent::{Shared, TorrentTask};
+use crate::tracker::Announcer;
+
+/// Memory for in-flight piece buffers; bounds how many pieces are downloaded at once.
+const PIECE_MEMORY_BUDGET: u64 = 24 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source} (pick another --port, or 0 for any free port)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+/// How to run one torrent.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Files go to `output_dir/NAME` (single file) or `output_dir/NAME/...`.
+    pub output_dir: PathBuf,
+    /// Where to accept peers; port 0 lets the OS choose.
+    pub listen: SocketAddr,
+    /// Peers to dial besides those from trackers (useful without a tracker).
+    pub peers: Vec<SocketAddr>,
+    pub use_trackers: bool,
+    pub max_peers: usize,
+    /// Regular unchoke slots (one optimistic slot comes on top).
+    pub upload_slots: usize,
+    pub progress: ProgressMode,
+    pub peer_id: Option<PeerId>,
+}
+
+impl Config {
+    pub fn new(output_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            output_dir: output_dir.into(),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            peers: Vec::new(),
+            use_trackers: true,
+            max_peers: 50,
+            upload_slots: 4,
+            progress: ProgressMode::Quiet,
+            peer_id: None,
+        }
+    }
+}
+
+/// What a finished (or stopped) torrent achieved.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub complete: bool,
+    pub pieces_verified: u32,
+    pub piece_count: u32,
+    /// Verified payload bytes downloaded this session.
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub elapsed: Duration,
+    pub banned: Vec<IpAddr>,
+}
+
+/// A running torrent.
+pub struct TorrentHandle {
+    shared: Arc<Shared>,
+    listen_addr: SocketAddr,
+    complete: watch::Receiver<bool>,
+    shutdown: watch::Sender<bool>,
+    main: Option<JoinHandle<Result<(), StorageError>>>,
+    helpers: Vec<JoinHandle<()>>,
+    started: Instant,
+}
+
+fn layout_of(meta: &Metainfo) -> Layout {
+    let info = &meta.info;
+    Layout {
+        piece_len: info.piece_length,
+        total_len: info.total_length,
+        files: info
+            .files
+            .iter()
+            .map(|f| FileSpec {
+                components: f.path.clone(),
+                length: f.length,
+                offset: f.offset,
+            })
+            .collect(),
+        hashes: info.piece_hashes.clone(),
+    }
+}
+
+/// Opens storage (verifying any data already there), binds the listener and starts
+/// downloading/seeding in the background.
+pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientError> {
+    let started = Instant::now();
+    let layout = layout_of(&meta);
+    let piece_len = layout.piece_len;
+    let piece_count = layout.piece_count();
+    let total_len = layout.total_len;
+    let dir = cfg.output_dir.clone();
+    let (storage, verified) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
+        let storage = Storage::open(&dir, layout)?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let verified = storage.verify_existing(threads, &AtomicBool::new(false))?;
+        Ok((storage, verified))
+    })
+    .await
+    .map_err(|e| ClientError::Task(e.to_string()))??;
+
+    let max_active = (PIECE_MEMORY_BUDGET / piece_len as u64).clamp(4, 4096) as usize;
+    let mut picker = Picker::new(
+        piece_count,
+        piece_len,
+        total_len,
+        max_active,
+        rand::random(),
+    );
+    let mut have = Bitfield::new(piece_count);
+    for (i, ok) in verified.iter().enumerate() {
+        if *ok {
+            picker.set_have(i as u32);
+            have.set(i as u32);
+        }
+    }
+    if have.count_ones() > 0 {
+        info!(
+            have = have.count_ones(),
+            of = piece_count,
+            "existing data verified"
+        );
+    }
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ClientError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let listen_addr = listener.local_addr().map_err(|source| ClientError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let our_id = cfg
+        .peer_id
+        .unwrap_or_else(|| PeerId::generate(rand::random()));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let shared = Arc::new(Shared::new(
+        meta.info_hash,
+        our_id,
+        Arc::new(storage),
+        picker,
+        have,
+        cfg.max_peers,
+        events_tx,
+    ));
+    let (complete_tx, complete_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (peers_tx, peers_rx) = mpsc::unbounded_channel();
+    let task = TorrentTask {
+        shared: shared.clone(),
+        listener,
+        events: events_rx,
+        new_peers: peers_rx,
+        initial_peers: cfg.peers.clone(),
+        complete_tx,
+        shutdown: shutdown_rx.clone(),
+        upload_slots: cfg.upload_slots,
+    };
+    let main = tokio::spawn(task.run());
+    let mut helpers = Vec::new();
+    if cfg.use_trackers && !meta.trackers.is_empty() {
+        let a = Announcer {
+            shared: shared.clone(),
+            tiers: meta.trackers.clone(),
+            port: listen_addr.port(),
+            peers_tx,
+            complete: complete_rx.clone(),
+            shutdown: shutdown_rx.clone(),
+        };
+        helpers.push(tokio::spawn(a.run()));
+    }
+    helpers.push(tokio::spawn(progress::run(
+        shared.clone(),
+        cfg.progress,
+        meta.info.name.clone(),
+        shutdown_rx,
+    )));
+    info!(%listen_addr, info_hash = %meta.info_hash, "torrent started");
+    Ok(TorrentHandle {
+        shared,
+        listen_addr,
+        complete: complete_rx,
+        shutdown: shutdown_tx,
+        main: Some(main),
+        helpers,
+        started,
+    })
+}
+
+impl TorrentHandle {
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    pub fn is_complete(&self) -> bool {
+        *self.complete.borrow()
+    }
+
+    /// Waits until every piece is verified. Fails if the torrent stopped on an error
+    /// (e.g. the disk is full) before that.
+    pub async fn wait_complete(&mut self) -> Result<(), ClientError> {
+        let Some(main) = self.main.as_mut() else {
+            return Err(ClientError::Task("torrent already stopped".into()));
+        };
+        tokio::select! {
+            r = self.complete.wait_for(|c| *c) => {
+                r.map_err(|_| ClientError::Task("torrent task ended".into()))?;
+                Ok(())
+            }
+            r = main => {
+                self.main = None;
+                match r {
+                    Ok(Ok(())) => Err(ClientError::Task("torrent stopped before completing".into())),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(e) => Err(ClientError::Task(e.to_string())),
+                }
+            }
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let st = self.shared.lock();
+        let mut banned: Vec<IpAddr> = st.banned.iter().copied().collect();
+        banned.sort();
+        Summary {
+            complete: st.picker.is_complete(),
+            pieces_verified: st.picker.have_count(),
+            piece_count: self.shared.piece_count,
+            downloaded: self.shared.downloaded.load(Ordering::Relaxed),
+            uploaded: self.shared.uploaded.load(Ordering::Relaxed),
+            elapsed: self.started.elapsed(),
+            banned,
+        }
+    }
+
+    /// Stops peers, sends the `stopped` announce (bounded wait) and returns the summary.
+    pub async fn shutdown(mut self) -> Result<Summary, ClientError> {
+        let _ = self.shutdown.send(true);
+        let mut result = Ok(());
+        if let Some(main) = self.main.take() {
+            result = match main.await {
+                Ok(r) => r.map_err(ClientError::from),
+                Err(e) => Err(ClientError::Task(e.to_string())),
+            };
+        }
+        for h in self.helpers.drain(..) {
+            let _ = h.await;
+        }
+        result.map(|()| self.summary())
+    }
+}
+
+/// Downloads the torrent; with `seed_after`, keeps seeding until `stop` resolves.
+/// Returns when complete (or when `stop` resolves first, with `complete == false`).
+pub async fn download(
+    meta: Metainfo,
+    cfg: Config,
+    seed_after: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Summary, ClientError> {
+    let mut h = start(meta, cfg).await?;
+    tokio::pin!(stop);
+    tokio::select! {
+        r = h.wait_complete() => {
+            r?;
+            if seed_after {
+                info!("download complete; seeding until stopped");
+                stop.await;
+            }
+        }
+        _ = &mut stop => {}
+    }
+    h.shutdown().await
+}

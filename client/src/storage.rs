@@ -1,0 +1,443 @@
+//! On-disk storage of one torrent: safe path construction under the output directory,
+//! files opened once and pre-sized (sparse, never truncated), positioned reads/writes
+//! of pieces across file boundaries, and parallel verification of existing data.
+//! All methods block: call them from blocking threads, never from async tasks.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use sha1::{Digest, Sha1};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("unsafe path component {component:?} in torrent file list")]
+    UnsafeComponent { component: String },
+    #[error("{path} exists but is not a regular directory (symlinks are refused so nothing is written outside the output directory)")]
+    NotADirectory { path: PathBuf },
+    #[error("{path} exists but is not a regular file (symlinks are refused)")]
+    NotAFile { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// One file of the torrent, as storage sees it.
+#[derive(Clone, Debug)]
+pub struct FileSpec {
+    /// Components relative to the output directory (starting with the torrent name).
+    pub components: Vec<String>,
+    pub length: u64,
+    /// Byte offset of this file in the torrent's concatenated data.
+    pub offset: u64,
+}
+
+/// The geometry of the torrent's data.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    pub piece_len: u32,
+    pub total_len: u64,
+    pub files: Vec<FileSpec>,
+    pub hashes: Vec<[u8; 20]>,
+}
+
+/// A part of a byte range that lies in one file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    pub file: usize,
+    pub file_offset: u64,
+    pub len: u64,
+}
+
+impl Layout {
+    pub fn piece_count(&self) -> u32 {
+        self.hashes.len() as u32
+    }
+
+    pub fn piece_offset(&self, piece: u32) -> u64 {
+        piece as u64 * self.piece_len as u64
+    }
+
+    pub fn piece_size(&self, piece: u32) -> u32 {
+        (self.total_len - self.piece_offset(piece)).min(self.piece_len as u64) as u32
+    }
+
+    /// Splits the torrent byte range `[offset, offset+len)` into per-file parts.
+    /// Zero-length files never appear.
+    pub fn slices(&self, offset: u64, len: u64) -> Vec<Slice> {
+        let end = offset + len;
+        // Files are sorted by offset: binary search the first one that ends after `offset`.
+        let first = self
+            .files
+            .partition_point(|f| f.offset + f.length <= offset);
+        let mut out = Vec::new();
+        for (i, f) in self.files.iter().enumerate().skip(first) {
+            if f.offset >= end {
+                break;
+            }
+            let s = offset.max(f.offset);
+            let e = end.min(f.offset + f.length);
+            if e > s {
+                out.push(Slice {
+                    file: i,
+                    file_offset: s - f.offset,
+                    len: e - s,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Checks one path component from a torrent: it must name a plain entry in its parent.
+pub fn check_component(c: &str) -> Result<(), StorageError> {
+    let bad = c.is_empty()
+        || c == "."
+        || c == ".."
+        || c.contains('/')
+        || c.contains('\\')
+        || c.contains('\0')
+        || (c.len() >= 2 && c.as_bytes()[1] == b':'); // drive prefix, harmless here but never legitimate
+    if bad {
+        Err(StorageError::UnsafeComponent {
+            component: c.to_string(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Joins `components` under `root`, creating missing directories and refusing any
+/// existing non-directory or symlink on the way, so the result is strictly inside `root`.
+pub fn safe_join(
+    root: &Path,
+    components: &[String],
+    create_dirs: bool,
+) -> Result<PathBuf, StorageError> {
+    let mut path = root.to_path_buf();
+    let n = components.len();
+    for (i, c) in components.iter().enumerate() {
+        check_component(c)?;
+        path.push(c);
+        if i + 1 == n {
+            break;
+        }
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(StorageError::NotADirectory { path }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create_dirs => {
+                fs::create_dir(&path).map_err(|source| StorageError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StorageError::Io { path, source }),
+        }
+    }
+    Ok(path)
+}
+
+pub struct Storage {
+    layout: Layout,
+    files: Vec<File>,
+    paths: Vec<PathBuf>,
+    /// Length of each file before we opened it (0 if it did not exist): only pieces
+    /// fully inside pre-existing data are worth verifying.
+    pre_existing: Vec<u64>,
+}
+
+impl Storage {
+    /// Opens (creating if needed) every file under `root`. Existing data is kept:
+    /// files shorter than expected are extended (sparse), longer ones are left alone.
+    pub fn open(root: &Path, layout: Layout) -> Result<Storage, StorageError> {
+        fs::create_dir_all(root).map_err(|source| StorageError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let mut files = Vec::with_capacity(layout.files.len());
+        let mut paths = Vec::with_capacity(layout.files.len());
+        let mut pre_existing = Vec::with_capacity(layout.files.len());
+        for f in &layout.files {
+            let path = safe_join(root, &f.components, true)?;
+            let existing = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(_) => return Err(StorageError::NotAFile { path }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                Err(source) => return Err(StorageError::Io { path, source }),
+            };
+            let io_err = |source| StorageError::Io {
+                path: path.clone(),
+                source,
+            };
+            // No truncate(true): resuming must never lose data already on disk.
+            #[allow(clippy::suspicious_open_options)]
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .open(&path)
+                .map_err(io_err)?;
+            if existing < f.length {
+                file.set_len(f.length).map_err(io_err)?;
+            }
+            pre_existing.push(existing);
+            files.push(file);
+            paths.push(path);
+        }
+        Ok(Storage {
+            layout,
+            files,
+            paths,
+            pre_existing,
+        })
+    }
+
+    /// Opens existing files read-only for seeding without creating anything.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    fn io_err(&self, file: usize, source: io::Error) -> StorageError {
+        StorageError::Io {
+            path: self.paths[file].clone(),
+            source,
+        }
+    }
+
+    /// Writes a whole verified piece.
+    pub fn write_piece(&self, piece: u32, data: &[u8]) -> Result<(), StorageError> {
+        let mut pos = 0usize;
+        for s in self
+            .layout
+            .slices(self.layout.piece_offset(piece), data.len() as u64)
+        {
+            let part = &data[pos..pos + s.len as usize];
+            self.files[s.file]
+                .write_all_at(part, s.file_offset)
+                .map_err(|e| self.io_err(s.file, e))?;
+            pos += s.len as usize;
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes starting at `begin` within `piece`.
+    pub fn read(&self, piece: u32, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
+        let mut pos = 0usize;
+        let start = self.layout.piece_offset(piece) + begin as u64;
+        for s in self.layout.slices(start, buf.len() as u64) {
+            let part = &mut buf[pos..pos + s.len as usize];
+            self.files[s.file]
+                .read_exact_at(part, s.file_offset)
+                .map_err(|e| self.io_err(s.file, e))?;
+            pos += s.len as usize;
+        }
+        Ok(())
+    }
+
+    /// True if `data` is the correct content of `piece`.
+    pub fn hash_ok(&self, piece: u32, data: &[u8]) -> bool {
+        let digest: [u8; 20] = Sha1::digest(data).into();
+        self.layout.hashes.get(piece as usize) == Some(&digest)
+    }
+
+    fn piece_in_existing_data(&self, piece: u32) -> bool {
+        let off = self.layout.piece_offset(piece);
+        let len = self.layout.piece_size(piece) as u64;
+        self.layout
+            .slices(off, len)
+            .iter()
+            .all(|s| s.file_offset + s.len <= self.pre_existing[s.file])
+    }
+
+    /// Hashes every piece that lies in data that existed before we opened the files,
+    /// using `threads` threads. Returns which pieces are verified. `stop` aborts early.
+    pub fn verify_existing(
+        &self,
+        threads: usize,
+        stop: &AtomicBool,
+    ) -> Result<Vec<bool>, StorageError> {
+        let n = self.layout.piece_count();
+        let next = AtomicU32::new(0);
+        let results: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+        let first_err = std::sync::Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| {
+                    let mut buf = vec![0u8; self.layout.piece_len as usize];
+                    loop {
+                        let p = next.fetch_add(1, Ordering::Relaxed);
+                        if p >= n || stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if !self.piece_in_existing_data(p) {
+                            continue;
+                        }
+                        let b = &mut buf[..self.layout.piece_size(p) as usize];
+                        match self.read(p, 0, b) {
+                            Ok(()) => {
+                                results[p as usize].store(self.hash_ok(p, b), Ordering::Relaxed)
+                            }
+                            Err(e) => {
+                                first_err
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .get_or_insert(e);
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        Ok(results.into_iter().map(|a| a.into_inner()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(files: &[(&[&str], u64)], piece_len: u32) -> Layout {
+        let mut off = 0;
+        let files: Vec<FileSpec> = files
+            .iter()
+            .map(|(c, l)| {
+                let f = FileSpec {
+                    components: c.iter().map(|s| s.to_string()).collect(),
+                    length: *l,
+                    offset: off,
+                };
+                off += l;
+                f
+            })
+            .collect();
+        let pieces = off.div_ceil(piece_len as u64) as usize;
+        Layout {
+            piece_len,
+            total_len: off,
+            files,
+            hashes: vec![[0; 20]; pieces],
+        }
+    }
+
+    #[test]
+    fn slices_span_files_and_skip_empty_ones() {
+        let l = layout(
+            &[
+                (&["t", "a"], 10),
+                (&["t", "empty"], 0),
+                (&["t", "b"], 5),
+                (&["t", "c"], 20),
+            ],
+            8,
+        );
+        assert_eq!(
+            l.slices(8, 8),
+            vec![
+                Slice {
+                    file: 0,
+                    file_offset: 8,
+                    len: 2
+                },
+                Slice {
+                    file: 2,
+                    file_offset: 0,
+                    len: 5
+                },
+                Slice {
+                    file: 3,
+                    file_offset: 0,
+                    len: 1
+                }
+            ]
+        );
+        assert_eq!(
+            l.slices(34, 1),
+            vec![Slice {
+                file: 3,
+                file_offset: 19,
+                len: 1
+            }]
+        );
+        assert_eq!(l.piece_size(4), 3);
+    }
+
+    #[test]
+    fn rejects_unsafe_components_and_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["..", ".", "", "a/b", "a\\b", "C:x", "nul\0"] {
+            assert!(
+                safe_join(dir.path(), &["t".into(), bad.into()], true).is_err(),
+                "{bad:?}"
+            );
+        }
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("evil")).unwrap();
+        let r = safe_join(dir.path(), &["evil".into(), "f".into()], true);
+        assert!(
+            matches!(r, Err(StorageError::NotADirectory { .. })),
+            "{r:?}"
+        );
+        // A symlinked file is refused too.
+        std::os::unix::fs::symlink(outside.path().join("x"), dir.path().join("link")).unwrap();
+        let l = layout(&[(&["link"], 4)], 4);
+        assert!(matches!(
+            Storage::open(dir.path(), l),
+            Err(StorageError::NotAFile { .. })
+        ));
+        assert!(!outside.path().join("x").exists());
+    }
+
+    #[test]
+    fn write_read_across_files_and_resume_never_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..35u8).collect();
+        let mut l = layout(
+            &[(&["t", "a"], 10), (&["t", "d", "b"], 5), (&["t", "c"], 20)],
+            8,
+        );
+        l.hashes = data.chunks(8).map(|c| Sha1::digest(c).into()).collect();
+        {
+            let s = Storage::open(dir.path(), l.clone()).unwrap();
+            // Nothing pre-existed: nothing verifies.
+            assert!(s
+                .verify_existing(2, &AtomicBool::new(false))
+                .unwrap()
+                .iter()
+                .all(|v| !v));
+            for p in [0u32, 1, 3] {
+                let o = p as usize * 8;
+                s.write_piece(p, &data[o..(o + 8).min(35)]).unwrap();
+            }
+            let mut buf = [0u8; 6];
+            s.read(1, 1, &mut buf).unwrap();
+            assert_eq!(&buf, &data[9..15]);
+        }
+        assert_eq!(
+            fs::read(dir.path().join("t/d/b")).unwrap(),
+            data[10..15].to_vec()
+        );
+        // Reopen: existing data is kept and verified; piece 2 (never written) is not.
+        let s = Storage::open(dir.path(), l).unwrap();
+        let v = s.verify_existing(2, &AtomicBool::new(false)).unwrap();
+        assert_eq!(v, vec![true, true, false, true, false]);
+        assert_eq!(fs::metadata(dir.path().join("t/c")).unwrap().len(), 20);
+    }
+
+    #[test]
+    fn longer_existing_file_is_not_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("f"), vec![7u8; 100]).unwrap();
+        let _s = Storage::open(dir.path(), layout(&[(&["f"], 10)], 8)).unwrap();
+        assert_eq!(fs::metadata(dir.path().join("f")).unwrap().len(), 100);
+    }
+}

@@ -1,0 +1,453 @@
+//! The per-torrent core: `Shared` (piece state behind one short mutex, used directly by
+//! peer tasks so a block costs no channel round trip), the hashing/writing pipeline off
+//! the async threads with bounded concurrency, smart banning of peers that send bad
+//! data, and the torrent task that dials/accepts peers, runs the choker and reacts to
+//! verified pieces.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kpbt_proto::wire::Bitfield;
+use kpbt_proto::{InfoHash, PeerId};
+use sha1::{Digest, Sha1};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::choker::{Choker, PeerSnapshot, RECHOKE_INTERVAL};
+use crate::peer::{self, PeerCmd, PeerStats};
+use crate::picker::{Arrival, Block, PeerKey, Picker, BLOCK_LEN};
+use crate::storage::{Storage, StorageError};
+
+/// Pieces being hashed/written at once; a peer that completes a piece waits for a slot,
+/// which stops it reading from its socket: that is the backpressure bounding memory.
+const HASH_SLOTS: usize = 4;
+/// How long a failed dial keeps an address from being tried again.
+const REDIAL_AFTER: Duration = Duration::from_secs(15);
+
+pub(crate) struct PeerEntry {
+    pub addr: SocketAddr,
+    pub peer_id: PeerId,
+    pub cmd: mpsc::UnboundedSender<PeerCmd>,
+    pub stats: Arc<PeerStats>,
+}
+
+struct PieceBuf {
+    data: Vec<u8>,
+    /// Who sent each block, for attributing a hash failure.
+    senders: Vec<Option<IpAddr>>,
+}
+
+/// A failed attempt at a piece: each block's hash and sender. When the piece later
+/// verifies, senders whose block differed from the good data are banned ("smart ban").
+type FailedAttempt = Vec<(u32, IpAddr, [u8; 20])>;
+
+pub(crate) struct State {
+    pub picker: Picker,
+    pub have: Bitfield,
+    buffers: HashMap<u32, PieceBuf>,
+    pub peers: HashMap<PeerKey, PeerEntry>,
+    pub banned: HashSet<IpAddr>,
+    failed: HashMap<u32, Vec<FailedAttempt>>,
+}
+
+pub(crate) enum Event {
+    PieceChecked {
+        piece: u32,
+        ok: bool,
+        senders: Vec<Option<IpAddr>>,
+        block_hashes: Option<Vec<[u8; 20]>>,
+    },
+    StorageFailed(StorageError),
+    /// A peer's interest in us changed: re-run the choker now rather than in 10 s.
+    Interest,
+}
+
+/// Everything peer tasks and the torrent task share.
+pub(crate) struct Shared {
+    pub info_hash: InfoHash,
+    pub our_id: PeerId,
+    pub storage: Arc<Storage>,
+    pub piece_count: u32,
+    pub total_len: u64,
+    state: Mutex<State>,
+    hash_slots: Arc<Semaphore>,
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Verified payload bytes this session.
+    pub downloaded: AtomicU64,
+    /// Raw block bytes received (including duplicates and failed pieces).
+    pub received: AtomicU64,
+    pub uploaded: AtomicU64,
+    pub verified_bytes: AtomicU64,
+    pub max_peers: usize,
+    pub next_key: AtomicU64,
+    pub peer_count: AtomicUsize,
+    pub status: Mutex<Option<String>>,
+}
+
+/// A piece whose last block just arrived: to be hashed and written.
+pub(crate) struct CompletedPiece {
+    piece: u32,
+    buf: PieceBuf,
+    had_failures: bool,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        info_hash: InfoHash,
+        our_id: PeerId,
+        storage: Arc<Storage>,
+        picker: Picker,
+        have: Bitfield,
+        max_peers: usize,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Shared {
+        let layout = storage.layout();
+        let piece_count = layout.piece_count();
+        let total_len = layout.total_len;
+        let verified_bytes: u64 = have.iter_set().map(|p| layout.piece_size(p) as u64).sum();
+        Shared {
+            info_hash,
+            our_id,
+            piece_count,
+            total_len,
+            storage,
+            state: Mutex::new(State {
+                picker,
+                have,
+                buffers: HashMap::new(),
+                peers: HashMap::new(),
+                banned: HashSet::new(),
+                failed: HashMap::new(),
+            }),
+            hash_slots: Arc::new(Semaphore::new(HASH_SLOTS)),
+            events,
+            downloaded: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            uploaded: AtomicU64::new(0),
+            verified_bytes: AtomicU64::new(verified_bytes),
+            max_peers,
+            next_key: AtomicU64::new(1),
+            peer_count: AtomicUsize::new(0),
+            status: Mutex::new(None),
+        }
+    }
+
+    /// Locks the piece state. Poisoning is ignored: the state has no invariants that a
+    /// panicking holder could half-break in a way worse than stopping the client.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.lock().picker.is_complete()
+    }
+
+    pub(crate) fn left(&self) -> u64 {
+        self.total_len
+            .saturating_sub(self.verified_bytes.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_status(&self, s: Option<String>) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    /// Stores a block that `peer` sent in answer to our request. `Err` means the peer
+    /// misbehaved (wrong length) and must be dropped.
+    pub(crate) fn on_block(
+        &self,
+        peer: PeerKey,
+        ip: IpAddr,
+        b: Block,
+        data: &[u8],
+    ) -> Result<Option<CompletedPiece>, &'static str> {
+        let mut st = self.lock();
+        if data.len() as u32 != st.picker.block_len(b) {
+            return Err("piece message with a length other than requested");
+        }
+        self.received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let Arrival::New {
+            piece_complete,
+            cancel,
+        } = st.picker.block_received(peer, b)
+        else {
+            return Ok(None);
+        };
+        for k in cancel {
+            if let Some(e) = st.peers.get(&k) {
+                let _ = e.cmd.send(PeerCmd::Cancel(b));
+            }
+        }
+        let size = st.picker.piece_size(b.piece) as usize;
+        let blocks = st.picker.blocks_in(b.piece) as usize;
+        let buf = st.buffers.entry(b.piece).or_insert_with(|| PieceBuf {
+            data: vec![0; size],
+            senders: vec![None; blocks],
+        });
+        let begin = b.begin() as usize;
+        buf.data[begin..begin + data.len()].copy_from_slice(data);
+        buf.senders[b.block as usize] = Some(ip);
+        if !piece_complete {
+            return Ok(None);
+        }
+        let buf = st.buffers.remove(&b.piece).expect("just inserted");
+        let had_failures = st.failed.contains_key(&b.piece);
+        Ok(Some(CompletedPiece {
+            piece: b.piece,
+            buf,
+            had_failures,
+        }))
+    }
+
+    /// Hashes and writes a completed piece on a blocking thread; waits for a free slot
+    /// first (backpressure).
+    pub(crate) async fn submit(self: &Arc<Self>, done: CompletedPiece) {
+        let Ok(permit) = self.hash_slots.clone().acquire_owned().await else {
+            return;
+        };
+        let shared = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let CompletedPiece {
+                piece,
+                buf,
+                had_failures,
+            } = done;
+            let ok = shared.storage.hash_ok(piece, &buf.data);
+            if ok {
+                if let Err(e) = shared.storage.write_piece(piece, &buf.data) {
+                    let _ = shared.events.send(Event::StorageFailed(e));
+                    return;
+                }
+            }
+            let block_hashes = (!ok || had_failures).then(|| {
+                buf.data
+                    .chunks(BLOCK_LEN as usize)
+                    .map(|c| Sha1::digest(c).into())
+                    .collect()
+            });
+            let _ = shared.events.send(Event::PieceChecked {
+                piece,
+                ok,
+                senders: buf.senders,
+                block_hashes,
+            });
+            drop(permit);
+        });
+    }
+
+    /// Bans `ip` for the session and disconnects every peer at it.
+    fn ban(st: &mut State, ip: IpAddr) {
+        if st.banned.insert(ip) {
+            warn!(%ip, "banning peer: it sent data that failed the piece hash");
+        }
+        for e in st.peers.values() {
+            if e.addr.ip() == ip {
+                let _ = e.cmd.send(PeerCmd::Disconnect("banned: sent corrupt data"));
+            }
+        }
+    }
+
+    fn on_checked(
+        &self,
+        piece: u32,
+        ok: bool,
+        senders: Vec<Option<IpAddr>>,
+        hashes: Option<Vec<[u8; 20]>>,
+    ) {
+        let mut st = self.lock();
+        if ok {
+            st.picker.piece_verified(piece);
+            st.have.set(piece);
+            let size = st.picker.piece_size(piece) as u64;
+            self.verified_bytes.fetch_add(size, Ordering::Relaxed);
+            self.downloaded.fetch_add(size, Ordering::Relaxed);
+            if let (Some(attempts), Some(good)) = (st.failed.remove(&piece), hashes) {
+                for attempt in attempts {
+                    for (block, ip, h) in attempt {
+                        if good.get(block as usize) != Some(&h) {
+                            Self::ban(&mut st, ip);
+                        }
+                    }
+                }
+            }
+            for e in st.peers.values() {
+                let _ = e.cmd.send(PeerCmd::Have(piece));
+            }
+        } else {
+            st.picker.piece_failed(piece);
+            let hashes = hashes.unwrap_or_default();
+            let ips: HashSet<IpAddr> = senders.iter().flatten().copied().collect();
+            warn!(piece, senders = ?ips, "piece failed its hash check; fetching it again");
+            if ips.len() == 1 {
+                // One sender for the whole piece: it is certainly the culprit.
+                Self::ban(&mut st, *ips.iter().next().expect("len 1"));
+            } else {
+                let attempt: FailedAttempt = senders
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| Some((i as u32, (*s)?, *hashes.get(i)?)))
+                    .collect();
+                st.failed.entry(piece).or_default().push(attempt);
+            }
+        }
+    }
+}
+
+/// Where the torrent task gets new peer addresses from and how it is stopped.
+pub(crate) struct TorrentTask {
+    pub shared: Arc<Shared>,
+    pub listener: TcpListener,
+    pub events: mpsc::UnboundedReceiver<Event>,
+    pub new_peers: mpsc::UnboundedReceiver<Vec<SocketAddr>>,
+    pub initial_peers: Vec<SocketAddr>,
+    pub complete_tx: watch::Sender<bool>,
+    pub shutdown: watch::Receiver<bool>,
+    pub upload_slots: usize,
+}
+
+impl TorrentTask {
+    pub(crate) async fn run(mut self) -> Result<(), StorageError> {
+        let shared = self.shared.clone();
+        let mut tasks: JoinSet<SocketAddr> = JoinSet::new();
+        let mut connected: HashSet<SocketAddr> = HashSet::new();
+        let mut candidates: VecDeque<SocketAddr> = self.initial_peers.iter().copied().collect();
+        let mut last_tried: HashMap<SocketAddr, Instant> = HashMap::new();
+        let mut choker = Choker::new(self.upload_slots, rand::random());
+        let mut unchoked: HashSet<PeerKey> = HashSet::new();
+        let mut last_bytes: HashMap<PeerKey, (u64, u64)> = HashMap::new();
+        let mut rates: HashMap<PeerKey, (u64, u64)> = HashMap::new();
+        let mut rechoke = tokio::time::interval(RECHOKE_INTERVAL);
+        let mut requeue = tokio::time::interval(Duration::from_secs(5));
+        let mut last_rechoke = Instant::now();
+        if shared.is_complete() {
+            let _ = self.complete_tx.send(true);
+        }
+        let result = loop {
+            // Dial while below the connection limit.
+            while tasks.len() < shared.max_peers {
+                let Some(addr) = candidates.pop_front() else {
+                    break;
+                };
+                let banned = shared.lock().banned.contains(&addr.ip());
+                let recent = last_tried
+                    .get(&addr)
+                    .is_some_and(|t| t.elapsed() < REDIAL_AFTER);
+                if banned
+                    || recent
+                    || connected.contains(&addr)
+                    || Some(addr) == self.listener.local_addr().ok()
+                {
+                    continue;
+                }
+                last_tried.insert(addr, Instant::now());
+                connected.insert(addr);
+                let s = shared.clone();
+                tasks.spawn(async move {
+                    peer::run_outgoing(s, addr).await;
+                    addr
+                });
+            }
+            let mut do_rechoke = false;
+            tokio::select! {
+                ev = self.events.recv() => match ev {
+                    Some(Event::PieceChecked { piece, ok, senders, block_hashes }) => {
+                        shared.on_checked(piece, ok, senders, block_hashes);
+                        if ok && shared.is_complete() && !*self.complete_tx.borrow() {
+                            info!("download complete: all {} pieces verified", shared.piece_count);
+                            let _ = self.complete_tx.send(true);
+                            do_rechoke = true; // now seeding: rank by upload rate
+                        }
+                    }
+                    Some(Event::StorageFailed(e)) => break Err(e),
+                    Some(Event::Interest) => do_rechoke = true,
+                    None => break Ok(()),
+                },
+                Some(addrs) = self.new_peers.recv() => {
+                    for a in addrs {
+                        if !connected.contains(&a) && !candidates.contains(&a) {
+                            candidates.push_back(a);
+                        }
+                    }
+                }
+                acc = self.listener.accept() => match acc {
+                    Ok((stream, addr)) => {
+                        let banned = shared.lock().banned.contains(&addr.ip());
+                        if banned || tasks.len() >= shared.max_peers + 5 {
+                            debug!(%addr, banned, "refusing incoming connection");
+                        } else {
+                            connected.insert(addr);
+                            let s = shared.clone();
+                            tasks.spawn(async move {
+                                peer::run_incoming(s, stream, addr).await;
+                                addr
+                            });
+                        }
+                    }
+                    Err(e) => warn!("accept failed: {e}"),
+                },
+                Some(done) = tasks.join_next() => {
+                    if let Ok(addr) = done {
+                        connected.remove(&addr);
+                    }
+                }
+                _ = rechoke.tick() => {
+                    // Rates over the last interval from the per-peer byte counters.
+                    let secs = last_rechoke.elapsed().as_secs_f64().max(0.001);
+                    let st = shared.lock();
+                    rates.clear();
+                    for (k, e) in &st.peers {
+                        let now = (e.stats.downloaded.load(Ordering::Relaxed), e.stats.uploaded.load(Ordering::Relaxed));
+                        let before = last_bytes.get(k).copied().unwrap_or((0, 0));
+                        rates.insert(*k, (((now.0 - before.0) as f64 / secs) as u64, ((now.1 - before.1) as f64 / secs) as u64));
+                        last_bytes.insert(*k, now);
+                    }
+                    last_bytes.retain(|k, _| st.peers.contains_key(k));
+                    do_rechoke = true;
+                }
+                _ = requeue.tick() => {
+                    for a in &self.initial_peers {
+                        if !connected.contains(a) && !candidates.contains(a) {
+                            candidates.push_back(*a);
+                        }
+                    }
+                }
+                _ = self.shutdown.changed() => break Ok(()),
+            }
+            if do_rechoke {
+                last_rechoke = Instant::now();
+                let seeding = shared.is_complete();
+                let st = shared.lock();
+                let snaps: Vec<PeerSnapshot> = st
+                    .peers
+                    .iter()
+                    .map(|(k, e)| {
+                        let (d, u) = rates.get(k).copied().unwrap_or((0, 0));
+                        PeerSnapshot {
+                            key: *k,
+                            interested: e.stats.peer_interested(),
+                            download_rate: d,
+                            upload_rate: u,
+                        }
+                    })
+                    .collect();
+                let next = choker.decide(Instant::now(), seeding, &snaps);
+                for (k, e) in &st.peers {
+                    match (unchoked.contains(k), next.contains(k)) {
+                        (false, true) => drop(e.cmd.send(PeerCmd::Unchoke)),
+                        (true, false) => drop(e.cmd.send(PeerCmd::Choke)),
+                        _ => {}
+                    }
+                }
+                unchoked = next;
+            }
+        };
+        // Close every connection before returning so the caller sees a quiet torrent.
+        tasks.shutdown().await;
+        result
+    }
+}

@@ -1,0 +1,286 @@
+//! The announce loop: HTTP(S) announces over BEP 12 tiers (working tracker moved to the
+//! front of its tier), started/completed/stopped events, re-announce on the tracker's
+//! interval (earlier, within `min interval`, when short of peers), exponential back-off
+//! while trackers are down, and failure/warning reasons surfaced to the user.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest};
+use kpbt_proto::tracker_reply::{
+    decode_announce_reply, AnnounceReply, TrackerReplyError, MAX_REPLY_BYTES,
+};
+use rand::seq::SliceRandom;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::torrent::Shared;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
+const MIN_BACKOFF: Duration = Duration::from_secs(15);
+const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
+/// Below this many connected peers we re-announce as early as the tracker allows.
+const WANT_PEERS: usize = 10;
+const NUMWANT: u32 = 80;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    #[error("{url}: HTTP request failed: {source}")]
+    Http { url: String, source: reqwest::Error },
+    #[error("{url}: HTTP status {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("{url}: {source}")]
+    Reply {
+        url: String,
+        source: TrackerReplyError,
+    },
+    #[error("{url}: reply larger than {MAX_REPLY_BYTES} bytes")]
+    TooLarge { url: String },
+    #[error("no HTTP(S) tracker in the torrent")]
+    NoTrackers,
+}
+
+pub(crate) struct Announcer {
+    pub shared: Arc<Shared>,
+    pub tiers: Vec<Vec<String>>,
+    pub port: u16,
+    pub peers_tx: mpsc::UnboundedSender<Vec<SocketAddr>>,
+    pub complete: watch::Receiver<bool>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Keeps only trackers we can speak to; UDP trackers (BEP 15) are not supported yet.
+pub fn usable_tiers(tiers: &[Vec<String>]) -> Vec<Vec<String>> {
+    tiers
+        .iter()
+        .map(|t| {
+            t.iter()
+                .filter(|u| {
+                    let ok = u.starts_with("http://") || u.starts_with("https://");
+                    if !ok {
+                        warn!(url = %u, "skipping tracker: only HTTP(S) trackers are supported");
+                    }
+                    ok
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+impl Announcer {
+    pub(crate) async fn run(mut self) {
+        self.tiers = usable_tiers(&self.tiers);
+        // BEP 12: shuffle each tier once, then keep the order, promoting what works.
+        {
+            let mut rng = rand::thread_rng();
+            for t in &mut self.tiers {
+                t.shuffle(&mut rng);
+            }
+        }
+        if self.tiers.is_empty() {
+            return;
+        }
+        let client = match reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("kpbt/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => return warn!("cannot build HTTP client for trackers: {e}"),
+        };
+        let key = format!("{:08x}", rand::random::<u32>());
+        let mut tracker_id: Option<Vec<u8>> = None;
+        // `completed` is sent once, only if we finish during this session.
+        let mut completed_pending = false;
+        let mut completed_watch = !*self.complete.borrow();
+        let mut backoff = MIN_BACKOFF;
+        let mut announced = false;
+        loop {
+            let event = if !announced {
+                AnnounceEvent::Started
+            } else if completed_pending {
+                AnnounceEvent::Completed
+            } else {
+                AnnounceEvent::None
+            };
+            let req = self.request(event, &key, tracker_id.clone());
+            let wait = match self.announce_tiers(&client, &req).await {
+                Ok(reply) => {
+                    announced = true;
+                    backoff = MIN_BACKOFF;
+                    if reply.tracker_id.is_some() {
+                        tracker_id = reply.tracker_id.clone();
+                    }
+                    if let Some(w) = &reply.warning {
+                        warn!("tracker warning: {w}");
+                        self.shared
+                            .set_status(Some(format!("tracker warning: {w}")));
+                    } else {
+                        self.shared.set_status(None);
+                    }
+                    info!(
+                        peers = reply.peers.len(),
+                        interval = reply.interval,
+                        ?event,
+                        "announced"
+                    );
+                    if event == AnnounceEvent::Completed {
+                        completed_pending = false;
+                    }
+                    if !reply.peers.is_empty() {
+                        let _ = self.peers_tx.send(reply.peers.clone());
+                    }
+                    if completed_pending {
+                        Duration::ZERO
+                    } else {
+                        self.next_wait(&reply)
+                    }
+                }
+                Err(e) => {
+                    warn!("announce failed: {e}");
+                    self.shared.set_status(Some(format!("tracker: {e}")));
+                    let w = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    w
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                r = self.complete.wait_for(|c| *c), if completed_watch => {
+                    completed_watch = false;
+                    completed_pending = r.is_ok();
+                }
+                _ = self.shutdown.changed() => break,
+            }
+        }
+        if announced {
+            let req = self.request(AnnounceEvent::Stopped, &key, tracker_id);
+            match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(&client, &req)).await {
+                Ok(Ok(_)) => debug!("stopped announce sent"),
+                Ok(Err(e)) => debug!("stopped announce failed: {e}"),
+                Err(_) => debug!("stopped announce timed out"),
+            }
+        }
+    }
+
+    /// How long until the next regular announce.
+    fn next_wait(&self, reply: &AnnounceReply) -> Duration {
+        let interval = Duration::from_secs(reply.interval.max(1) as u64);
+        if self.shared.peer_count.load(Ordering::Relaxed) < WANT_PEERS && !*self.complete.borrow() {
+            // Short of peers: ask again as soon as the tracker permits (but not hammer it).
+            let min = Duration::from_secs(reply.min_interval.unwrap_or(60).max(30) as u64);
+            interval.min(min.max(Duration::from_secs(30)))
+        } else {
+            interval
+        }
+    }
+
+    fn request(
+        &self,
+        event: AnnounceEvent,
+        key: &str,
+        tracker_id: Option<Vec<u8>>,
+    ) -> AnnounceRequest {
+        let s = &self.shared;
+        AnnounceRequest {
+            info_hash: s.info_hash,
+            peer_id: s.our_id,
+            port: self.port,
+            uploaded: s.uploaded.load(Ordering::Relaxed),
+            downloaded: s.downloaded.load(Ordering::Relaxed),
+            left: s.left(),
+            event,
+            compact: true,
+            no_peer_id: true,
+            numwant: Some(if event == AnnounceEvent::Stopped {
+                0
+            } else {
+                NUMWANT
+            }),
+            ip: None,
+            key: Some(key.to_string()),
+            tracker_id,
+        }
+    }
+
+    /// Tries each tier in order and each tracker in the tier in order; the first that
+    /// answers is moved to the front of its tier (BEP 12).
+    async fn announce_tiers(
+        &mut self,
+        client: &reqwest::Client,
+        req: &AnnounceRequest,
+    ) -> Result<AnnounceReply, AnnounceError> {
+        let mut last = AnnounceError::NoTrackers;
+        for t in 0..self.tiers.len() {
+            for i in 0..self.tiers[t].len() {
+                let url = self.tiers[t][i].clone();
+                match announce_once(client, &url, req).await {
+                    Ok(r) => {
+                        let u = self.tiers[t].remove(i);
+                        self.tiers[t].insert(0, u);
+                        return Ok(r);
+                    }
+                    Err(e) => {
+                        debug!("{e}");
+                        last = e;
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// One HTTP announce to `url`.
+pub async fn announce_once(
+    client: &reqwest::Client,
+    url: &str,
+    req: &AnnounceRequest,
+) -> Result<AnnounceReply, AnnounceError> {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let full = format!("{url}{sep}{}", req.to_query_string());
+    let mut resp = client
+        .get(&full)
+        .send()
+        .await
+        .map_err(|source| AnnounceError::Http {
+            url: url.into(),
+            source,
+        })?;
+    let status = resp.status();
+    // Read with a cap so a hostile tracker can't make us buffer without bound.
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|source| AnnounceError::Http {
+        url: url.into(),
+        source,
+    })? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_REPLY_BYTES {
+            return Err(AnnounceError::TooLarge { url: url.into() });
+        }
+    }
+    match decode_announce_reply(&body) {
+        Ok(r) => Ok(r),
+        // A tracker may send a bencoded failure with a non-200 status: prefer its reason.
+        Err(e @ TrackerReplyError::Failure(_)) => Err(AnnounceError::Reply {
+            url: url.into(),
+            source: e,
+        }),
+        Err(_) if !status.is_success() => Err(AnnounceError::Status {
+            url: url.into(),
+            status,
+        }),
+        Err(source) => Err(AnnounceError::Reply {
+            url: url.into(),
+            source,
+        }),
+    }
+}
