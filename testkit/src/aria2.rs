@@ -76,13 +76,21 @@ impl Aria2 {
     /// Downloads `torrent` into `out_dir`; aria2 exits 0 once the data is complete
     /// and verified (`--seed-time=0`). Wait for that with [`Aria2::wait_complete`].
     pub fn download(torrent: &Path, out_dir: &Path, listen_port: u16) -> io::Result<Self> {
-        Self::spawn(
-            "aria2-download",
-            torrent,
-            out_dir,
-            listen_port,
-            &["--seed-time=0"],
-        )
+        Self::download_with(torrent, out_dir, listen_port, &[])
+    }
+
+    /// [`Aria2::download`] with extra aria2 flags, e.g. `--bt-tracker-interval=1`
+    /// when the seeder may announce after this downloader (opentracker's interval
+    /// is ~30 min, so otherwise aria2 would not hear of it in time).
+    pub fn download_with(
+        torrent: &Path,
+        out_dir: &Path,
+        listen_port: u16,
+        extra: &[&str],
+    ) -> io::Result<Self> {
+        let mut args = vec!["--seed-time=0"];
+        args.extend_from_slice(extra);
+        Self::spawn("aria2-download", torrent, out_dir, listen_port, &args)
     }
 
     /// Spawns aria2 with [`Aria2::base_args`] plus `extra` args (later flags win).

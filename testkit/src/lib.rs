@@ -3,8 +3,37 @@
 //! readiness, deterministic payloads, `.torrent` creation via `mktorrent`, and
 //! kill-on-drop guards for `aria2c`, `transmission-cli` and `opentracker`.
 //!
-//! Everything here is synchronous (std only) so it works from plain `#[test]`s and,
-//! via `tokio::task::spawn_blocking` or briefly inline, from `#[tokio::test]`s.
+//! Everything here is synchronous (std only) so it works from plain `#[test]`s.
+//! **From `#[tokio::test]`**: the waits (`wait_complete`, `wait_for_seeders`, …)
+//! block the calling thread for seconds. On the default current-thread runtime
+//! that freezes every task, including a kpbt client or tracker running in the same
+//! runtime, so the test deadlocks until the timeout. Use
+//! `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` and/or wrap waits in
+//! `tokio::task::spawn_blocking(move || dl.wait_complete(t).map(|_| dl))`.
+//!
+//! Typical flow (see `tests/interop.rs`):
+//! ```no_run
+//! use kpbt_testkit::*;
+//! use std::time::Duration;
+//! if !require_binaries(&[("opentracker", "opentracker"), ("aria2c", "aria2"),
+//!                        ("mktorrent", "mktorrent")]) { return; }
+//! let tmp = TempDir::new().expect("tempdir");
+//! let data = tmp.path().join("seed/payload.bin");
+//! write_random_file(&data, 3 << 20, 1).expect("payload");
+//! let mut tracker = OpenTracker::start(&[]).expect("opentracker");
+//! let torrent = mktorrent(&data, &tracker.announce_url(), 16, true);
+//! let ih = info_hash(&torrent);
+//! tracker.allow(&ih).expect("whitelist");
+//! let _seed = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
+//! tracker.wait_for_seeders(&ih, 1, Duration::from_secs(30)).expect("announced");
+//! let mut dl = Aria2::download(&torrent, &tmp.path().join("dl"), free_port()).expect("dl");
+//! dl.wait_complete(Duration::from_secs(45)).expect("complete");
+//! assert_same_file(&data, &tmp.path().join("dl/payload.bin"));
+//! ```
+//!
+//! Every process guard kills its child on drop and, if the test is panicking,
+//! prints the tail of the child's stdout/stderr/log files (the harness shows it
+//! under the failed test). Every wait takes a timeout; nothing waits forever.
 //!
 //! # Installing the tools
 //! `scripts/install-deps.sh` installs them from Debian apt. Interop tests call
