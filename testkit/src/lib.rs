@@ -84,6 +84,13 @@
 //!   `interested` only on its 10 s peer-manager pulse, so a transmission download
 //!   of even a tiny torrent takes ≥10 s. It logs to stderr (debug level), and
 //!   writes a `\r`-updated progress line to stdout.
+//!   Its announces look like `info_hash=%cd%27%fa~Y…&peer_id=-TR3000-xxxxxxxxxxxx&
+//!   port=P&uploaded=0&downloaded=0&left=N&numwant=80&key=643caf26&compact=1&
+//!   supportcrypto=1&event=started`: **lower-case** hex escapes, unreserved bytes
+//!   raw, no `ip=`, no `no_peer_id`; `numwant=0` with `event=stopped`. It also
+//!   scrapes `/scrape?info_hash=…` (derived from the announce URL) right away.
+//!   aria2 (for comparison) uses upper-case escapes. Setting aria2's
+//!   `--bt-external-ip` would add `ip=`; it is not needed on loopback and not set.
 //! * **mktorrent 1.1**: `-d` (no date) makes output deterministic; `-p` sets
 //!   `private=1`.
 
