@@ -55,7 +55,13 @@ struct Cli {
     #[arg(long, env = "KPBT_TRACKER_WORKERS")]
     workers: Option<usize>,
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `kpbt_tracker=debug`.
-    #[arg(long, env = "KPBT_TRACKER_LOG", default_value = "info")]
+    /// actix's per-connection parse errors are off by default: any client could flood
+    /// the log with them.
+    #[arg(
+        long,
+        env = "KPBT_TRACKER_LOG",
+        default_value = "info,actix_http::h1::dispatcher=off"
+    )]
     log: String,
     /// Print the effective config as TOML and exit.
     #[arg(long)]

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Benchmarks kpbt-tracker (release build) against opentracker on loopback. Not a test.
+#
+# 1. Throughput: wrk (1 thread, $CONNS connections, $DURATION s) sends random compact
+#    announces (numwant=50) for 10,000 info hashes (scripts/bench-tracker.lua), with a new
+#    connection per request (`Connection: close`) and with keep-alive. Each tracker is
+#    restarted for every run so both start empty; medians of $RUNS runs are reported.
+#    Both trackers get the 10,000 hashes as their allowlist/whitelist (opentracker from
+#    Debian is built whitelist-only, so kpbt pays for the same check).
+# 2. Memory: $PEERS peers over $MEM_TORRENTS torrents announced over keep-alive HTTP
+#    (tracker/examples/load_peers.rs); RSS growth / peers, for both trackers. Plus the
+#    in-process store figure (tracker/examples/store_mem.rs).
+#
+# CPU placement: the machine has 2 cores. By default nothing is pinned (the tracker and
+# wrk share both cores, like a real box serving clients). Set TRACKER_CPUS=0 WRK_CPUS=1
+# to pin with taskset (each tracker then gets exactly one core).
+#
+# Usage: scripts/bench-tracker.sh            (env: DURATION RUNS CONNS PEERS MEM_TORRENTS
+#                                             TRACKER_CPUS WRK_CPUS SKIP_MEM SKIP_WRK)
+# Output: a summary on stdout and in bench-out/tracker/summary.md (raw wrk lines beside it).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${DURATION:-10}
+RUNS=${RUNS:-3}
+CONNS=${CONNS:-64}
+PEERS=${PEERS:-1000000}
+MEM_TORRENTS=${MEM_TORRENTS:-100000}
+TRACKER_CPUS=${TRACKER_CPUS:-}
+WRK_CPUS=${WRK_CPUS:-}
+OUT=${OUT:-bench-out/tracker}
+TARGET=${CARGO_TARGET_DIR:-target}/release
+
+for tool in wrk opentracker python3 curl; do
+  command -v "$tool" >/dev/null || {
+    echo "missing $tool: apt-get install wrk opentracker python3 curl" >&2
+    exit 1
+  }
+done
+
+echo "==> building kpbt-tracker (release)"
+cargo build --release -p kpbt-tracker --bin kpbt-tracker --example load_peers --example store_mem
+
+mkdir -p "$OUT"
+: >"$OUT/raw.txt"
+work=$(mktemp -d -t kpbt-bench.XXXXXX)
+chmod 755 "$work" # opentracker chroots here and runs as nobody
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+pin() { # pin CPUS CMD...: run CMD under taskset when CPUS is set
+  local cpus=$1
+  shift
+  if [[ -n $cpus ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # wait_http PORT: until the tracker answers on loopback (bounded)
+  for _ in $(seq 1 200); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1/" 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "tracker on port $1 never came up" >&2
+  return 1
+}
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# The 10,000 benchmark hashes: percent-encoded for wrk, hex for the allowlists.
+python3 - "$work" <<'EOF'
+import os, sys, random
+random.seed(20261125)
+d = sys.argv[1]
+with open(os.path.join(d, "hashes.enc"), "w") as enc, open(os.path.join(d, "whitelist.txt"), "w") as hx:
+    for _ in range(10000):
+        h = bytes(random.getrandbits(8) for _ in range(20))
+        enc.write("".join("%%%02X" % b for b in h) + "\n")
+        hx.write(h.hex() + "\n")
+EOF
+chmod 644 "$work"/*.txt
+export KPBT_BENCH_HASHES=$work/hashes.enc
+
+tracker_pid=
+start_tracker() { # start_tracker NAME ALLOWLIST -> sets port, tracker_pid
+  local name=$1 allow=$2
+  port=$(free_port)
+  # taskset execs the tracker, so $! is the tracker's own pid (for kill and RSS).
+  local pre=()
+  [[ -n $TRACKER_CPUS ]] && pre=(taskset -c "$TRACKER_CPUS")
+  if [[ $name == kpbt ]]; then
+    "${pre[@]}" "$TARGET/kpbt-tracker" --listen "127.0.0.1:$port" --allowlist "$allow" --log warn &
+  else
+    # As root, opentracker chroots into -d and reads the whitelist relative to it.
+    cp "$allow" "$work/ot-whitelist.txt"
+    chmod 644 "$work/ot-whitelist.txt"
+    "${pre[@]}" opentracker -i 127.0.0.1 -p "$port" -P "$port" -A 127.0.0.1 \
+      -w ot-whitelist.txt -d "$work" >/dev/null 2>&1 &
+  fi
+  tracker_pid=$!
+  pids+=("$tracker_pid")
+  wait_http "$port"
+}
+
+stop_tracker() {
+  kill "$tracker_pid" 2>/dev/null || true
+  wait "$tracker_pid" 2>/dev/null || true
+}
+
+sanity_check() { # a real announce must succeed (not a failure reason)
+  local h
+  h=$(head -1 "$KPBT_BENCH_HASHES")
+  local body
+  body=$(curl -s "http://127.0.0.1:$port/announce?info_hash=$h&peer_id=-KB0001-000000000000&port=4242&left=1&compact=1")
+  if [[ $body == *failure* ]]; then
+    echo "sanity announce failed: $body" >&2
+    exit 1
+  fi
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+declare -A results
+if [[ -z ${SKIP_WRK:-} ]]; then
+  for mode in close keepalive; do
+    hdr=()
+    [[ $mode == close ]] && hdr=(-H "Connection: close")
+    for run in $(seq 1 "$RUNS"); do
+      for name in kpbt opentracker; do
+        start_tracker "$name" "$work/whitelist.txt"
+        sanity_check
+        export KPBT_BENCH_SEED=$run
+        line=$(pin "$WRK_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s "${hdr[@]}" \
+          -s scripts/bench-tracker.lua "http://127.0.0.1:$port/" | grep '^RESULT')
+        stop_tracker
+        echo "$name $mode run$run $line" | tee -a "$OUT/raw.txt"
+        rps=$(sed -E 's/.* rps=([0-9]+).*/\1/' <<<"$line")
+        p99=$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$line")
+        results[$name.$mode.rps]+="$rps "
+        results[$name.$mode.p99]+="$p99 "
+      done
+    done
+  done
+fi
+
+summary=$OUT/summary.md
+{
+  echo "kpbt-tracker vs opentracker, $(date -u +%F), $(nproc) cores, wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS runs"
+  echo "pinning: tracker=${TRACKER_CPUS:-none} wrk=${WRK_CPUS:-none}"
+  echo
+  if [[ -z ${SKIP_WRK:-} ]]; then
+    echo "| mode | kpbt req/s | opentracker req/s | ratio | kpbt p99 ms | opentracker p99 ms |"
+    echo "|---|---|---|---|---|---|"
+    for mode in close keepalive; do
+      kr=$(tr ' ' '\n' <<<"${results[kpbt.$mode.rps]}" | grep . | median)
+      orr=$(tr ' ' '\n' <<<"${results[opentracker.$mode.rps]}" | grep . | median)
+      kp=$(tr ' ' '\n' <<<"${results[kpbt.$mode.p99]}" | grep . | median)
+      op=$(tr ' ' '\n' <<<"${results[opentracker.$mode.p99]}" | grep . | median)
+      awk -v m="$mode" -v kr="$kr" -v orr="$orr" -v kp="$kp" -v op="$op" \
+        'BEGIN {printf "| %s | %.0f | %.0f | %.2fx | %.2f | %.2f |\n", m, kr, orr, kr/orr, kp/1000, op/1000}'
+    done
+  fi
+} | tee "$summary"
+
+if [[ -z ${SKIP_MEM:-} ]]; then
+  "$TARGET/examples/load_peers" --hashes "$MEM_TORRENTS" >"$work/mem-whitelist.txt"
+  chmod 644 "$work/mem-whitelist.txt"
+  for name in kpbt opentracker; do
+    start_tracker "$name" "$work/mem-whitelist.txt"
+    before=$(rss_kb "$tracker_pid")
+    load=$("$TARGET/examples/load_peers" "127.0.0.1:$port" "$PEERS" "$MEM_TORRENTS" 2)
+    after=$(rss_kb "$tracker_pid")
+    stop_tracker
+    awk -v n="$name" -v b="$before" -v a="$after" -v p="$PEERS" -v t="$MEM_TORRENTS" -v l="$load" \
+      'BEGIN {printf "memory %s: %d peers over %d torrents via HTTP: RSS %.1f -> %.1f MiB, %.1f bytes/peer (%s)\n", n, p, t, b/1024, a/1024, (a-b)*1024/p, l}' |
+      tee -a "$summary"
+  done
+  "$TARGET/examples/store_mem" "$PEERS" "$MEM_TORRENTS" | tee -a "$summary"
+fi
+echo "summary written to $summary"
