@@ -61,8 +61,9 @@
 //!   notices the duplicate peer id; harmless.
 //!   When it **initiates** a connection it first tries an MSE/PE (encrypted)
 //!   handshake even with `--bt-require-crypto=false`, and falls back to a plain
-//!   handshake only after that fails; a peer without MSE (ours) sees 96 random bytes
-//!   first and must drop the connection promptly so aria2 retries in plaintext.
+//!   handshake only after that fails; a peer without MSE (ours) sees ~96+ random
+//!   bytes first and must drop the connection promptly: aria2 then reconnects with
+//!   a plaintext handshake about 1 s later (pinned by a test in `tests/interop.rs`).
 //!   `--seed-time` is in **minutes**; `--seed-ratio=0.0` means "ignore ratio".
 //!   With `--seed-time=0` a downloader exits (code 0) when the download is complete
 //!   and verified, after announcing `event=stopped`. A seeder opens its listen port

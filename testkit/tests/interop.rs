@@ -188,3 +188,72 @@ fn free_port_and_wait_for_tcp() {
     wait_for_tcp(("127.0.0.1", port), Duration::from_secs(2)).expect("listening");
     drop(l);
 }
+
+/// kpbt speaks no MSE/PE. aria2 opens outgoing connections with an MSE handshake;
+/// pin that it retries in plaintext after a peer drops the encrypted attempt.
+#[test]
+fn aria2_falls_back_to_plaintext_handshake_when_mse_is_dropped() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    if !require_binaries(&[("aria2c", "aria2"), ("mktorrent", "mktorrent")]) {
+        return;
+    }
+    let tmp = TempDir::new().expect("tempdir");
+    let peer = TcpListener::bind("127.0.0.1:0").expect("bind fake peer");
+    let peer_port = peer.local_addr().expect("peer addr").port();
+    // Fake tracker: every announce gets the fake peer as the only (compact) peer.
+    let tracker = TcpListener::bind("127.0.0.1:0").expect("bind fake tracker");
+    let tracker_port = tracker.local_addr().expect("tracker addr").port();
+    std::thread::spawn(move || {
+        for conn in tracker.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let mut body = b"d8:intervali60e5:peers6:\x7f\x00\x00\x01".to_vec();
+            body.extend_from_slice(&peer_port.to_be_bytes());
+            body.push(b'e');
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(&body);
+        }
+    });
+    let data = tmp.path().join("seed/payload.bin");
+    write_random_file(&data, 100_000, 9).expect("payload");
+    let url = format!("http://127.0.0.1:{tracker_port}/announce");
+    let torrent = mktorrent(&data, &url, 15, false);
+    let _dl = Aria2::download(&torrent, &tmp.path().join("dl"), free_port()).expect("aria2");
+
+    // Poll accept() so a silent aria2 fails the test at the deadline, not hangs it.
+    peer.set_nonblocking(true).expect("nonblocking listener");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut firsts = Vec::new();
+    while Instant::now() < deadline && firsts.len() < 5 {
+        let mut c = match peer.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => panic!("accept from aria2: {e}"),
+        };
+        c.set_nonblocking(false).expect("blocking stream");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut first = [0u8; 20];
+        let plain = c.read_exact(&mut first).is_ok() && &first[..] == b"\x13BitTorrent protocol";
+        firsts.push(plain);
+        drop(c); // close either way, as a peer without MSE would
+        if plain {
+            break;
+        }
+    }
+    assert_eq!(
+        firsts.last(),
+        Some(&true),
+        "aria2 never retried with a plaintext handshake (attempts, true=plain: {firsts:?})"
+    );
+    eprintln!("aria2 handshakes (true = plaintext): {firsts:?}");
+}
