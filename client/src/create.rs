@@ -91,7 +91,11 @@ pub fn plan(options: CreateOptions) -> Result<Plan, CreateError> {
     let total: u64 = files.iter().map(|f| f.length).sum();
     let piece_length = match options.piece_length {
         None => metainfo::default_piece_length(total),
-        Some(len) if len.is_power_of_two() && (16 * 1024..=metainfo::MAX_PIECE_LENGTH).contains(&len) => len,
+        Some(len)
+            if len.is_power_of_two() && (16 * 1024..=metainfo::MAX_PIECE_LENGTH).contains(&len) =>
+        {
+            len
+        }
         Some(len) => return Err(CreateError::PieceLength(len)),
     };
     Ok(Plan {
@@ -121,7 +125,11 @@ fn utf8_name(path: &Path) -> Result<String, CreateError> {
 
 /// Regular files below `dir`, sorted by name at every level so the torrent is reproducible.
 /// Symlinks are skipped: following them could share files from outside the directory.
-fn walk(dir: &Path, prefix: &mut Vec<String>, out: &mut Vec<SourceFile>) -> Result<(), CreateError> {
+fn walk(
+    dir: &Path,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<SourceFile>,
+) -> Result<(), CreateError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|source| io(dir, source))?
         .collect::<Result<_, _>>()
@@ -157,7 +165,11 @@ fn walk(dir: &Path, prefix: &mut Vec<String>, out: &mut Vec<SourceFile>) -> Resu
 
 /// Hashes every piece on `threads` threads and returns the .torrent bytes and info hash.
 /// `hashed` is advanced by the bytes hashed so far, for progress display.
-pub fn build(plan: &Plan, threads: usize, hashed: &AtomicU64) -> Result<(Vec<u8>, InfoHash), CreateError> {
+pub fn build(
+    plan: &Plan,
+    threads: usize,
+    hashed: &AtomicU64,
+) -> Result<(Vec<u8>, InfoHash), CreateError> {
     let layout = layout_info(plan);
     let piece_count = layout.piece_count();
     let threads = threads.clamp(1, 64).min(piece_count.max(1) as usize);
@@ -253,7 +265,8 @@ fn hash_stripe(
             let source = &plan.files[slice.file_index];
             let file = match &mut handles[slice.file_index] {
                 Some(file) => file,
-                slot => slot.insert(File::open(&source.disk_path).map_err(|e| io(&source.disk_path, e))?),
+                slot => slot
+                    .insert(File::open(&source.disk_path).map_err(|e| io(&source.disk_path, e))?),
             };
             let dest = &mut buf[filled..filled + slice.len as usize];
             file.read_exact_at(dest, slice.file_offset).map_err(|e| {
@@ -287,7 +300,9 @@ mod tests {
     }
 
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
     }
 
     #[test]
@@ -334,12 +349,18 @@ mod tests {
 
         let empty = dir.path().join("empty-dir");
         std::fs::create_dir(&empty).unwrap();
-        assert!(matches!(super::plan(options(&empty)), Err(CreateError::Empty(_))));
+        assert!(matches!(
+            super::plan(options(&empty)),
+            Err(CreateError::Empty(_))
+        ));
         let bad_len = CreateOptions {
             piece_length: Some(1000),
             ..options(&file)
         };
-        assert!(matches!(super::plan(bad_len), Err(CreateError::PieceLength(1000))));
+        assert!(matches!(
+            super::plan(bad_len),
+            Err(CreateError::PieceLength(1000))
+        ));
         assert!(matches!(
             super::plan(options(&dir.path().join("missing"))),
             Err(CreateError::Io { .. })

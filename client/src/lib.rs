@@ -9,8 +9,11 @@
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
 //! - [`progress`]: terminal bar or plain progress lines.
+//! - [`create`]: building .torrent files (parallel hashing).
+//! - [`units`]: sizes and rates as typed on the command line (`20M`).
 
 pub mod choker;
+pub mod create;
 mod peer;
 pub mod picker;
 pub mod progress;
@@ -18,6 +21,7 @@ pub mod session;
 pub mod storage;
 mod torrent;
 pub mod tracker;
+pub mod units;
 
 pub use progress::ProgressMode;
 pub use session::{download, start, ClientError, Config, Summary, TorrentHandle};

@@ -1,4 +1,6 @@
-//! `kpbt-client`: command-line front end (download, seed, info) over the library.
+//! `kpbt-client`: command-line front end (download, seed, create, info, demo) over the library.
+
+mod cli_create;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -66,6 +68,45 @@ enum Cmd {
     },
     /// Show what a .torrent file contains.
     Info { torrent: PathBuf },
+    /// Make a .torrent for a file or a directory (pieces hashed on all cores).
+    Create {
+        /// The file or directory to share; its name becomes the torrent's name.
+        path: PathBuf,
+        /// Tracker announce URL; repeat for backups (each is its own BEP 12 tier).
+        #[arg(long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
+        /// Piece length in bytes (power of two, e.g. 256K, 1M); default: about 1,000-2,000 pieces.
+        #[arg(long, value_parser = parse_piece_length)]
+        piece_length: Option<u32>,
+        /// Mark the torrent private (BEP 27): peers come from its trackers only.
+        #[arg(long)]
+        private: bool,
+        #[arg(long)]
+        comment: Option<String>,
+        /// Where to write the .torrent.
+        #[arg(short, long, value_name = "OUT.torrent")]
+        output: PathBuf,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Write a deterministic demo payload DIR/demo/ and DIR/demo.torrent (for the compose swarm).
+    Demo {
+        dir: PathBuf,
+        /// Total payload size, e.g. 256M.
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        size: u64,
+        #[arg(long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
+    },
+}
+
+fn parse_size(text: &str) -> Result<u64, kpbt_client::units::ParseSizeError> {
+    kpbt_client::units::parse_size(text)
+}
+
+fn parse_piece_length(text: &str) -> Result<u32, String> {
+    let bytes = parse_size(text).map_err(|e| e.to_string())?;
+    u32::try_from(bytes).map_err(|_| format!("piece length {text} is too large"))
 }
 
 fn load(path: &Path) -> Result<Metainfo> {
@@ -96,8 +137,21 @@ fn check_sources(meta: &Metainfo, p: &PeerOpts) -> Result<()> {
     Ok(())
 }
 
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (`docker stop`, systemd, kill), so either
+/// stops cleanly: announce `stopped`, flush files.
 async fn ctrl_c() {
-    let _ = tokio::signal::ctrl_c().await;
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 fn info(meta: &Metainfo) {
@@ -133,6 +187,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Info { torrent } => {
             info(&load(&torrent)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Create {
+            path,
+            trackers,
+            piece_length,
+            private,
+            comment,
+            output,
+            quiet,
+        } => {
+            let options = kpbt_client::create::CreateOptions {
+                path,
+                trackers: trackers.into_iter().map(|t| vec![t]).collect(),
+                piece_length,
+                private,
+                comment,
+            };
+            tokio::task::spawn_blocking(move || {
+                cli_create::create_torrent(options, &output, quiet)
+            })
+            .await??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo {
+            dir,
+            size,
+            trackers,
+        } => {
+            let tiers = trackers.into_iter().map(|t| vec![t]).collect();
+            tokio::task::spawn_blocking(move || cli_create::demo(&dir, size, tiers)).await??;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Download {
