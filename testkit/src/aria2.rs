@@ -105,7 +105,7 @@ impl Aria2 {
         std::fs::create_dir_all(dir)?;
         let log_dir = tempfile::Builder::new().prefix("kpbt-aria2-").tempdir()?;
         let log_file = log_dir.path().join(format!("{name}.aria2.log"));
-        let mut cmd = Command::new("aria2c");
+        let mut cmd = Command::new(crate::program("aria2c"));
         cmd.args(Self::base_args(dir, listen_port, &log_file))
             .args(extra)
             .arg(torrent);

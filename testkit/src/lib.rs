@@ -129,9 +129,15 @@ pub fn skip_interop() -> bool {
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|p| is_executable(p))
+}
+
+/// The program to spawn for `name`: its full path if found, else the bare name
+/// (so the spawn error names it).
+pub(crate) fn program(name: &str) -> PathBuf {
+    find_binary(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
 fn is_executable(p: &std::path::Path) -> bool {

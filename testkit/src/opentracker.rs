@@ -47,7 +47,7 @@ impl OpenTracker {
         }
         write_world_readable(&dir.path().join(WHITELIST), wl.as_bytes())?;
         let port = free_port();
-        let mut cmd = Command::new("opentracker");
+        let mut cmd = Command::new(crate::program("opentracker"));
         cmd.args([
             "-i",
             "127.0.0.1",

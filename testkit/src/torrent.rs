@@ -17,7 +17,7 @@ pub fn mktorrent(path: &Path, announce_url: &str, piece_len_log2: u8, private: b
     let mut out = path.to_path_buf();
     out.set_file_name(format!("{}.torrent", name.to_string_lossy()));
     let _ = std::fs::remove_file(&out);
-    let mut cmd = Command::new("mktorrent");
+    let mut cmd = Command::new(crate::program("mktorrent"));
     cmd.arg("-a")
         .arg(announce_url)
         .arg("-l")

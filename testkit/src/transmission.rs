@@ -86,7 +86,7 @@ impl Transmission {
             format!("#!/bin/sh\n: > \"{}\"\n", done_marker.display()),
         )?;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-        let mut cmd = Command::new("transmission-cli");
+        let mut cmd = Command::new(crate::program("transmission-cli"));
         cmd.arg("-g")
             .arg(cfg.path())
             .arg("-w")
