@@ -158,6 +158,9 @@ async fn run(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr, outgo
     shared.peer_count.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// Blocks read from disk for one peer: `None` data means the read failed.
+type UploadBatch = Vec<(BlockRequest, Option<Vec<u8>>)>;
+
 struct Conn {
     shared: Arc<Shared>,
     key: PeerKey,
@@ -173,7 +176,7 @@ struct Conn {
     got_message: bool,
     unsolicited: u32,
     uploads: VecDeque<BlockRequest>,
-    upload_read: Option<JoinHandle<Vec<(BlockRequest, Option<Vec<u8>>)>>>,
+    upload_read: Option<JoinHandle<UploadBatch>>,
     wbuf: BytesMut,
     pipeline: usize,
     last_recv: Instant,
@@ -333,8 +336,16 @@ impl Conn {
                 }
             }
             PeerCmd::Cancel(b) => {
+                // The cancel may be stale: if the piece failed its hash and we asked for
+                // this block again since, the picker lists us as a requester once more.
+                let length = {
+                    let st = self.shared.lock();
+                    if st.picker.is_requester(self.key, b) {
+                        return Ok(());
+                    }
+                    st.picker.block_len(b)
+                };
                 if self.outstanding.remove(&b) {
-                    let length = self.shared.lock().picker.block_len(b);
                     Message::Cancel(BlockRequest {
                         index: b.piece,
                         begin: b.begin(),
@@ -361,6 +372,7 @@ impl Conn {
             | Message::Extended { .. }
             | Message::Unknown { .. } => {}
             Message::Choke => {
+                trace!(ip = %self.ip, "choked by peer");
                 self.peer_choking = true;
                 // Without the fast extension, a choke discards all pending requests.
                 let mut st = self.shared.lock();
@@ -368,7 +380,10 @@ impl Conn {
                     st.picker.cancel_request(self.key, b);
                 }
             }
-            Message::Unchoke => self.peer_choking = false,
+            Message::Unchoke => {
+                trace!(ip = %self.ip, "unchoked by peer");
+                self.peer_choking = false;
+            }
             Message::Interested | Message::NotInterested => {
                 self.peer_interested = matches!(m, Message::Interested);
                 self.stats
@@ -426,6 +441,7 @@ impl Conn {
                 return Err(format!("bad request {}:{}+{}", r.index, r.begin, r.length));
             }
         }
+        trace!(ip = %self.ip, ?r, choking = self.am_choking, "request");
         if self.am_choking {
             return Ok(()); // raced with our choke; ignore
         }
@@ -440,7 +456,7 @@ impl Conn {
             piece: index,
             block: begin / BLOCK_LEN,
         };
-        if begin % BLOCK_LEN != 0 || !self.outstanding.remove(&b) {
+        if begin & (BLOCK_LEN - 1) != 0 || !self.outstanding.remove(&b) {
             if !self.cancelled.contains(&b) {
                 self.unsolicited += 1;
                 trace!(index, begin, "unsolicited block");
@@ -464,6 +480,7 @@ impl Conn {
 
     fn set_interested(&mut self, yes: bool) {
         if self.am_interested != yes {
+            trace!(ip = %self.ip, yes, "interest change");
             self.am_interested = yes;
             if yes {
                 Message::Interested.encode(&mut self.wbuf)
@@ -499,6 +516,9 @@ impl Conn {
             st.picker
                 .pick(self.key, |p| bf.get(p), self.pipeline - have, &mut picked);
             lens.extend(picked.iter().map(|b| st.picker.block_len(*b)));
+        }
+        if picked.is_empty() && have == 0 {
+            trace!(ip = %self.ip, key = self.key, state = self.shared.lock().picker.describe(), "nothing to pick");
         }
         for (b, length) in picked.iter().zip(lens) {
             self.outstanding.insert(*b);

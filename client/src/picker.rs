@@ -328,6 +328,43 @@ impl Picker {
         best.map(|(p, _)| p)
     }
 
+    /// True if `peer` has an outstanding request for `b` on record.
+    pub fn is_requester(&self, peer: PeerKey, b: Block) -> bool {
+        self.active
+            .get(&b.piece)
+            .and_then(|a| a.slots.get(b.block as usize))
+            .is_some_and(|s| s.requesters.contains(&peer))
+    }
+
+    /// One-line description of the picker state, for debug logs.
+    pub fn describe(&self) -> String {
+        let hashing = self
+            .state
+            .iter()
+            .filter(|s| **s == PieceState::Hashing)
+            .count();
+        let mut act: Vec<String> = self
+            .active
+            .iter()
+            .take(8)
+            .map(|(p, a)| {
+                let req: Vec<&Vec<PeerKey>> = a.slots.iter().map(|s| &s.requesters).collect();
+                format!(
+                    "{p}:owner={} unreq={} recv={} req={req:?}",
+                    a.owner, a.unrequested, a.received
+                )
+            })
+            .collect();
+        act.sort();
+        format!(
+            "have={} missing={} hashing={hashing} active={} [{}]",
+            self.have,
+            self.missing,
+            self.active.len(),
+            act.join(", ")
+        )
+    }
+
     /// Records the arrival of `b` from `peer`.
     pub fn block_received(&mut self, peer: PeerKey, b: Block) -> Arrival {
         let Some(a) = self.active.get_mut(&b.piece) else {

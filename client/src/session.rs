@@ -223,8 +223,9 @@ impl TorrentHandle {
         self.listen_addr
     }
 
+    /// True when every piece is verified (on disk).
     pub fn is_complete(&self) -> bool {
-        *self.complete.borrow()
+        self.shared.is_complete()
     }
 
     /// Waits until every piece is verified. Fails if the torrent stopped on an error
