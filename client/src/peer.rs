@@ -406,13 +406,18 @@ impl Conn {
                 }
             }
             Message::Bitfield(bytes) => {
+                // BEP 3 wants the bitfield first, but aria2 sends it later when it had
+                // nothing at handshake time; accept it any time as a full replacement.
                 if !first {
-                    return Err("bitfield after the first message".into());
+                    debug!(ip = %self.ip, "late bitfield accepted");
                 }
                 let bf = Bitfield::from_wire(&bytes, self.shared.piece_count)
                     .map_err(|e| format!("bad bitfield: {e}"))?;
                 {
                     let mut st = self.shared.lock();
+                    for p in self.bitfield.iter_set() {
+                        st.picker.dec_availability(p);
+                    }
                     for p in bf.iter_set() {
                         st.picker.inc_availability(p);
                     }

@@ -1,0 +1,155 @@
+//! Interop with third-party BitTorrent software on loopback through a real tracker
+//! (opentracker): we download from aria2 and transmission seeders, and aria2
+//! downloads from our seeder. Bytes are compared. Needs aria2c, transmission-cli,
+//! opentracker and mktorrent (scripts/install-deps.sh); KPBT_SKIP_INTEROP=1 skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kpbt_proto::metainfo::Metainfo;
+use kpbt_testkit::*;
+
+const PAYLOAD_LEN: u64 = 5 * 1024 * 1024 + 12_345;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn tools(extra: &[(&str, &str)]) -> bool {
+    let mut all = vec![("opentracker", "opentracker"), ("mktorrent", "mktorrent")];
+    all.extend_from_slice(extra);
+    require_binaries(&all)
+}
+
+/// A single random file in `<tmp>/seed/`, its torrent, and a tracker allowing it.
+fn single_file_swarm(tmp: &Path, seed: u64) -> (PathBuf, [u8; 20], OpenTracker) {
+    let data = tmp.join("seed").join("payload.bin");
+    write_random_file(&data, PAYLOAD_LEN, seed).expect("write payload");
+    let mut tracker = OpenTracker::start(&[]).expect("start opentracker");
+    let torrent = mktorrent(&data, &tracker.announce_url(), 16, true);
+    let ih = info_hash(&torrent);
+    tracker.allow(&ih).expect("whitelist info hash");
+    (torrent, ih, tracker)
+}
+
+fn load(torrent: &Path) -> Metainfo {
+    Metainfo::from_bytes(&std::fs::read(torrent).unwrap()).unwrap()
+}
+
+/// Our library as a leecher that finds its peers only through the torrent's tracker.
+fn download_with_library(torrent: &Path, out: &Path) -> kpbt_client::Summary {
+    let meta = load(torrent);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut cfg = common::config(out, vec![]);
+        cfg.use_trackers = true;
+        let mut h = kpbt_client::start(meta, cfg).await.unwrap();
+        common::wait_complete(&mut h, WAIT.as_secs()).await;
+        h.shutdown().await.unwrap()
+    })
+}
+
+#[test]
+fn cli_downloads_from_aria2_seeder_via_tracker() {
+    if !tools(&[("aria2c", "aria2")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 21);
+    let _seeder = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
+    tracker
+        .wait_for_seeders(&ih, 1, WAIT)
+        .expect("seeder announced");
+    let out = tmp.path().join("dl");
+    let t0 = Instant::now();
+    let status = Command::new(env!("CARGO_BIN_EXE_kpbt-client"))
+        .args(["download", "--quiet", "--port", "0", "-o"])
+        .arg(&out)
+        .arg(&torrent)
+        .status()
+        .expect("run kpbt-client");
+    assert!(
+        status.success(),
+        "kpbt-client download exited with {status}"
+    );
+    assert_same_file(
+        &tmp.path().join("seed/payload.bin"),
+        &out.join("payload.bin"),
+    );
+    eprintln!("aria2 -> kpbt-client (CLI): {:?}", t0.elapsed());
+}
+
+#[test]
+fn library_downloads_multi_file_torrent_from_aria2() {
+    if !tools(&[("aria2c", "aria2")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let root = tmp.path().join("seed").join("tree");
+    let files = make_multi_file_tree(&root, 22).unwrap();
+    let mut tracker = OpenTracker::start(&[]).expect("start opentracker");
+    let torrent = mktorrent(&root, &tracker.announce_url(), 15, true);
+    let ih = info_hash(&torrent);
+    tracker.allow(&ih).unwrap();
+    let _seeder = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
+    tracker
+        .wait_for_seeders(&ih, 1, WAIT)
+        .expect("seeder announced");
+    let out = tmp.path().join("dl");
+    let s = download_with_library(&torrent, &out);
+    assert!(s.complete);
+    for (rel, _) in files {
+        assert_same_file(&root.join(&rel), &out.join("tree").join(&rel));
+    }
+}
+
+#[test]
+fn library_downloads_from_transmission_seeder() {
+    if !tools(&[("transmission-cli", "transmission-cli")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 23);
+    let _seeder =
+        Transmission::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
+    tracker
+        .wait_for_seeders(&ih, 1, WAIT)
+        .expect("seeder announced");
+    let out = tmp.path().join("dl");
+    let t0 = Instant::now();
+    let s = download_with_library(&torrent, &out);
+    assert!(s.complete);
+    assert_same_file(
+        &tmp.path().join("seed/payload.bin"),
+        &out.join("payload.bin"),
+    );
+    eprintln!("transmission -> kpbt: {:?}", t0.elapsed());
+}
+
+#[test]
+fn aria2_downloads_from_our_seeder() {
+    if !tools(&[("aria2c", "aria2")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 24);
+    let meta = load(&torrent);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cfg = common::config(&tmp.path().join("seed"), vec![]);
+    cfg.use_trackers = true;
+    let seeder = rt.block_on(kpbt_client::start(meta, cfg)).unwrap();
+    assert!(seeder.is_complete(), "our seeder verified the data");
+    tracker
+        .wait_for_seeders(&ih, 1, WAIT)
+        .expect("our seeder announced");
+    let out = tmp.path().join("dl");
+    let mut dl = Aria2::download(&torrent, &out, free_port()).expect("download");
+    dl.wait_complete(WAIT)
+        .expect("aria2 download from kpbt completes");
+    assert_same_file(
+        &tmp.path().join("seed/payload.bin"),
+        &out.join("payload.bin"),
+    );
+    let s = rt.block_on(seeder.shutdown()).unwrap();
+    assert!(s.uploaded >= PAYLOAD_LEN, "uploaded {} bytes", s.uploaded);
+}
