@@ -284,3 +284,114 @@ pub async fn announce_once(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kpbt_proto::{InfoHash, PeerId};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A one-shot-per-connection HTTP server answering every request with `body`.
+    /// Returns its announce URL and a receiver of the request lines it saw.
+    async fn fake_tracker(body: &'static [u8]) -> (String, mpsc::UnboundedReceiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/announce", l.local_addr().unwrap());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let mut n = 0;
+                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
+                let line = String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let _ = tx.send(line);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body).await;
+            }
+        });
+        (url, rx)
+    }
+
+    fn request(event: AnnounceEvent) -> AnnounceRequest {
+        AnnounceRequest {
+            info_hash: InfoHash([1; 20]),
+            peer_id: PeerId([2; 20]),
+            port: 6881,
+            uploaded: 0,
+            downloaded: 0,
+            left: 10,
+            event,
+            compact: true,
+            no_peer_id: true,
+            numwant: Some(5),
+            ip: None,
+            key: None,
+            tracker_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn compact_reply_and_query_string() {
+        let (url, mut seen) =
+            fake_tracker(b"d8:intervali900e5:peers6:\x7f\x00\x00\x01\x1a\xe1e").await;
+        let c = reqwest::Client::new();
+        let r = announce_once(&c, &url, &request(AnnounceEvent::Started))
+            .await
+            .unwrap();
+        assert_eq!(r.interval, 900);
+        assert_eq!(r.peers, vec!["127.0.0.1:6881".parse().unwrap()]);
+        let line = seen.recv().await.unwrap();
+        assert!(line.starts_with("GET /announce?"), "{line}");
+        assert!(
+            line.contains("event=started") && line.contains("compact=1"),
+            "{line}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_reason_is_reported() {
+        let (url, _seen) = fake_tracker(b"d14:failure reason12:not allowed!e").await;
+        let c = reqwest::Client::new();
+        let e = announce_once(&c, &url, &request(AnnounceEvent::None))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("not allowed!"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn url_with_query_gets_ampersand() {
+        let (url, mut seen) = fake_tracker(b"d8:intervali60e5:peers0:e").await;
+        let c = reqwest::Client::new();
+        announce_once(
+            &c,
+            &format!("{url}?passkey=abc"),
+            &request(AnnounceEvent::None),
+        )
+        .await
+        .unwrap();
+        let line = seen.recv().await.unwrap();
+        assert!(line.contains("?passkey=abc&info_hash="), "{line}");
+    }
+
+    #[test]
+    fn udp_trackers_are_skipped_and_empty_tiers_dropped() {
+        let tiers = vec![
+            vec!["udp://x:1".to_string()],
+            vec!["udp://y:1".into(), "https://z/a".into()],
+        ];
+        assert_eq!(usable_tiers(&tiers), vec![vec!["https://z/a".to_string()]]);
+    }
+}
