@@ -6,9 +6,10 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use kpbt_proto::InfoHash;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +32,9 @@ type Stamp = Option<(SystemTime, u64)>;
 
 pub struct Allowlist {
     path: PathBuf,
-    set: RwLock<Arc<HashSet<InfoHash>>>,
+    /// Swapped whole on reload; readers on the announce path take no lock and write no
+    /// shared cache line (unlike an `RwLock`'s reader count).
+    set: ArcSwap<HashSet<InfoHash>>,
     stamp: Mutex<Stamp>,
 }
 
@@ -64,7 +67,7 @@ impl Allowlist {
     pub fn load(path: &Path) -> Result<Self, AllowlistError> {
         let list = Allowlist {
             path: path.to_owned(),
-            set: RwLock::new(Arc::new(HashSet::new())),
+            set: ArcSwap::from_pointee(HashSet::new()),
             stamp: Mutex::new(None),
         };
         list.reload()?;
@@ -76,14 +79,11 @@ impl Allowlist {
     }
 
     pub fn contains(&self, hash: &InfoHash) -> bool {
-        // A poisoned lock only means a reload panicked mid-swap of an Arc; the value is
-        // still a complete set.
-        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
-        set.contains(hash)
+        self.set.load().contains(hash)
     }
 
     pub fn len(&self) -> usize {
-        self.set.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.set.load().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,7 +99,7 @@ impl Allowlist {
         })?;
         let set = parse(&self.path, &text)?;
         let n = set.len();
-        *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        self.set.store(Arc::new(set));
         *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
         Ok(n)
     }
