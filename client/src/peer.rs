@@ -247,7 +247,10 @@ impl Conn {
                             Err(e) => return format!("protocol error: {e}"),
                         }
                     }
-                    if rbuf.capacity() - rbuf.len() < 32 * 1024 {
+                    // Keep room for a large read: fewer syscalls per byte. Block data split
+                    // off this buffer was already copied and dropped, so `reserve` can
+                    // usually reclaim the same allocation instead of growing.
+                    if rbuf.capacity() - rbuf.len() < READ_CHUNK / 2 {
                         rbuf.reserve(READ_CHUNK);
                     }
                 }

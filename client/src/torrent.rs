@@ -26,6 +26,8 @@ use crate::storage::{Storage, StorageError};
 /// Pieces being hashed/written at once; a peer that completes a piece waits for a slot,
 /// which stops it reading from its socket: that is the backpressure bounding memory.
 const HASH_SLOTS: usize = 4;
+/// Recycled piece buffers kept for reuse.
+const SPARE_BUFFERS: usize = 2 * HASH_SLOTS;
 /// How long a failed dial keeps an address from being tried again.
 const REDIAL_AFTER: Duration = Duration::from_secs(15);
 
@@ -50,6 +52,9 @@ pub(crate) struct State {
     pub picker: Picker,
     pub have: Bitfield,
     buffers: HashMap<u32, PieceBuf>,
+    /// Piece buffers returned after hashing, reused so steady-state downloading
+    /// allocates (and page-faults in) no new memory.
+    spare: Vec<Vec<u8>>,
     pub peers: HashMap<PeerKey, PeerEntry>,
     pub banned: HashSet<IpAddr>,
     failed: HashMap<u32, Vec<FailedAttempt>>,
@@ -120,6 +125,7 @@ impl Shared {
                 picker,
                 have,
                 buffers: HashMap::new(),
+                spare: Vec::new(),
                 peers: HashMap::new(),
                 banned: HashSet::new(),
                 failed: HashMap::new(),
@@ -185,9 +191,16 @@ impl Shared {
         }
         let size = st.picker.piece_size(b.piece) as usize;
         let blocks = st.picker.blocks_in(b.piece) as usize;
-        let buf = st.buffers.entry(b.piece).or_insert_with(|| PieceBuf {
-            data: vec![0; size],
-            senders: vec![None; blocks],
+        let st = &mut *st;
+        let buf = st.buffers.entry(b.piece).or_insert_with(|| {
+            // Every byte is overwritten by a received block before the piece is hashed,
+            // so a recycled buffer needs no zeroing.
+            let mut data = st.spare.pop().unwrap_or_default();
+            data.resize(size, 0);
+            PieceBuf {
+                data,
+                senders: vec![None; blocks],
+            }
         });
         let begin = b.begin() as usize;
         buf.data[begin..begin + data.len()].copy_from_slice(data);
@@ -236,6 +249,11 @@ impl Shared {
                 senders: buf.senders,
                 block_hashes,
             });
+            let mut st = shared.lock();
+            if st.spare.len() < SPARE_BUFFERS {
+                st.spare.push(buf.data);
+            }
+            drop(st);
             drop(permit);
         });
     }
