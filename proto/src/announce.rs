@@ -270,6 +270,24 @@ fn decode_text(field: &'static str, v: &[u8], max: usize) -> Result<String, Quer
     String::from_utf8(decode_bytes(field, v, max)?).map_err(|_| QueryError::BadUtf8(field))
 }
 
+/// The `key` parameter. aria2 (and others) send binary keys; a key is an opaque token the
+/// tracker only compares, so non-UTF-8 bytes are replaced rather than refusing the
+/// announce. The length cap applies to the *resulting* string, so whatever is accepted
+/// re-encodes (`to_query_string`) to a query that parses back to the same value.
+fn decode_key(v: &[u8]) -> Result<String, QueryError> {
+    let too_long = QueryError::ValueTooLong {
+        field: "key",
+        max: MAX_TEXT_PARAM,
+    };
+    let raw = decode_bytes("key", v, MAX_TEXT_PARAM)?;
+    let key = String::from_utf8(raw)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    if key.len() > MAX_TEXT_PARAM {
+        return Err(too_long);
+    }
+    Ok(key)
+}
+
 /// Splits a raw query into `(key, raw value)` pairs; empty segments are skipped.
 fn pairs(raw: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     raw.split(|&b| b == b'&')
@@ -381,13 +399,7 @@ pub fn parse_announce_query_limited(
     };
     // aria2 (and others) send a binary `key`; it is an opaque token the tracker only
     // compares, so non-UTF-8 bytes are kept lossily rather than refusing the announce.
-    let key = key
-        .map(|v| decode_bytes("key", v, MAX_TEXT_PARAM))
-        .transpose()?
-        .map(|b| {
-            String::from_utf8(b)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-        });
+    let key = key.map(|v| decode_key(v)).transpose()?;
     let tracker_id = tracker_id
         .map(|v| decode_bytes("trackerid", v, MAX_TEXT_PARAM))
         .transpose()?;
@@ -745,6 +757,15 @@ mod tests {
             r.key.as_deref(),
             Some("\u{13}\r7\u{1b},\u{1d}\u{fffd}\u{fffd}")
         );
+    }
+
+    #[test]
+    fn lossy_key_still_round_trips() {
+        // 100 invalid bytes become 300 bytes of U+FFFD: over the cap, refused outright
+        // rather than accepted and then failing to re-parse.
+        assert!(parse(&q(&format!("&key={}", "%FF".repeat(100)))).is_err());
+        let r = parse(&q(&format!("&key={}", "%FF".repeat(42)))).unwrap();
+        assert_eq!(parse(&r.to_query_string()).unwrap(), r);
     }
 
     #[test]

@@ -77,6 +77,29 @@ proptest! {
         let _ = parse_scrape_query(&raw, 8);
     }
 
+    /// Whatever parses re-encodes to a query that parses to the same request (the
+    /// invariant proto's fuzz target checks), on queries built from real keys with
+    /// hostile values so that many of them do parse.
+    #[test]
+    fn accepted_queries_reencode_faithfully(
+        extra in proptest::collection::vec(
+            (prop::sample::select(vec!["key", "ip", "numwant", "compact", "no_peer_id",
+                "event", "left", "trackerid", "port"]),
+             proptest::collection::vec(any::<u8>(), 0..50)),
+            0..6),
+    ) {
+        let mut q = format!("info_hash={}&peer_id={}&port=1", "%AA".repeat(20), "b".repeat(20));
+        for (k, v) in &extra {
+            q.push('&');
+            q.push_str(k);
+            q.push('=');
+            percent_encode_into(&mut q, v);
+        }
+        if let Ok(req) = parse_announce_query(q.as_bytes()) {
+            prop_assert_eq!(parse_announce_query(req.to_query_string().as_bytes()).unwrap(), req);
+        }
+    }
+
     #[test]
     fn compact_replies_decode_with_serde_bencode(
         peers in proptest::collection::vec((ip(), any::<u16>(), any::<[u8; 20]>()), 0..30),
