@@ -399,7 +399,7 @@ pub fn parse_announce_query_limited(
     };
     // aria2 (and others) send a binary `key`; it is an opaque token the tracker only
     // compares, so non-UTF-8 bytes are kept lossily rather than refusing the announce.
-    let key = key.map(|v| decode_key(v)).transpose()?;
+    let key = key.map(decode_key).transpose()?;
     let tracker_id = tracker_id
         .map(|v| decode_bytes("trackerid", v, MAX_TEXT_PARAM))
         .transpose()?;
