@@ -114,7 +114,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("bad --log filter {:?}", cli.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Logs go to stderr (stdout is for --print-config); colours only on a terminal.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let print = cli.print_config;
     let config = cli.into_config()?;
     if print {
