@@ -1,0 +1,9 @@
+//! kpbt-integration: containerized swarm tests of the kpbt tracker and client images.
+//!
+//! Each test gets its own Docker network, tracker container and peer containers (one per
+//! peer, each with its own address), started with testcontainers from the local
+//! `kpbt/tracker:dev` and `kpbt/client:dev` images. [`docker::setup`] checks the engine
+//! and builds the images once per run. The tests live in `tests/swarm.rs`.
+
+pub mod docker;
+pub mod swarm;
