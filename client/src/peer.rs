@@ -7,7 +7,7 @@ use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kpbt_proto::wire::{self, Bitfield, BlockRequest, Handshake, Message, HANDSHAKE_LEN};
@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+// tokio's clock, so keep-alive and timeout logic can be tested with paused time.
+use tokio::time::Instant;
 use tracing::{debug, trace};
 
 use crate::picker::{Block, PeerKey, BLOCK_LEN};

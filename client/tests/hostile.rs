@@ -263,3 +263,36 @@ async fn bad_bitfield_disconnects() {
     w.expect_closed().await;
     leecher.shutdown().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_connection_gets_keepalives_and_silent_peer_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let meta = make_torrent(
+        "ka.bin",
+        16 * 1024,
+        &[(vec![], data(16384, 14))],
+        src.path(),
+    );
+    let leecher = kpbt_client::start(meta.clone(), config(dir.path(), vec![]))
+        .await
+        .unwrap();
+    let mut w = Wire::connect(addr_of(&leecher), meta.info_hash).await;
+    let t0 = tokio::time::Instant::now();
+    // We say nothing at all; the client (which has no pieces, so sends no bitfield)
+    // must keep the connection alive, then give up on us.
+    let first = w.recv().await;
+    assert_eq!(first, Some(Message::KeepAlive));
+    let ka = t0.elapsed();
+    assert!(
+        ka >= Duration::from_secs(90) && ka < Duration::from_secs(95),
+        "keep-alive after {ka:?}"
+    );
+    while w.recv().await.is_some() {}
+    let gone = t0.elapsed();
+    assert!(
+        gone >= Duration::from_secs(180) && gone < Duration::from_secs(190),
+        "dropped after {gone:?}"
+    );
+    leecher.shutdown().await.unwrap();
+}
