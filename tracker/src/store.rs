@@ -412,6 +412,11 @@ fn select_peers(
     out
 }
 
+/// Most slots one selection looks at per address family. Only matters for a seeder in a
+/// huge, seeder-heavy swarm, where finding leechers would otherwise mean scanning every
+/// record on every announce; such a seeder may then get fewer leechers than exist.
+const MAX_PROBES: usize = 4096;
+
 fn take_from<A: IpBytes>(
     peers: &[Peer<A>],
     skip: Option<usize>,
@@ -424,7 +429,7 @@ fn take_from<A: IpBytes>(
         return;
     }
     let start = (next_random() % n as u64) as usize;
-    for i in (start..n).chain(0..start) {
+    for i in (start..n).chain(0..start).take(MAX_PROBES) {
         if Some(i) == skip {
             continue;
         }
