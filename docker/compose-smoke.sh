@@ -31,7 +31,7 @@ done
 echo "tracker reports $seeders seeders: $stats"
 # Byte comparison: every leecher's copy equals the payload the seeder serves.
 copies=$(mktemp -d); trap 'rm -rf "$copies"; cleanup' EXIT
-docker cp "$("${compose[@]}" ps -q seeder):/swarm/demo" "$copies/seeder"
+docker cp "$("${compose[@]}" ps -q seeder):/data/demo" "$copies/seeder"
 for n in 1 2 3; do
   docker cp "$("${compose[@]}" ps -q "leecher$n"):/data/demo" "$copies/leecher$n"
   diff -r "$copies/seeder" "$copies/leecher$n"

@@ -4,6 +4,7 @@
 #
 # Interop tests need aria2c, transmission-cli, opentracker and mktorrent
 # (scripts/install-deps.sh); set KPBT_SKIP_INTEROP=1 to skip them instead.
+# Container tests (kpbt-integration) need a Docker engine; KPBT_SKIP_DOCKER=1 skips them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +17,17 @@ trap 'rm -f "$log"' EXIT
 
 args=("$@")
 ((${#args[@]})) || args=(--workspace)
+
+# Container tests (kpbt-integration) run the kpbt images: build them once up front
+# unless they already are (KPBT_IMAGES_PREBUILT=1, as .ci/run does) or the tests are
+# skipped (KPBT_SKIP_DOCKER=1). Without a Docker engine those tests fail and say why.
+if [[ ${KPBT_SKIP_DOCKER:-0} != 1 && ${KPBT_IMAGES_PREBUILT:-0} != 1 ]] &&
+  [[ " ${args[*]} " == *" --workspace "* || " ${args[*]} " == *kpbt-integration* ]] &&
+  docker info >/dev/null 2>&1; then
+  echo "==> docker/build-images.sh (for the container tests)"
+  bash docker/build-images.sh
+  export KPBT_IMAGES_PREBUILT=1
+fi
 
 start=$SECONDS
 echo "==> cargo test ${args[*]} (target: $CARGO_TARGET_DIR, limit ${limit}s)"
