@@ -45,12 +45,8 @@ pub struct AnnounceReply {
     pub peers: Vec<SocketAddr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ScrapeStats {
-    pub complete: u32,
-    pub incomplete: u32,
-    pub downloaded: u32,
-}
+/// Per-torrent scrape figures; the same type the tracker encodes.
+pub use crate::announce::ScrapeStats;
 
 fn parse_root(bytes: &[u8]) -> Result<Value<'_>, TrackerReplyError> {
     if bytes.len() > MAX_REPLY_BYTES {
