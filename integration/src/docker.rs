@@ -133,6 +133,7 @@ fn start_api_shim(target: PathBuf, server_api: String) -> io::Result<PathBuf> {
             "unexpected API version {server_api}"
         )));
     }
+    remove_stale_shims();
     let dir = std::env::temp_dir().join(format!("kpbt-docker-shim-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let sock = dir.join("docker.sock");
@@ -161,6 +162,21 @@ fn start_api_shim(target: PathBuf, server_api: String) -> io::Result<PathBuf> {
             });
         })?;
     Ok(sock)
+}
+
+/// The shim's socket outlives its test process; remove those of processes that are gone.
+fn remove_stale_shims() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("kpbt-docker-shim-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 async fn relay(client: UnixStream, target: &Path, api: &[u8]) -> io::Result<()> {

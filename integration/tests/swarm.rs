@@ -181,7 +181,7 @@ async fn killed_leecher_resumes_without_refetching() {
     run("killed_leecher_resumes_without_refetching", async {
         let swarm = Swarm::new("resume", 32 * MIB, PIECE).await?;
         let _seeder = swarm.start_peer("seeder", Role::Seeder, None).await?;
-        let victim = swarm.start_peer("victim", Role::LeecherThenExit, Some(0.1)).await?;
+        let victim = swarm.start_peer("victim", Role::LeecherThenExit, Some(SLOW)).await?;
         let n = swarm.piece_count();
         let deadline = Instant::now() + COMPLETE_WITHIN;
         let mut held = Vec::new();
