@@ -142,6 +142,9 @@ pub fn safe_join(
 pub struct Storage {
     layout: Layout,
     files: Vec<File>,
+    /// One lock per file around writes: ext4 serialises buffered writes to an inode
+    /// anyway, and its rwsem spins on contention, burning the CPU that hashing needs.
+    write_locks: Vec<std::sync::Mutex<()>>,
     paths: Vec<PathBuf>,
     /// Length of each file before we opened it (0 if it did not exist): only pieces
     /// fully inside pre-existing data are worth verifying.
@@ -186,15 +189,16 @@ impl Storage {
             files.push(file);
             paths.push(path);
         }
+        let write_locks = files.iter().map(|_| std::sync::Mutex::new(())).collect();
         Ok(Storage {
             layout,
             files,
+            write_locks,
             paths,
             pre_existing,
         })
     }
 
-    /// Opens existing files read-only for seeding without creating anything.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -218,6 +222,9 @@ impl Storage {
             .slices(self.layout.piece_offset(piece), data.len() as u64)
         {
             let part = &data[pos..pos + s.len as usize];
+            let _guard = self.write_locks[s.file]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             self.files[s.file]
                 .write_all_at(part, s.file_offset)
                 .map_err(|e| self.io_err(s.file, e))?;
