@@ -37,6 +37,7 @@ fn main() {
     let store = Store::new(StoreLimits {
         max_torrents: 10_000_000,
         max_peers_per_torrent: 1_000_000,
+        max_peers_per_ip: usize::MAX,
         numwant_default: 0,
         numwant_max: 0,
         peer_timeout_secs: 3900,

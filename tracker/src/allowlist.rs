@@ -1,16 +1,12 @@
-//! The private-swarm allowlist: a file of hex info hashes, loaded at start and reloaded when
-//! its modification time or size changes (polled) or on SIGHUP.
-//!
-//! A file that fails to parse on reload leaves the previous list in force: a half-written
-//! edit must not open (or close) the tracker to everything.
+//! The private-swarm allowlist: a file of hex info hashes, loaded at start and reloaded
+//! through [`crate::reload`] (polled, and on SIGHUP; a bad file keeps the old list).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
 use kpbt_proto::InfoHash;
+
+use crate::reload::{FileContents, WatchedFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllowlistError {
@@ -27,16 +23,31 @@ pub enum AllowlistError {
     },
 }
 
-/// Identifies one version of the file cheaply.
-type Stamp = Option<(SystemTime, u64)>;
+/// The allowed info hashes.
+#[derive(Debug, Default)]
+pub struct AllowSet(pub HashSet<InfoHash>);
 
-pub struct Allowlist {
-    path: PathBuf,
-    /// Swapped whole on reload; readers on the announce path take no lock and write no
-    /// shared cache line (unlike an `RwLock`'s reader count).
-    set: ArcSwap<HashSet<InfoHash>>,
-    stamp: Mutex<Stamp>,
+impl FileContents for AllowSet {
+    type Error = AllowlistError;
+
+    fn parse(path: &Path, text: &str) -> Result<Self, AllowlistError> {
+        parse(path, text).map(AllowSet)
+    }
+
+    fn read_error(path: &Path, source: std::io::Error) -> AllowlistError {
+        AllowlistError::Read {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn entries(&self) -> usize {
+        self.0.len()
+    }
 }
+
+/// The allowlist file as the tracker holds it.
+pub type Allowlist = WatchedFile<AllowSet>;
 
 /// Parses allowlist text: one hash a line; blank lines and `#` comments (whole-line or
 /// trailing) are ignored.
@@ -57,61 +68,9 @@ pub fn parse(path: &Path, text: &str) -> Result<HashSet<InfoHash>, AllowlistErro
     Ok(set)
 }
 
-fn stamp_of(path: &Path) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-impl Allowlist {
-    /// Loads the file; failing here stops the tracker from starting.
-    pub fn load(path: &Path) -> Result<Self, AllowlistError> {
-        let list = Allowlist {
-            path: path.to_owned(),
-            set: ArcSwap::from_pointee(HashSet::new()),
-            stamp: Mutex::new(None),
-        };
-        list.reload()?;
-        Ok(list)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
+impl WatchedFile<AllowSet> {
     pub fn contains(&self, hash: &InfoHash) -> bool {
-        self.set.load().contains(hash)
-    }
-
-    pub fn len(&self) -> usize {
-        self.set.load().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Re-reads the file unconditionally; returns the number of hashes now allowed.
-    pub fn reload(&self) -> Result<usize, AllowlistError> {
-        let stamp = stamp_of(&self.path);
-        let text = std::fs::read_to_string(&self.path).map_err(|source| AllowlistError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
-        let set = parse(&self.path, &text)?;
-        let n = set.len();
-        self.set.store(Arc::new(set));
-        *self.stamp.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
-        Ok(n)
-    }
-
-    /// Reloads if the file's mtime or size changed since the last load.
-    pub fn reload_if_changed(&self) -> Result<Option<usize>, AllowlistError> {
-        let now = stamp_of(&self.path);
-        let last = *self.stamp.lock().unwrap_or_else(|p| p.into_inner());
-        if now.is_some() && now == last {
-            return Ok(None);
-        }
-        self.reload().map(Some)
+        self.get().0.contains(hash)
     }
 }
 
@@ -138,7 +97,7 @@ mod tests {
         let path = dir.path().join("allow.txt");
         let h = "0123456789abcdef0123456789abcdef01234567";
         std::fs::write(&path, h).unwrap();
-        let list = Allowlist::load(&path).unwrap();
+        let list = Allowlist::load("allowlist", &path).unwrap();
         assert_eq!(list.reload_if_changed().unwrap(), None);
         std::fs::write(&path, "not a hash, and a different length").unwrap();
         assert!(list.reload_if_changed().is_err());

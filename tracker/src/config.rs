@@ -43,8 +43,36 @@ pub struct Config {
     /// File of allowed info hashes (40 hex digits a line, `#` comments). When set, only
     /// these torrents are tracked. Reloaded when it changes and on SIGHUP.
     pub allowlist: Option<PathBuf>,
-    /// How often the allowlist file's modification time is checked, in seconds.
+    /// How often the allowlist and passkey files are checked for changes, in seconds.
     pub allowlist_poll_secs: u32,
+    /// Require a passkey in the URL (`/announce/<key>`, `/scrape/<key>`); plain `/announce`
+    /// is then refused. Needs `passkey_file`.
+    pub passkeys: bool,
+    /// Key file managed by `kpbt-tracker keys add|list|revoke` (TOML). Reloaded when it
+    /// changes and on SIGHUP, like the allowlist.
+    pub passkey_file: Option<PathBuf>,
+    /// Requests per minute each client (IPv4 address or IPv6 /64) may make on average;
+    /// 0 (the default) turns rate limiting off. Behind a proxy, set `real_ip_header`
+    /// first or every client shares one budget.
+    pub rate_limit_per_min: u32,
+    /// Requests a client may make in a burst after being idle.
+    pub rate_limit_burst: u32,
+    /// Most clients the rate limiter tracks at once (bounds its memory, ~64 bytes each);
+    /// when all are active, new clients are refused until some go idle.
+    pub rate_limit_max_clients: usize,
+    /// Most peers one IP address may hold in one swarm, so one host announcing many ports
+    /// cannot fill it. Loopback addresses are exempt (tests, benchmarks, same-host setups).
+    pub max_peers_per_ip_per_torrent: usize,
+    /// A client must send a complete request head within this many milliseconds of
+    /// connecting (or of its previous request), else it gets 408 and is disconnected.
+    pub client_request_timeout_ms: u64,
+    /// After the response, how long a client gets to close before we drop it, in ms.
+    pub client_disconnect_timeout_ms: u64,
+    /// Idle keep-alive connections are closed after this many seconds (0: no keep-alive).
+    pub keep_alive_secs: u64,
+    /// Most concurrent connections per worker thread; beyond it, new ones wait in the
+    /// listen backlog.
+    pub max_connections_per_worker: usize,
     /// Longest accepted announce/scrape query string, in bytes.
     pub max_query_len: usize,
     /// Most info hashes in one scrape.
@@ -69,6 +97,16 @@ impl Default for Config {
             real_ip_header: None,
             allowlist: None,
             allowlist_poll_secs: 5,
+            passkeys: false,
+            passkey_file: None,
+            rate_limit_per_min: 0,
+            rate_limit_burst: 30,
+            rate_limit_max_clients: 100_000,
+            max_peers_per_ip_per_torrent: 8,
+            client_request_timeout_ms: 5_000,
+            client_disconnect_timeout_ms: 1_000,
+            keep_alive_secs: 15,
+            max_connections_per_worker: 25_000,
             max_query_len: kpbt_proto::announce::DEFAULT_MAX_QUERY_LEN,
             max_scrape_hashes: 64,
             workers: 0,
@@ -98,6 +136,15 @@ impl Config {
     pub fn min_interval(&self) -> u32 {
         self.min_interval_secs
             .unwrap_or(self.announce_interval_secs / 2)
+    }
+
+    /// The rate limit, if on.
+    pub fn rate_limit(&self) -> Option<crate::ratelimit::RateLimit> {
+        (self.rate_limit_per_min > 0).then(|| crate::ratelimit::RateLimit {
+            per_sec: f64::from(self.rate_limit_per_min) / 60.0,
+            burst: self.rate_limit_burst,
+            max_clients: self.rate_limit_max_clients,
+        })
     }
 
     /// The effective peer timeout.
@@ -159,6 +206,22 @@ impl Config {
         if self.allowlist_poll_secs == 0 {
             return bad("allowlist_poll_secs must be positive");
         }
+        if self.passkeys && self.passkey_file.is_none() {
+            return bad("passkeys = true needs passkey_file");
+        }
+        if self.rate_limit_per_min > 0
+            && (self.rate_limit_burst == 0 || self.rate_limit_max_clients == 0)
+        {
+            return bad("rate_limit_burst and rate_limit_max_clients must be positive");
+        }
+        if self.max_peers_per_ip_per_torrent == 0 {
+            return bad("max_peers_per_ip_per_torrent must be positive");
+        }
+        if self.client_request_timeout_ms == 0 || self.max_connections_per_worker == 0 {
+            return bad(
+                "client_request_timeout_ms and max_connections_per_worker must be positive",
+            );
+        }
         if let Some(h) = &self.real_ip_header {
             if actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 return bad("real_ip_header is not a valid header name");
@@ -182,6 +245,9 @@ mod tests {
         let mut full = d.clone();
         full.real_ip_header = Some("X-Forwarded-For".into());
         full.allowlist = Some("/etc/kpbt/allow.txt".into());
+        full.passkeys = true;
+        full.passkey_file = Some("/etc/kpbt/passkeys.toml".into());
+        full.rate_limit_per_min = 120;
         full.peer_timeout_secs = Some(400);
         full.min_interval_secs = Some(60);
         let back: Config = toml::from_str(&full.to_toml()).unwrap();
@@ -213,6 +279,14 @@ mod tests {
         c.real_ip_header = Some("bad header".into());
         assert!(c.validate().is_err());
         c.real_ip_header = None;
+        c.listen = Config::default().listen;
+        c.passkeys = true;
+        assert!(c.validate().is_err());
+        c.passkey_file = Some("/k.toml".into());
+        c.validate().unwrap();
+        c.max_peers_per_ip_per_torrent = 0;
+        assert!(c.validate().is_err());
+        c.max_peers_per_ip_per_torrent = 1;
         c.listen.clear();
         assert!(c.validate().is_err());
     }

@@ -2,11 +2,15 @@
 //! string (never actix's `Query` extractor, which would mangle binary info hashes), call
 //! into [`crate::AppState`], and always answer announce/scrape with HTTP 200 and a bencoded
 //! body, because a `failure reason` is what BitTorrent clients read and show.
+//!
+//! Every request first passes the per-client rate limit (announce/scrape answer a
+//! `failure reason`, the other endpoints 429); announce/scrape then check the passkey
+//! (when enabled) before looking at the query.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use actix_web::http::header::{HeaderValue, CONTENT_TYPE};
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{web, HttpRequest, HttpResponse};
 use kpbt_proto::announce::{
     encode_announce_reply, encode_failure, encode_scrape_reply, parse_announce_query_limited,
@@ -14,16 +18,95 @@ use kpbt_proto::announce::{
 };
 
 use crate::metrics::{Endpoint, Outcome};
+use crate::passkeys::KeyStatus;
 use crate::AppState;
 
-/// Registers every route. Passkey paths (`/announce/{passkey}`) can be added here as more
-/// resources pointing at the same handlers.
+/// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/announce", web::get().to(announce))
+        .route("/announce/{passkey}", web::get().to(announce_keyed))
         .route("/scrape", web::get().to(scrape))
+        .route("/scrape/{passkey}", web::get().to(scrape_keyed))
         .route("/metrics", web::get().to(metrics))
         .route("/health", web::get().to(health))
         .route("/stats", web::get().to(stats));
+}
+
+/// Sent when a passkey is required but the URL has none.
+pub const PASSKEY_REQUIRED: &str =
+    "this tracker requires a passkey: use the announce URL you were given";
+/// Sent to a client over the rate limit.
+pub const RATE_LIMITED: &str = "rate limit exceeded";
+
+/// A refusal before the query is looked at: the metrics label and the client's text.
+type Refusal = (&'static str, &'static str);
+
+/// The TCP peer, or the configured real-IP header's last entry: who to rate-limit (never
+/// the `ip` parameter, which the client chooses freely).
+fn connection_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
+    if let Some(name) = &state.real_ip_header {
+        if let Some(ip) = req
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(header_ip)
+        {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// The last entry of a forwarding header: the one our own proxy appended.
+fn header_ip(value: &str) -> Option<IpAddr> {
+    let last = value.rsplit(',').next()?.trim();
+    last.parse::<IpAddr>()
+        .ok()
+        .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// `false` if this request is over the client's rate limit (and counts it).
+fn within_rate_limit(state: &AppState, req: &HttpRequest) -> bool {
+    let Some(limiter) = &state.limiter else {
+        return true;
+    };
+    let Some(ip) = connection_ip(state, req) else {
+        return true;
+    };
+    if limiter.allow(ip, Instant::now()) {
+        return true;
+    }
+    state.metrics.rate_limited.inc();
+    false
+}
+
+/// The 429 for non-tracker endpoints.
+fn too_many_requests() -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((RETRY_AFTER, HeaderValue::from_static("1")))
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
+        .body(RATE_LIMITED)
+}
+
+/// Checks the URL's passkey (`None`: plain `/announce` or `/scrape`) against the config.
+fn check_passkey(state: &AppState, key: Option<&str>) -> Result<(), Refusal> {
+    let refused = match (&state.passkeys, key) {
+        (None, None) => return Ok(()),
+        (None, Some(_)) => (
+            "passkey_unexpected",
+            "this tracker does not use passkeys: announce to /announce",
+        ),
+        (Some(_), None) => ("passkey_missing", PASSKEY_REQUIRED),
+        (Some(keys), Some(k)) => match keys.get().status(k) {
+            KeyStatus::Active => return Ok(()),
+            KeyStatus::Unknown => ("passkey_unknown", "unknown passkey"),
+            KeyStatus::Revoked => ("passkey_revoked", "passkey revoked"),
+        },
+    };
+    if refused.0 != "passkey_unexpected" {
+        state.metrics.passkey_rejections.inc();
+    }
+    Err(refused)
 }
 
 fn bencoded(body: Vec<u8>) -> HttpResponse {
@@ -33,9 +116,32 @@ fn bencoded(body: Vec<u8>) -> HttpResponse {
 }
 
 async fn announce(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    announce_with(&req, &state, None)
+}
+
+/// The key is taken raw from the path (not via `web::Path<String>`, whose decoding would
+/// turn a non-UTF-8 escape into a 404 instead of a bencoded "unknown passkey").
+async fn announce_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let key = req.match_info().get("passkey").unwrap_or("");
+    announce_with(&req, &state, Some(key))
+}
+
+fn announce_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
-    announce_body(&state, &req, &mut body);
+    if !within_rate_limit(state, req) {
+        fail(
+            state,
+            &mut body,
+            AnnounceEvent::None,
+            "rate_limited",
+            RATE_LIMITED,
+        );
+    } else if let Err((label, text)) = check_passkey(state, key) {
+        fail(state, &mut body, AnnounceEvent::None, label, text);
+    } else {
+        announce_body(state, req, &mut body);
+    }
     state
         .metrics
         .observe(Endpoint::Announce, started.elapsed().as_secs_f64());
@@ -123,20 +229,36 @@ fn client_ip(state: &AppState, req: &HttpRequest, parsed: &AnnounceRequest) -> O
         }
     }
     if let Some(name) = &state.real_ip_header {
-        let value = req.headers().get(name)?.to_str().ok()?;
-        let last = value.rsplit(',').next()?.trim();
-        return last
-            .parse::<IpAddr>()
-            .ok()
-            .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()));
+        return header_ip(req.headers().get(name)?.to_str().ok()?);
     }
     req.peer_addr().map(|a| a.ip())
 }
 
 async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    scrape_with(&req, &state, None)
+}
+
+/// The key is taken raw from the path (not via `web::Path<String>`, whose decoding would
+/// turn a non-UTF-8 escape into a 404 instead of a bencoded "unknown passkey").
+async fn scrape_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let key = req.match_info().get("passkey").unwrap_or("");
+    scrape_with(&req, &state, Some(key))
+}
+
+fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
     state.metrics.scrapes.inc();
+    let admitted = if !within_rate_limit(state, req) {
+        Err(("rate_limited", RATE_LIMITED))
+    } else {
+        check_passkey(state, key)
+    };
+    if let Err((label, text)) = admitted {
+        state.metrics.failure(label);
+        encode_failure(&mut body, text);
+        return bencoded(body);
+    }
     let raw = req.query_string().as_bytes();
     let hashes = if raw.len() > state.config.max_query_len {
         Err(QueryError::TooLong {
@@ -159,7 +281,10 @@ async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     bencoded(body)
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !within_rate_limit(&state, &req) {
+        return too_many_requests();
+    }
     state.metrics.set_store_gauges(state.store.stats());
     HttpResponse::Ok()
         .insert_header((
@@ -169,6 +294,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
+/// Not rate-limited: a constant answer, and load balancers probe it from one address.
 async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
@@ -186,7 +312,10 @@ struct Stats {
     uptime_secs: u32,
 }
 
-async fn stats(state: web::Data<AppState>) -> HttpResponse {
+async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !within_rate_limit(&state, &req) {
+        return too_many_requests();
+    }
     let s = state.store.stats();
     let body = Stats {
         torrents: s.torrents,

@@ -1,18 +1,22 @@
 //! kpbt-tracker: an HTTP BitTorrent tracker for private swarms (BEP 3, 7, 23, 48).
 //!
 //! [`start`] runs the server on listeners the caller bound (tests bind port 0), plus the
-//! background reaper and allowlist poller; [`run`] is the binary's entry point, which also
+//! background reaper and file poller; [`run`] is the binary's entry point, which also
 //! binds the configured addresses and handles SIGINT/SIGTERM (graceful stop) and SIGHUP
-//! (allowlist reload).
+//! (reload the allowlist and passkey file).
 //!
 //! Modules: [`config`] (settings), [`store`] (all swarm state), [`http`] (handlers),
-//! [`metrics`] (Prometheus), [`allowlist`] (private-swarm filter).
+//! [`metrics`] (Prometheus), [`reload`] (watched files), [`allowlist`] (torrent filter),
+//! [`passkeys`] (per-user access keys), [`ratelimit`] (per-client request budget).
 
 pub mod allowlist;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod passkeys;
 mod peers;
+pub mod ratelimit;
+pub mod reload;
 pub mod store;
 
 use std::net::{SocketAddr, TcpListener};
@@ -25,6 +29,9 @@ use actix_web::{web, App, HttpServer};
 pub use allowlist::Allowlist;
 pub use config::Config;
 pub use metrics::Metrics;
+pub use passkeys::Passkeys;
+pub use ratelimit::RateLimiter;
+use reload::Reload;
 pub use store::{Clock, ReapReport, Store, StoreLimits};
 
 /// Why the tracker could not start.
@@ -34,6 +41,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Allowlist(#[from] allowlist::AllowlistError),
+    #[error(transparent)]
+    Passkeys(#[from] passkeys::PasskeyError),
     #[error("setting up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("binding {addr}: {source}")]
@@ -51,6 +60,10 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub allowlist: Option<Allowlist>,
+    /// Present when `passkeys = true`.
+    pub passkeys: Option<Passkeys>,
+    /// Present when `rate_limit_per_min > 0`.
+    pub limiter: Option<RateLimiter>,
     pub clock: Clock,
     real_ip_header: Option<HeaderName>,
 }
@@ -61,8 +74,15 @@ impl AppState {
         let allowlist = config
             .allowlist
             .as_deref()
-            .map(Allowlist::load)
+            .map(|p| Allowlist::load("allowlist", p))
             .transpose()?;
+        let passkeys = match (&config.passkey_file, config.passkeys) {
+            (Some(p), true) => Some(Passkeys::load("passkeys", p)?),
+            _ => None,
+        };
+        let limiter = config
+            .rate_limit()
+            .map(|l| RateLimiter::new(l, std::time::Instant::now()));
         let real_ip_header = match &config.real_ip_header {
             Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
                 config::ConfigError::Invalid("real_ip_header is not a valid header name".into())
@@ -73,6 +93,8 @@ impl AppState {
             store: Store::new(StoreLimits::from_config(&config)),
             metrics: Metrics::new()?,
             allowlist,
+            passkeys,
+            limiter,
             clock: Clock::new(),
             real_ip_header,
             config,
@@ -87,9 +109,26 @@ impl AppState {
         report
     }
 
-    /// Re-reads the allowlist file now (what SIGHUP does). `Ok(None)` if none is configured.
+    /// Re-reads the allowlist file now. `Ok(None)` if none is configured.
     pub fn reload_allowlist(&self) -> Result<Option<usize>, allowlist::AllowlistError> {
         self.allowlist.as_ref().map(Allowlist::reload).transpose()
+    }
+
+    /// Re-reads the passkey file now. `Ok(None)` if passkeys are off.
+    pub fn reload_passkeys(&self) -> Result<Option<usize>, passkeys::PasskeyError> {
+        self.passkeys.as_ref().map(Passkeys::reload).transpose()
+    }
+
+    /// Every file the tracker watches (polled for changes, reloaded on SIGHUP).
+    pub fn watched_files(&self) -> Vec<&dyn Reload> {
+        let mut v: Vec<&dyn Reload> = Vec::new();
+        if let Some(a) = &self.allowlist {
+            v.push(a);
+        }
+        if let Some(p) = &self.passkeys {
+            v.push(p);
+        }
+        v
     }
 }
 
@@ -140,11 +179,21 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, Sta
         n => n,
     };
     let data = state.clone();
+    let c = &state.config;
+    let keep_alive = match c.keep_alive_secs {
+        0 => actix_web::http::KeepAlive::Disabled,
+        s => Duration::from_secs(s).into(),
+    };
     let mut server =
         HttpServer::new(move || App::new().app_data(data.clone()).configure(http::routes))
             .disable_signals()
             .workers(workers)
-            .backlog(4096);
+            .backlog(4096)
+            // Slow clients: a request head must arrive in time, idle connections close.
+            .client_request_timeout(Duration::from_millis(c.client_request_timeout_ms))
+            .client_disconnect_timeout(Duration::from_millis(c.client_disconnect_timeout_ms))
+            .keep_alive(keep_alive)
+            .max_connections(c.max_connections_per_worker);
     let mut local_addrs = Vec::new();
     for l in listeners {
         local_addrs.push(l.local_addr()?);
@@ -153,7 +202,7 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, Sta
     let server = server.run();
     let tasks = vec![
         tokio::spawn(reaper(state.clone())),
-        tokio::spawn(allowlist_poller(state.clone())),
+        tokio::spawn(file_poller(state.clone())),
     ];
     Ok(Tracker {
         state,
@@ -171,6 +220,9 @@ async fn reaper(state: web::Data<AppState>) {
     loop {
         tick.tick().await;
         let r = state.reap(state.clock.now());
+        if let Some(l) = &state.limiter {
+            l.sweep(std::time::Instant::now());
+        }
         tracing::debug!(
             peers = r.peers_removed,
             torrents = r.torrents_removed,
@@ -179,25 +231,21 @@ async fn reaper(state: web::Data<AppState>) {
     }
 }
 
-async fn allowlist_poller(state: web::Data<AppState>) {
-    let Some(list) = &state.allowlist else {
+async fn file_poller(state: web::Data<AppState>) {
+    if state.watched_files().is_empty() {
         return;
-    };
+    }
     let period = Duration::from_secs(u64::from(state.config.allowlist_poll_secs));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match list.reload_if_changed() {
-            Ok(Some(n)) => tracing::info!(hashes = n, "allowlist reloaded"),
-            Ok(None) => {}
-            Err(e) => tracing::warn!("allowlist not reloaded, keeping the old one: {e}"),
-        }
+        reload::reload_all(&state.watched_files(), false);
     }
 }
 
 /// The binary's entry point: binds `config.listen`, serves until SIGINT/SIGTERM, reloads
-/// the allowlist on SIGHUP. Must be called inside an actix runtime.
+/// the allowlist and passkey file on SIGHUP. Must be called inside an actix runtime.
 pub async fn run(config: Config) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
 
@@ -219,11 +267,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = hup.recv() => match state.reload_allowlist() {
-                    Ok(Some(n)) => tracing::info!(hashes = n, "allowlist reloaded on SIGHUP"),
-                    Ok(None) => tracing::info!("SIGHUP: no allowlist configured"),
-                    Err(e) => tracing::warn!("allowlist not reloaded, keeping the old one: {e}"),
-                },
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading watched files");
+                    reload::reload_all(&state.watched_files(), true);
+                }
             }
         }
         tracing::info!("shutting down");

@@ -1,10 +1,12 @@
-//! `kpbt-tracker` binary: command line and environment on top of the library's config.
+//! `kpbt-tracker` binary: command line and environment on top of the library's config, and
+//! the `keys` subcommands that manage the passkey file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use kpbt_tracker::passkeys::{KeyFile, PasskeyError};
 use kpbt_tracker::Config;
 
 /// HTTP BitTorrent tracker for private swarms.
@@ -15,8 +17,20 @@ use kpbt_tracker::Config;
 #[command(version)]
 struct Cli {
     /// TOML config file (see `--print-config` for every key).
-    #[arg(long, env = "KPBT_TRACKER_CONFIG")]
+    #[arg(long, env = "KPBT_TRACKER_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Passkey file (TOML; managed with `kpbt-tracker keys ...`).
+    #[arg(long, env = "KPBT_TRACKER_PASSKEY_FILE", global = true)]
+    passkey_file: Option<PathBuf>,
+    /// Require a passkey in announce/scrape URLs (needs a passkey file).
+    #[arg(long, env = "KPBT_TRACKER_PASSKEYS")]
+    passkeys: Option<bool>,
+    /// Requests per minute per client (0 = no rate limit).
+    #[arg(long, env = "KPBT_TRACKER_RATE_LIMIT_PER_MIN")]
+    rate_limit_per_min: Option<u32>,
+    /// Most peers one IP address may hold in one swarm.
+    #[arg(long, env = "KPBT_TRACKER_MAX_PEERS_PER_IP_PER_TORRENT")]
+    max_peers_per_ip_per_torrent: Option<usize>,
     /// Address to listen on; repeat (or comma-separate) for several.
     #[arg(long, env = "KPBT_TRACKER_LISTEN", value_delimiter = ',')]
     listen: Vec<SocketAddr>,
@@ -66,6 +80,33 @@ struct Cli {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage passkeys in the passkey file (`--passkey-file`, or `passkey_file` in
+    /// `--config`). A running tracker picks changes up within `allowlist_poll_secs`, or
+    /// at once on SIGHUP.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Generate a new random 32-character key and print it.
+    Add {
+        /// Who or what the key is for (shown by `list`).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Print every key: key, status, created (unix seconds), note.
+    List,
+    /// Revoke a key; announces with it are refused from the next reload on.
+    Revoke { key: String },
 }
 
 impl Cli {
@@ -92,7 +133,13 @@ impl Cli {
             honor_ip_param => honor_ip_param,
             max_query_len => max_query_len,
             workers => workers,
+            passkeys => passkeys,
+            rate_limit_per_min => rate_limit_per_min,
+            max_peers_per_ip_per_torrent => max_peers_per_ip_per_torrent,
         );
+        if self.passkey_file.is_some() {
+            c.passkey_file = self.passkey_file;
+        }
         if self.min_interval.is_some() {
             c.min_interval_secs = self.min_interval;
         }
@@ -110,8 +157,46 @@ impl Cli {
     }
 }
 
+/// `kpbt-tracker keys ...`: read-modify-write of the key file (written atomically). Two
+/// concurrent edits may lose one of them; keys are managed by one operator at a time.
+fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
+    let path = config.passkey_file.as_deref().context(
+        "no passkey file: give --passkey-file FILE or set passkey_file in the --config file",
+    )?;
+    let mut file = KeyFile::read(path)?;
+    match action {
+        KeysAction::Add { note } => {
+            let key = file.add(note);
+            file.write(path)?;
+            println!("{key}");
+        }
+        KeysAction::List => {
+            for e in &file.keys {
+                let status = if e.revoked.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                let note = e.note.as_deref().unwrap_or("").replace(['\n', '\t'], " ");
+                println!("{}\t{status}\t{}\t{note}", e.key, e.created);
+            }
+        }
+        KeysAction::Revoke { key } => {
+            match file.revoke(&key) {
+                Ok(()) => {}
+                Err(PasskeyError::NoSuchKey) => anyhow::bail!("no such key in {}", path.display()),
+                Err(e) => return Err(e.into()),
+            }
+            file.write(path)?;
+            println!("revoked {key}");
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let command = cli.command.take();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("bad --log filter {:?}", cli.log))?;
     // Logs go to stderr (stdout is for --print-config); colours only on a terminal.
@@ -122,6 +207,9 @@ fn main() -> anyhow::Result<()> {
         .init();
     let print = cli.print_config;
     let config = cli.into_config()?;
+    if let Some(Command::Keys { action }) = command {
+        return keys(&config, action);
+    }
     if print {
         print!("{}", config.to_toml());
         return Ok(());

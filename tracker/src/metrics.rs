@@ -25,11 +25,17 @@ pub enum Outcome {
 
 /// Failure reasons that are not query-parse errors. Together with
 /// [`QueryError::LABELS`] these are the only `reason` label values.
-pub const OTHER_FAILURE_LABELS: [&str; 4] = [
+pub const OTHER_FAILURE_LABELS: [&str; 10] = [
     "not_allowlisted",
     "torrent_limit",
     "swarm_full",
+    "address_limit",
     "bad_client_address",
+    "passkey_missing",
+    "passkey_unknown",
+    "passkey_revoked",
+    "passkey_unexpected",
+    "rate_limited",
 ];
 
 pub struct Metrics {
@@ -45,6 +51,8 @@ pub struct Metrics {
     pub peers_reaped: IntCounter,
     pub completed: IntCounter,
     pub allowlist_rejections: IntCounter,
+    pub passkey_rejections: IntCounter,
+    pub rate_limited: IntCounter,
 }
 
 fn event_index(e: AnnounceEvent) -> usize {
@@ -130,6 +138,14 @@ impl Metrics {
             allowlist_rejections: counter(
                 "kpbt_tracker_allowlist_rejections_total",
                 "Announces refused because the torrent is not in the allowlist",
+            )?,
+            passkey_rejections: counter(
+                "kpbt_tracker_passkey_rejections_total",
+                "Announces and scrapes refused for a missing, unknown or revoked passkey",
+            )?,
+            rate_limited: counter(
+                "kpbt_tracker_rate_limited_total",
+                "Requests refused by the per-client rate limit (any endpoint)",
             )?,
             registry,
             announces,

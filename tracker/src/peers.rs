@@ -50,6 +50,8 @@ pub(crate) enum Upsert {
     Updated { was_seeder: bool },
     /// New peer refused: the list is at its size limit.
     Full,
+    /// New peer refused: its IP already holds the most slots one address may.
+    IpFull,
 }
 
 #[derive(Debug)]
@@ -99,8 +101,15 @@ impl<A: IpBytes> PeerList<A> {
         }
     }
 
-    /// Inserts or refreshes the peer at (ip, port); refuses new peers past `max`.
-    pub fn upsert<S: BuildHasher>(&mut self, s: &S, new: Peer<A>, max: usize) -> (Upsert, usize) {
+    /// Inserts or refreshes the peer at (ip, port); refuses new peers past `max`, or when
+    /// `new.ip` already has `max_per_ip` peers here.
+    pub fn upsert<S: BuildHasher>(
+        &mut self,
+        s: &S,
+        new: Peer<A>,
+        max: usize,
+        max_per_ip: usize,
+    ) -> (Upsert, usize) {
         if let Some(i) = self.find(s, &new.ip, new.port) {
             let p = &mut self.peers[i];
             let was_seeder = p.seeder;
@@ -109,6 +118,19 @@ impl<A: IpBytes> PeerList<A> {
         }
         if self.peers.len() >= max {
             return (Upsert::Full, 0);
+        }
+        // A scan, but only when a *new* (ip, port) joins (re-announces return above), and
+        // only while the list is bigger than the cap could be filled by one address.
+        if self.peers.len() >= max_per_ip
+            && self
+                .peers
+                .iter()
+                .filter(|p| p.ip == new.ip)
+                .take(max_per_ip)
+                .count()
+                >= max_per_ip
+        {
+            return (Upsert::IpFull, 0);
         }
         // Grow by a quarter rather than doubling: most swarms are small and long-lived, and
         // doubling would leave up to half of every list's capacity unused.
@@ -228,11 +250,14 @@ mod tests {
         let s = RandomState::new();
         let mut l = PeerList::default();
         for n in 0..200 {
-            assert_eq!(l.upsert(&s, peer(n, n % 3 == 0), 1000).0, Upsert::Inserted);
+            assert_eq!(
+                l.upsert(&s, peer(n, n % 3 == 0), 1000, usize::MAX).0,
+                Upsert::Inserted
+            );
         }
         assert!(l.index.is_some());
         assert_eq!(
-            l.upsert(&s, peer(5, true), 1000).0,
+            l.upsert(&s, peer(5, true), 1000, usize::MAX).0,
             Upsert::Updated { was_seeder: false }
         );
         assert_eq!(l.len(), 200);
@@ -252,7 +277,30 @@ mod tests {
                 assert_eq!(l.peers()[slot].ip, p.ip);
             }
         }
-        assert_eq!(l.upsert(&s, peer(999, false), 100).0, Upsert::Full);
+        assert_eq!(
+            l.upsert(&s, peer(999, false), 100, usize::MAX).0,
+            Upsert::Full
+        );
+    }
+
+    #[test]
+    fn per_ip_cap_counts_ports_of_one_address() {
+        let s = RandomState::new();
+        let mut l = PeerList::default();
+        let at = |port: u16| Peer {
+            port,
+            ..peer(7, false)
+        };
+        for port in 1..=3 {
+            assert_eq!(l.upsert(&s, at(port), 100, 3).0, Upsert::Inserted);
+        }
+        assert_eq!(l.upsert(&s, at(4), 100, 3).0, Upsert::IpFull);
+        // Known (ip, port) still re-announces; other addresses still join.
+        assert_eq!(
+            l.upsert(&s, at(2), 100, 3).0,
+            Upsert::Updated { was_seeder: false }
+        );
+        assert_eq!(l.upsert(&s, peer(8, false), 100, 3).0, Upsert::Inserted);
     }
 
     #[test]
@@ -260,7 +308,7 @@ mod tests {
         let s = RandomState::new();
         let mut l = PeerList::default();
         for n in 0..50 {
-            l.upsert(&s, peer(n, n < 10), 1000);
+            l.upsert(&s, peer(n, n < 10), 1000, usize::MAX);
         }
         assert_eq!(l.reap(&s, 40), (10, 30));
         assert_eq!(l.len(), 10);

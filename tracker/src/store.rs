@@ -51,6 +51,8 @@ impl Default for Clock {
 pub struct StoreLimits {
     pub max_torrents: usize,
     pub max_peers_per_torrent: usize,
+    /// Slots one IP may hold in one swarm (loopback exempt).
+    pub max_peers_per_ip: usize,
     pub numwant_default: u32,
     pub numwant_max: u32,
     pub peer_timeout_secs: u32,
@@ -61,6 +63,7 @@ impl StoreLimits {
         StoreLimits {
             max_torrents: c.max_torrents,
             max_peers_per_torrent: c.max_peers_per_torrent,
+            max_peers_per_ip: c.max_peers_per_ip_per_torrent,
             numwant_default: c.numwant_default,
             numwant_max: c.numwant_max,
             peer_timeout_secs: c.peer_timeout(),
@@ -75,6 +78,8 @@ pub enum AnnounceError {
     TooManyTorrents,
     #[error("swarm is full: too many peers")]
     SwarmFull,
+    #[error("too many peers from your address in this swarm")]
+    TooManyFromAddress,
 }
 
 impl AnnounceError {
@@ -82,6 +87,7 @@ impl AnnounceError {
         match self {
             AnnounceError::TooManyTorrents => "torrent_limit",
             AnnounceError::SwarmFull => "swarm_full",
+            AnnounceError::TooManyFromAddress => "address_limit",
         }
     }
 }
@@ -199,6 +205,13 @@ impl Store {
         let swarm = &mut *swarm;
         let seeder = req.left == 0;
         let room = self.limits.max_peers_per_torrent;
+        // Loopback means the same host: tests, benchmarks, or a proxy without
+        // real_ip_header, where a per-address cap would count everyone as one.
+        let per_ip = if ip.is_loopback() {
+            usize::MAX
+        } else {
+            self.limits.max_peers_per_ip
+        };
         let (upsert, family, slot) = match ip {
             IpAddr::V4(v4) => {
                 let max = room.saturating_sub(swarm.v6.len());
@@ -206,6 +219,7 @@ impl Store {
                     &self.hasher,
                     record(v4.octets(), port, seeder, req.peer_id, now),
                     max,
+                    per_ip,
                 );
                 (u, Family::V4, s)
             }
@@ -215,6 +229,7 @@ impl Store {
                     &self.hasher,
                     record(v6.octets(), port, seeder, req.peer_id, now),
                     max,
+                    per_ip,
                 );
                 (u, Family::V6, s)
             }
@@ -223,6 +238,7 @@ impl Store {
             // The swarm may have been created for this announce; an empty swarm is
             // impossible here since max_peers_per_torrent >= 1, so nothing leaks.
             Upsert::Full => return Err(AnnounceError::SwarmFull),
+            Upsert::IpFull => return Err(AnnounceError::TooManyFromAddress),
             Upsert::Inserted => None,
             Upsert::Updated { was_seeder } => Some(was_seeder),
         };

@@ -7,6 +7,7 @@ fn limits() -> StoreLimits {
     StoreLimits {
         max_torrents: 3,
         max_peers_per_torrent: 4,
+        max_peers_per_ip: 8,
         numwant_default: 50,
         numwant_max: 200,
         peer_timeout_secs: 100,
