@@ -43,8 +43,14 @@ fn repo_root() -> PathBuf {
 }
 
 fn prepare() -> Result<(), String> {
-    let out = Command::new("docker")
-        .args(["version", "--format", "{{.Server.APIVersion}}"])
+    let out = Command::new("timeout") // a wedged engine must fail the run, not hang it
+        .args([
+            "60",
+            "docker",
+            "version",
+            "--format",
+            "{{.Server.APIVersion}}",
+        ])
         .output()
         .map_err(|e| format!("{UNREACHABLE} (cannot run `docker`: {e})"))?;
     if !out.status.success() {
@@ -72,8 +78,10 @@ fn prepare() -> Result<(), String> {
         }
     }
     for (name, tag) in [TRACKER_IMAGE, CLIENT_IMAGE] {
-        let ok = Command::new("docker")
+        let ok = Command::new("timeout")
             .args([
+                "60",
+                "docker",
                 "image",
                 "inspect",
                 "--format",

@@ -380,8 +380,15 @@ impl Peer {
 
     /// SIGKILL, as the OOM killer or a power cut would: no clean shutdown.
     pub fn kill(&self) -> Result<()> {
-        let out = Command::new("docker")
-            .args(["kill", "--signal", "KILL", self.container.id()])
+        let out = Command::new("timeout")
+            .args([
+                "30",
+                "docker",
+                "kill",
+                "--signal",
+                "KILL",
+                self.container.id(),
+            ])
             .output()?;
         if !out.status.success() {
             return Err(anyhow!(
