@@ -218,25 +218,34 @@ impl Announcer {
         client: &reqwest::Client,
         req: &AnnounceRequest,
     ) -> Result<AnnounceReply, AnnounceError> {
-        let mut last = AnnounceError::NoTrackers;
-        for t in 0..self.tiers.len() {
-            for i in 0..self.tiers[t].len() {
-                let url = self.tiers[t][i].clone();
-                match announce_once(client, &url, req).await {
-                    Ok(r) => {
-                        let u = self.tiers[t].remove(i);
-                        self.tiers[t].insert(0, u);
-                        return Ok(r);
-                    }
-                    Err(e) => {
-                        debug!("{e}");
-                        last = e;
-                    }
+        announce_tiers(client, &mut self.tiers, req).await
+    }
+}
+
+/// Tries each tier in order and each tracker in the tier in order; the first that
+/// answers is moved to the front of its tier (BEP 12).
+pub async fn announce_tiers(
+    client: &reqwest::Client,
+    tiers: &mut [Vec<String>],
+    req: &AnnounceRequest,
+) -> Result<AnnounceReply, AnnounceError> {
+    let mut last = AnnounceError::NoTrackers;
+    for tier in tiers.iter_mut() {
+        for i in 0..tier.len() {
+            match announce_once(client, &tier[i], req).await {
+                Ok(r) => {
+                    let u = tier.remove(i);
+                    tier.insert(0, u);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    debug!("{e}");
+                    last = e;
                 }
             }
         }
-        Err(last)
     }
+    Err(last)
 }
 
 /// One HTTP announce to `url`.
@@ -384,6 +393,26 @@ mod tests {
         .unwrap();
         let line = seen.recv().await.unwrap();
         assert!(line.contains("?passkey=abc&info_hash="), "{line}");
+    }
+
+    #[tokio::test]
+    async fn tiers_fall_back_in_order_and_promote_the_working_tracker() {
+        // Port 1 on loopback refuses connections: a tracker that is down.
+        let dead = "http://127.0.0.1:1/announce".to_string();
+        let (good, mut seen) = fake_tracker(b"d8:intervali60e5:peers0:e").await;
+        let (later_tier, mut later_seen) = fake_tracker(b"d8:intervali60e5:peers0:e").await;
+        let mut tiers = vec![vec![dead.clone(), good.clone()], vec![later_tier]];
+        let c = reqwest::Client::new();
+        announce_tiers(&c, &mut tiers, &request(AnnounceEvent::None))
+            .await
+            .unwrap();
+        assert_eq!(
+            tiers[0],
+            vec![good, dead],
+            "working tracker moved to the front"
+        );
+        assert!(seen.recv().await.is_some());
+        assert!(later_seen.try_recv().is_err(), "second tier not contacted");
     }
 
     #[test]
