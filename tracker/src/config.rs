@@ -75,6 +75,11 @@ pub struct Config {
     pub max_connections_per_worker: usize,
     /// Longest accepted announce/scrape query string, in bytes.
     pub max_query_len: usize,
+    /// Largest total size of request headers accepted, in bytes (names, values and
+    /// separators); bigger requests get a failure reason (announce/scrape) or 431. actix
+    /// itself refuses request heads it cannot buffer (about 32 KiB arriving piecewise)
+    /// with a bare 431 before any handler runs.
+    pub max_header_bytes: usize,
     /// Most info hashes in one scrape.
     pub max_scrape_hashes: usize,
     /// HTTP worker threads; 0 means one per CPU.
@@ -108,6 +113,7 @@ impl Default for Config {
             keep_alive_secs: 15,
             max_connections_per_worker: 25_000,
             max_query_len: kpbt_proto::announce::DEFAULT_MAX_QUERY_LEN,
+            max_header_bytes: 8192,
             max_scrape_hashes: 64,
             workers: 0,
         }
@@ -200,8 +206,8 @@ impl Config {
         if self.max_peers_per_torrent > u32::MAX as usize {
             return bad("max_peers_per_torrent must fit in 32 bits");
         }
-        if self.max_scrape_hashes == 0 || self.max_query_len == 0 {
-            return bad("max_scrape_hashes and max_query_len must be positive");
+        if self.max_scrape_hashes == 0 || self.max_query_len == 0 || self.max_header_bytes == 0 {
+            return bad("max_scrape_hashes, max_query_len and max_header_bytes must be positive");
         }
         if self.allowlist_poll_secs == 0 {
             return bad("allowlist_poll_secs must be positive");

@@ -65,27 +65,45 @@ fn header_ip(value: &str) -> Option<IpAddr> {
         .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
-/// `false` if this request is over the client's rate limit (and counts it).
-fn within_rate_limit(state: &AppState, req: &HttpRequest) -> bool {
+/// Sent when the request headers exceed `max_header_bytes`.
+pub const HEADERS_TOO_LARGE: &str = "request headers too large";
+
+/// Checks every request before its endpoint looks at it: header size, then the client's
+/// rate limit (counted in metrics when exceeded).
+fn admit(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > state.config.max_header_bytes {
+        return Err(("headers_too_large", HEADERS_TOO_LARGE));
+    }
     let Some(limiter) = &state.limiter else {
-        return true;
+        return Ok(());
     };
     let Some(ip) = connection_ip(state, req) else {
-        return true;
+        return Ok(());
     };
     if limiter.allow(ip, Instant::now()) {
-        return true;
+        return Ok(());
     }
     state.metrics.rate_limited.inc();
-    false
+    Err(("rate_limited", RATE_LIMITED))
 }
 
-/// The 429 for non-tracker endpoints.
-fn too_many_requests() -> HttpResponse {
-    HttpResponse::TooManyRequests()
-        .insert_header((RETRY_AFTER, HeaderValue::from_static("1")))
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
-        .body(RATE_LIMITED)
+/// The plain-HTTP answer to a refusal on a non-tracker endpoint: 429 or 431.
+fn refused(state: &AppState, (label, text): Refusal) -> HttpResponse {
+    state.metrics.failure(label);
+    let mut r = if label == "rate_limited" {
+        let mut r = HttpResponse::TooManyRequests();
+        r.insert_header((RETRY_AFTER, HeaderValue::from_static("1")));
+        r
+    } else {
+        HttpResponse::build(actix_web::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+    };
+    r.insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
+        .body(text)
 }
 
 /// Checks the URL's passkey (`None`: plain `/announce` or `/scrape`) against the config.
@@ -129,18 +147,10 @@ async fn announce_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
 fn announce_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
-    if !within_rate_limit(state, req) {
-        fail(
-            state,
-            &mut body,
-            AnnounceEvent::None,
-            "rate_limited",
-            RATE_LIMITED,
-        );
-    } else if let Err((label, text)) = check_passkey(state, key) {
-        fail(state, &mut body, AnnounceEvent::None, label, text);
-    } else {
-        announce_body(state, req, &mut body);
+    match admit(state, req).and_then(|()| check_passkey(state, key)) {
+        // The event is unknown before the query is parsed; count it under "none".
+        Err((label, text)) => fail(state, &mut body, AnnounceEvent::None, label, text),
+        Ok(()) => announce_body(state, req, &mut body),
     }
     state
         .metrics
@@ -249,12 +259,7 @@ fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpRe
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
     state.metrics.scrapes.inc();
-    let admitted = if !within_rate_limit(state, req) {
-        Err(("rate_limited", RATE_LIMITED))
-    } else {
-        check_passkey(state, key)
-    };
-    if let Err((label, text)) = admitted {
+    if let Err((label, text)) = admit(state, req).and_then(|()| check_passkey(state, key)) {
         state.metrics.failure(label);
         encode_failure(&mut body, text);
         return bencoded(body);
@@ -282,8 +287,8 @@ fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpRe
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !within_rate_limit(&state, &req) {
-        return too_many_requests();
+    if let Err(r) = admit(&state, &req) {
+        return refused(&state, r);
     }
     state.metrics.set_store_gauges(state.store.stats());
     HttpResponse::Ok()
@@ -313,8 +318,8 @@ struct Stats {
 }
 
 async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !within_rate_limit(&state, &req) {
-        return too_many_requests();
+    if let Err(r) = admit(&state, &req) {
+        return refused(&state, r);
     }
     let s = state.store.stats();
     let body = Stats {

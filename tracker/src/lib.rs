@@ -255,13 +255,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         listeners.push(l);
     }
     let tracker = start(config, listeners)?;
+    // Handlers first: the "listening" line tells scripts they may signal us now, and an
+    // early SIGHUP must not hit the default action (terminate).
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     for a in tracker.local_addrs() {
         tracing::info!("kpbt-tracker listening on http://{a}");
     }
     let handle = tracker.handle();
     let state = tracker.state.clone();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     let signals = tokio::spawn(async move {
         loop {
             tokio::select! {

@@ -25,7 +25,7 @@ pub enum Outcome {
 
 /// Failure reasons that are not query-parse errors. Together with
 /// [`QueryError::LABELS`] these are the only `reason` label values.
-pub const OTHER_FAILURE_LABELS: [&str; 10] = [
+pub const OTHER_FAILURE_LABELS: [&str; 11] = [
     "not_allowlisted",
     "torrent_limit",
     "swarm_full",
@@ -36,6 +36,7 @@ pub const OTHER_FAILURE_LABELS: [&str; 10] = [
     "passkey_revoked",
     "passkey_unexpected",
     "rate_limited",
+    "headers_too_large",
 ];
 
 pub struct Metrics {
