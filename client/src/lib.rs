@@ -8,12 +8,14 @@
 //! - [`picker`]: rarest-first/endgame block picker (pure).
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
+//! - `metrics`: Prometheus metrics at `GET /metrics` (`Config::metrics_listen`).
 //! - [`progress`]: terminal bar or plain progress lines.
 //! - [`create`]: building .torrent files (parallel hashing).
 //! - [`units`]: sizes and rates as typed on the command line (`20M`).
 
 pub mod choker;
 pub mod create;
+mod metrics;
 mod peer;
 pub mod picker;
 pub mod progress;

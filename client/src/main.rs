@@ -43,6 +43,9 @@ struct PeerOpts {
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9100.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +124,7 @@ fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     c.peers = p.peers.clone();
     c.use_trackers = !p.no_trackers;
     c.max_peers = p.max_peers;
+    c.metrics_listen = p.metrics_listen;
     c.progress = if p.quiet {
         ProgressMode::Quiet
     } else {

@@ -33,6 +33,11 @@ pub enum ClientError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("internal task failed: {0}")]
     Task(String),
 }
@@ -52,6 +57,8 @@ pub struct Config {
     pub upload_slots: usize,
     pub progress: ProgressMode,
     pub peer_id: Option<PeerId>,
+    /// Serve Prometheus metrics at `GET /metrics` on this address (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -65,6 +72,7 @@ impl Config {
             upload_slots: 4,
             progress: ProgressMode::Quiet,
             peer_id: None,
+            metrics_listen: None,
         }
     }
 }
@@ -161,6 +169,14 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         addr: cfg.listen,
         source,
     })?;
+    let metrics_listener = match cfg.metrics_listen {
+        Some(addr) => Some(
+            crate::metrics::bind(addr)
+                .await
+                .map_err(|source| ClientError::MetricsBind { addr, source })?,
+        ),
+        None => None,
+    };
     let our_id = cfg
         .peer_id
         .unwrap_or_else(|| PeerId::generate(rand::random()));
@@ -199,6 +215,14 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
             shutdown: shutdown_rx.clone(),
         };
         helpers.push(tokio::spawn(a.run()));
+    }
+    if let Some(l) = metrics_listener {
+        helpers.push(tokio::spawn(crate::metrics::run(
+            l,
+            shared.clone(),
+            meta.info.name.clone(),
+            shutdown_rx.clone(),
+        )));
     }
     helpers.push(tokio::spawn(progress::run(
         shared.clone(),

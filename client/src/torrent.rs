@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     pub next_key: AtomicU64,
     pub peer_count: AtomicUsize,
     pub status: Mutex<Option<String>>,
+    /// Downloaded pieces that passed / failed their hash check this session (metrics).
+    pub pieces_verified: AtomicU64,
+    pub hash_failures: AtomicU64,
 }
 
 /// A piece whose last block just arrived: to be hashed and written.
@@ -140,6 +143,8 @@ impl Shared {
             next_key: AtomicU64::new(1),
             peer_count: AtomicUsize::new(0),
             status: Mutex::new(None),
+            pieces_verified: AtomicU64::new(0),
+            hash_failures: AtomicU64::new(0),
         }
     }
 
@@ -284,6 +289,7 @@ impl Shared {
             let size = st.picker.piece_size(piece) as u64;
             self.verified_bytes.fetch_add(size, Ordering::Relaxed);
             self.downloaded.fetch_add(size, Ordering::Relaxed);
+            self.pieces_verified.fetch_add(1, Ordering::Relaxed);
             if let (Some(attempts), Some(good)) = (st.failed.remove(&piece), hashes) {
                 for attempt in attempts {
                     for (block, ip, h) in attempt {
@@ -298,6 +304,7 @@ impl Shared {
             }
         } else {
             st.picker.piece_failed(piece);
+            self.hash_failures.fetch_add(1, Ordering::Relaxed);
             let hashes = hashes.unwrap_or_default();
             let ips: HashSet<IpAddr> = senders.iter().flatten().copied().collect();
             warn!(piece, senders = ?ips, "piece failed its hash check; fetching it again");

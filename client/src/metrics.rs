@@ -1,0 +1,293 @@
+//! Prometheus metrics for one running torrent (`--metrics-listen ADDR`): a private
+//! registry sampled from the torrent's shared counters once a second, served as the
+//! text exposition format at `GET /metrics` by a minimal HTTP/1.x responder on tokio.
+//!
+//! Every metric carries one label, `torrent` (the torrent's name): one torrent per
+//! process, so the label set is bounded.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus::{Encoder, Gauge, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::torrent::Shared;
+
+/// How often the shared counters are copied into the registry (and rates computed).
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// Largest request head accepted; scrapers send a few hundred bytes.
+const MAX_REQUEST: usize = 8 * 1024;
+/// A connection that has not sent its request head by then is dropped.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every metric handle, labelled with the torrent name up front.
+pub(crate) struct ClientMetrics {
+    registry: Registry,
+    downloaded: IntCounter,
+    uploaded: IntCounter,
+    download_rate: Gauge,
+    upload_rate: Gauge,
+    peers: IntGauge,
+    pieces: IntGauge,
+    pieces_have: IntGauge,
+    pieces_verified: IntCounter,
+    hash_failures: IntCounter,
+    peers_banned: IntCounter,
+}
+
+impl ClientMetrics {
+    pub(crate) fn new(torrent: &str) -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("torrent", torrent);
+        macro_rules! reg {
+            ($kind:ty, $name:literal, $help:literal) => {{
+                let m = <$kind>::with_opts(opts($name, $help))?;
+                registry.register(Box::new(m.clone()))?;
+                m
+            }};
+        }
+        Ok(ClientMetrics {
+            downloaded: reg!(
+                IntCounter,
+                "kpbt_client_downloaded_bytes_total",
+                "Verified payload bytes downloaded this session"
+            ),
+            uploaded: reg!(
+                IntCounter,
+                "kpbt_client_uploaded_bytes_total",
+                "Payload bytes sent to peers this session"
+            ),
+            download_rate: reg!(
+                Gauge,
+                "kpbt_client_download_rate_bytes",
+                "Verified payload bytes downloaded per second over the last sample"
+            ),
+            upload_rate: reg!(
+                Gauge,
+                "kpbt_client_upload_rate_bytes",
+                "Payload bytes uploaded per second over the last sample"
+            ),
+            peers: reg!(IntGauge, "kpbt_client_peers", "Open peer connections"),
+            pieces: reg!(IntGauge, "kpbt_client_pieces", "Pieces in the torrent"),
+            pieces_have: reg!(
+                IntGauge,
+                "kpbt_client_pieces_have",
+                "Pieces verified and on disk"
+            ),
+            pieces_verified: reg!(
+                IntCounter,
+                "kpbt_client_pieces_verified_total",
+                "Downloaded pieces that passed their SHA-1 check this session"
+            ),
+            hash_failures: reg!(
+                IntCounter,
+                "kpbt_client_hash_failures_total",
+                "Downloaded pieces that failed their SHA-1 check this session"
+            ),
+            peers_banned: reg!(
+                IntCounter,
+                "kpbt_client_peers_banned_total",
+                "Peer addresses banned for sending corrupt data"
+            ),
+            registry,
+        })
+    }
+
+    /// Copies the torrent's counters and gauges into the registry.
+    fn sample(&self, shared: &Shared) {
+        let (have, banned) = {
+            let st = shared.lock();
+            (st.picker.have_count(), st.banned.len() as u64)
+        };
+        let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
+        catch_up(&self.downloaded, shared.downloaded.load(Ordering::Relaxed));
+        catch_up(&self.uploaded, shared.uploaded.load(Ordering::Relaxed));
+        catch_up(
+            &self.pieces_verified,
+            shared.pieces_verified.load(Ordering::Relaxed),
+        );
+        catch_up(
+            &self.hash_failures,
+            shared.hash_failures.load(Ordering::Relaxed),
+        );
+        catch_up(&self.peers_banned, banned);
+        self.peers
+            .set(shared.peer_count.load(Ordering::Relaxed) as i64);
+        self.pieces.set(i64::from(shared.piece_count));
+        self.pieces_have.set(i64::from(have));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            warn!("encoding metrics: {e}");
+        }
+        out
+    }
+}
+
+/// Binds the metrics listener (so a bad address fails `start`, not later).
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves `/metrics` on `listener` and samples `shared` every second until `shutdown`.
+pub(crate) async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    torrent: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let metrics = match ClientMetrics::new(&torrent) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            warn!("cannot set up metrics: {e}");
+            return;
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, "serving Prometheus metrics at /metrics");
+    }
+    metrics.sample(&shared);
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = (
+        Instant::now(),
+        metrics.downloaded.get(),
+        metrics.uploaded.get(),
+    );
+    loop {
+        tokio::select! {
+            // (The watch::Ref must not live across the other branches' awaits.)
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
+            _ = tick.tick() => {
+                metrics.sample(&shared);
+                let now = (Instant::now(), metrics.downloaded.get(), metrics.uploaded.get());
+                let secs = now.0.duration_since(last.0).as_secs_f64();
+                if secs > 0.0 {
+                    metrics.download_rate.set(now.1.saturating_sub(last.1) as f64 / secs);
+                    metrics.upload_rate.set(now.2.saturating_sub(last.2) as f64 / secs);
+                }
+                last = now;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let metrics = metrics.clone();
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = respond(stream, &metrics, &shared).await {
+                            debug!(%peer, "metrics request: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!("accepting a metrics connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Answers one request: `GET /metrics` (or `HEAD`) gets the exposition, anything else 404/405.
+async fn respond(
+    mut stream: TcpStream,
+    metrics: &ClientMetrics,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(512);
+    let head = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok::<bool, std::io::Error>(false);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                return Ok(true);
+            }
+            if buf.len() > MAX_REQUEST {
+                return Ok(false);
+            }
+        }
+    })
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "request head timed out"))??;
+    if !head {
+        return Ok(());
+    }
+    let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET" | "HEAD", "/metrics") => {
+            metrics.sample(shared);
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                metrics.render(),
+            )
+        }
+        (_, "/metrics") => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            b"only GET\n".to_vec(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            b"metrics are at /metrics\n".to_vec(),
+        ),
+    };
+    let header = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(header.as_bytes()).await?;
+    if method != "HEAD" {
+        stream.write_all(&body).await?;
+    }
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exposed_with_the_torrent_label() {
+        let m = ClientMetrics::new("demo \"x\"").unwrap();
+        m.downloaded.inc_by(5);
+        let text = String::from_utf8(m.render()).unwrap();
+        for name in [
+            "kpbt_client_downloaded_bytes_total",
+            "kpbt_client_uploaded_bytes_total",
+            "kpbt_client_download_rate_bytes",
+            "kpbt_client_upload_rate_bytes",
+            "kpbt_client_peers",
+            "kpbt_client_pieces",
+            "kpbt_client_pieces_have",
+            "kpbt_client_pieces_verified_total",
+            "kpbt_client_hash_failures_total",
+            "kpbt_client_peers_banned_total",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "{name} missing in:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("kpbt_client_downloaded_bytes_total{torrent=\"demo \\\"x\\\"\"} 5"),
+            "{text}"
+        );
+    }
+}
