@@ -27,8 +27,10 @@ pub const MAX_PIECE_LENGTH: u32 = 256 * 1024 * 1024;
 pub enum MetainfoError {
     #[error("torrent file is {0} bytes; larger than the {MAX_TORRENT_BYTES}-byte limit")]
     TooLarge(usize),
+    // Not `#[from]`: that would also make it the `source`, and error chains would print
+    // the bencode detail twice.
     #[error("not valid bencode: {0}")]
-    Bencode(#[from] BencodeError),
+    Bencode(BencodeError),
     #[error("torrent is not a dictionary")]
     NotADict,
     #[error("torrent has no `info` dictionary")]
@@ -105,6 +107,12 @@ pub struct FileSlice {
     pub file_index: usize,
     pub file_offset: u64,
     pub len: u64,
+}
+
+impl From<BencodeError> for MetainfoError {
+    fn from(e: BencodeError) -> Self {
+        MetainfoError::Bencode(e)
+    }
 }
 
 impl Metainfo {
