@@ -3,9 +3,10 @@
 //! into [`crate::AppState`], and always answer announce/scrape with HTTP 200 and a bencoded
 //! body, because a `failure reason` is what BitTorrent clients read and show.
 //!
-//! Every request first passes the per-client rate limit (announce/scrape answer a
-//! `failure reason`, the other endpoints 429); announce/scrape then check the passkey
-//! (when enabled) before looking at the query.
+//! Every request except `/health` first passes `admit`: the header-size cap, then the
+//! per-client rate limit (announce/scrape answer a `failure reason`, the other endpoints
+//! 431/429). Announce/scrape then check the passkey (when enabled) before looking at the
+//! query.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
