@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Benchmarks kpbt-client downloads against aria2c from one loopback seeder.
+# Benchmarks kpbt-client downloads against rqbit and aria2c from one loopback seeder.
 #
 #   scripts/bench-client.sh                # 1 GiB, kpbt seeder, 3 runs each
-#   SEEDER=aria2 scripts/bench-client.sh   # aria2 as the seeder instead
+#   SEEDER=rqbit scripts/bench-client.sh   # rqbit (or aria2) as the seeder instead
 #   SIZE_MB=256 RUNS=1 scripts/bench-client.sh
 #
 # Both downloaders find the seeder through the same opentracker (aria2c cannot be
@@ -10,7 +10,9 @@
 # from an empty output directory; the seeder keeps running (its data stays in the page
 # cache). Reports the median wall time of RUNS runs, throughput, the ratio, and the
 # peak RSS (/usr/bin/time -v). Needs: aria2c, opentracker, mktorrent, /usr/bin/time
-# (scripts/install-deps.sh). Release build of kpbt-client.
+# (scripts/install-deps.sh), rqbit (`cargo install rqbit --no-default-features
+# --features default-tls`; RQBIT=path overrides; without it rqbit is left out, loudly).
+# Release build of kpbt-client. DHT, LSD, UPnP and PEX are off for every peer.
 set -euo pipefail
 
 SIZE_MB=${SIZE_MB:-1024}
@@ -20,6 +22,12 @@ PIECE_LOG2=${PIECE_LOG2:-20}     # 1 MiB pieces, typical for a 1 GiB torrent
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${BENCH_DIR:-$ROOT/bench-out/client}
 KPBT=$ROOT/target/release/kpbt-client
+RQBIT=${RQBIT:-$(command -v rqbit || echo /opt/rqbit/bin/rqbit)}
+export RQBIT_LSD_DISABLE=true
+rqbit_flags=(--disable-dht --disable-dht-persistence --disable-upnp-port-forward)
+clients=(kpbt aria2)
+if [[ -x $RQBIT ]]; then clients=(kpbt rqbit aria2); else
+  printf '[bench-client] WARNING: rqbit not found (set RQBIT=...); comparing with aria2 only\n' >&2; fi
 
 log() { printf '[bench-client] %s\n' "$*" >&2; }
 die() { printf '[bench-client] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -82,7 +90,12 @@ case $SEEDER in
       --console-log-level=warn --listen-port="$sport" --dir="$WORK/seed" \
       "$WORK/bench.torrent" >"$WORK/seeder.log" 2>&1 &
     ;;
-  *) die "SEEDER must be kpbt or aria2" ;;
+  rqbit)
+    [[ -x $RQBIT ]] || die "SEEDER=rqbit needs rqbit (set RQBIT=...)"
+    "$RQBIT" "${rqbit_flags[@]}" --listen-port "$sport" -v warn download --disable-http-api --overwrite \
+      -o "$WORK/seed" "$WORK/bench.torrent" >"$WORK/seeder.log" 2>&1 &
+    ;;
+  *) die "SEEDER must be kpbt, rqbit or aria2" ;;
 esac
 pids+=($!)
 wait_tcp "$sport"
@@ -101,6 +114,10 @@ run_one() {
         --console-log-level=warn --listen-port="$(free_port)" --dir="$out" \
         "$WORK/bench.torrent" >/dev/null
       ;;
+    rqbit)
+      /usr/bin/time -v -o "$tv" "$RQBIT" "${rqbit_flags[@]}" --listen-port "$(free_port)" -v warn \
+        download --disable-http-api -e -o "$out" "$WORK/bench.torrent" >/dev/null 2>&1
+      ;;
   esac
   cmp -s "$out/payload.bin" "$payload" || die "$name produced a wrong file"
   local wall rss
@@ -114,7 +131,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A times rsses meds
 for i in $(seq 1 "$RUNS"); do
-  for c in kpbt aria2; do
+  for c in "${clients[@]}"; do
     read -r t r < <(run_one "$c")
     log "run $i $c: ${t}s, peak RSS ${r} KiB"
     times[$c]+="$t "
@@ -125,11 +142,15 @@ done
 printf '\n%s MiB, piece 2^%s, seeder %s, %s runs (median)\n\n' "$SIZE_MB" "$PIECE_LOG2" "$SEEDER" "$RUNS"
 printf '| downloader | median time (s) | throughput (MB/s) | peak RSS (MiB) | runs (s) |\n'
 printf '|---|---|---|---|---|\n'
-for c in kpbt aria2; do
+for c in "${clients[@]}"; do
   t=$(tr ' ' '\n' <<<"${times[$c]}" | grep . | median)
   r=$(tr ' ' '\n' <<<"${rsses[$c]}" | grep . | sort -n | tail -1)
   mbs=$(awk -v s="$SIZE_MB" -v t="$t" 'BEGIN { printf "%.0f", s*1048576/1e6/t }')
   printf '| %s | %s | %s | %.1f | %s|\n' "$c" "$t" "$mbs" "$(awk -v r="$r" 'BEGIN{print r/1024}')" "${times[$c]}"
   meds[$c]=$t
 done
-printf '\nkpbt speed-up over aria2: %sx\n' "$(awk -v a="${meds[aria2]}" -v k="${meds[kpbt]}" 'BEGIN { printf "%.2f", a/k }')"
+printf '\nload average during the run: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+for c in "${clients[@]}"; do
+  [[ $c == kpbt ]] && continue
+  printf 'kpbt speed-up over %s: %sx\n' "$c" "$(awk -v a="${meds[$c]}" -v k="${meds[kpbt]}" 'BEGIN { printf "%.2f", a/k }')"
+done
