@@ -125,6 +125,21 @@ fn add_list_revoke_round_trip() {
         list.lines().next().unwrap().contains("\trevoked\t"),
         "{list}"
     );
+    // The key file can also come from the config file, as an operator would run it.
+    let cfg = dir.path().join("tracker.toml");
+    std::fs::write(
+        &cfg,
+        format!("passkey_file = {:?}\n", file.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["keys", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
     // Errors: unknown key, and no key file given at all.
     let out = bin()
         .arg("--passkey-file")

@@ -105,6 +105,8 @@ pub fn encode_announce_reply(
             let v6 = peers.len() - v4;
             put_int(out, (v4 * 6) as u64);
             out.push(b':');
+            // One growth for the whole list (plus peers6, usually absent) at most.
+            out.reserve(v4 * compact::V4_RECORD + v6 * compact::V6_RECORD + 16);
             for p in peers {
                 if let SocketAddr::V4(a) = p.addr {
                     compact::encode_v4(a, out);
