@@ -8,6 +8,8 @@
 //! - [`picker`]: rarest-first/endgame block picker (pure).
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
+//! - [`resume`]: the resume file (durable have-bitfield) that lets restarts skip hashing.
+//! - [`ratelimit`]: token bucket for `--upload-limit`/`--download-limit`.
 //! - `metrics`: Prometheus metrics at `GET /metrics` (`Config::metrics_listen`).
 //! - [`progress`]: terminal bar or plain progress lines.
 //! - [`create`]: building .torrent files (parallel hashing).
@@ -19,6 +21,8 @@ mod metrics;
 mod peer;
 pub mod picker;
 pub mod progress;
+pub mod ratelimit;
+pub mod resume;
 pub mod session;
 pub mod storage;
 mod torrent;

@@ -46,6 +46,12 @@ struct PeerOpts {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9100.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Cap on piece data sent to all peers together, bytes/s (K/M/G = KiB/MiB/GiB), e.g. 20M.
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    upload_limit: Option<u64>,
+    /// Cap on piece data received from all peers together, bytes/s, e.g. 5M.
+    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    download_limit: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +131,8 @@ fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     c.use_trackers = !p.no_trackers;
     c.max_peers = p.max_peers;
     c.metrics_listen = p.metrics_listen;
+    c.upload_limit = p.upload_limit;
+    c.download_limit = p.download_limit;
     c.progress = if p.quiet {
         ProgressMode::Quiet
     } else {
@@ -239,11 +247,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if s.complete {
                 if !peer.quiet {
                     eprintln!(
-                        "done: {} ({} pieces verified) in {}, {:.1} MiB/s; uploaded {} bytes",
+                        "done: {} ({} pieces verified) in {}, {:.1} MiB/s; downloaded {} bytes, uploaded {} bytes",
                         output.join(&name).display(),
                         s.piece_count,
                         humantime(s.elapsed),
                         s.downloaded as f64 / 1048576.0 / s.elapsed.as_secs_f64().max(0.001),
+                        s.downloaded,
                         s.uploaded
                     );
                 }

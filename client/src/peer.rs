@@ -477,6 +477,8 @@ impl Conn {
             return Ok(());
         }
         let n = data.len() as u64;
+        // Waiting here stops reading the socket: TCP backpressure slows the sender.
+        self.shared.download_limit.acquire(n).await;
         self.last_block = Instant::now();
         self.window_bytes += n;
         self.stats.downloaded.fetch_add(n, Ordering::Relaxed);
@@ -554,16 +556,25 @@ impl Conn {
         }
         let n = self.uploads.len().min(UPLOAD_BATCH);
         let batch: Vec<BlockRequest> = self.uploads.drain(..n).collect();
-        let storage = self.shared.storage.clone();
-        self.upload_read = Some(tokio::task::spawn_blocking(move || {
-            batch
-                .into_iter()
-                .map(|r| {
-                    let mut buf = vec![0u8; r.length as usize];
-                    let ok = storage.read(r.index, r.begin, &mut buf).is_ok();
-                    (r, ok.then_some(buf))
-                })
-                .collect()
+        let shared = self.shared.clone();
+        // The limit is paid before reading, in this separate task, so the connection
+        // keeps receiving (and downloading) while its uploads wait for allowance.
+        self.upload_read = Some(tokio::spawn(async move {
+            let bytes: u64 = batch.iter().map(|r| r.length as u64).sum();
+            shared.upload_limit.acquire(bytes).await;
+            let storage = shared.storage.clone();
+            tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .map(|r| {
+                        let mut buf = vec![0u8; r.length as usize];
+                        let ok = storage.read(r.index, r.begin, &mut buf).is_ok();
+                        (r, ok.then_some(buf))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default()
         }));
     }
 

@@ -13,10 +13,11 @@ use kpbt_proto::PeerId;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::picker::Picker;
 use crate::progress::{self, ProgressMode};
+use crate::resume;
 use crate::storage::{FileSpec, Layout, Storage, StorageError};
 use crate::torrent::{Shared, TorrentTask};
 use crate::tracker::Announcer;
@@ -59,6 +60,12 @@ pub struct Config {
     pub peer_id: Option<PeerId>,
     /// Serve Prometheus metrics at `GET /metrics` on this address (`--metrics-listen`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Piece payload bytes/s sent to all peers together (`--upload-limit`); None = unlimited.
+    pub upload_limit: Option<u64>,
+    /// Piece payload bytes/s received from all peers together (`--download-limit`).
+    pub download_limit: Option<u64>,
+    /// Keep `DIR/.NAME.kpbt-resume` so restarts skip re-hashing verified pieces.
+    pub resume: bool,
 }
 
 impl Config {
@@ -73,6 +80,9 @@ impl Config {
             progress: ProgressMode::Quiet,
             peer_id: None,
             metrics_listen: None,
+            upload_limit: None,
+            download_limit: None,
+            resume: true,
         }
     }
 }
@@ -99,6 +109,7 @@ pub struct TorrentHandle {
     main: Option<JoinHandle<Result<(), StorageError>>>,
     helpers: Vec<JoinHandle<()>>,
     started: Instant,
+    resume_path: Option<PathBuf>,
 }
 
 fn layout_of(meta: &Metainfo) -> Layout {
@@ -128,10 +139,24 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
     let piece_count = layout.piece_count();
     let total_len = layout.total_len;
     let dir = cfg.output_dir.clone();
+    let resume_path = cfg
+        .resume
+        .then(|| resume::resume_path(&cfg.output_dir, &meta.info.name));
+    let rp = resume_path.clone();
+    let info_hash = meta.info_hash;
     let (storage, verified) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
         let storage = Storage::open(&dir, layout)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let verified = storage.verify_existing(threads, &AtomicBool::new(false))?;
+        let trusted = rp
+            .and_then(|p| resume::trusted_pieces(&storage, info_hash, &p))
+            .unwrap_or_default();
+        if !trusted.is_empty() {
+            info!(
+                trusted = trusted.iter().filter(|t| **t).count(),
+                "resume file accepted; not re-hashing those pieces"
+            );
+        }
+        let verified = storage.verify_untrusted(threads, &AtomicBool::new(false), &trusted)?;
         Ok((storage, verified))
     })
     .await
@@ -190,6 +215,8 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         cfg.max_peers,
         events_tx,
     ));
+    shared.upload_limit.set_rate(cfg.upload_limit);
+    shared.download_limit.set_rate(cfg.download_limit);
     let (complete_tx, complete_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (peers_tx, peers_rx) = mpsc::unbounded_channel();
@@ -224,6 +251,14 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
             shutdown_rx.clone(),
         )));
     }
+    if let Some(p) = &resume_path {
+        helpers.push(tokio::spawn(resume::run_saver(
+            shared.clone(),
+            p.clone(),
+            complete_rx.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
     helpers.push(tokio::spawn(progress::run(
         shared.clone(),
         cfg.progress,
@@ -239,6 +274,7 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         main: Some(main),
         helpers,
         started,
+        resume_path,
     })
 }
 
@@ -298,6 +334,16 @@ impl TorrentHandle {
                 Ok(r) => r.map_err(ClientError::from),
                 Err(e) => Err(ClientError::Task(e.to_string())),
             };
+        }
+        if let Some(p) = self.resume_path.take() {
+            // Peers are gone; once in-flight writes finish, sync and record everything.
+            self.shared.wait_writes_done().await;
+            let s = self.shared.clone();
+            match tokio::task::spawn_blocking(move || resume::save_shared(&s, &p)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!("cannot save resume data: {e}"),
+                Err(e) => warn!("resume save task failed: {e}"),
+            }
         }
         for h in self.helpers.drain(..) {
             let _ = h.await;

@@ -149,6 +149,8 @@ pub struct Storage {
     /// Length of each file before we opened it (0 if it did not exist): only pieces
     /// fully inside pre-existing data are worth verifying.
     pre_existing: Vec<u64>,
+    /// Files written since the last `sync_dirty`: only those need an fdatasync.
+    dirty: Vec<AtomicBool>,
 }
 
 impl Storage {
@@ -190,12 +192,14 @@ impl Storage {
             paths.push(path);
         }
         let write_locks = files.iter().map(|_| std::sync::Mutex::new(())).collect();
+        let dirty = files.iter().map(|_| AtomicBool::new(false)).collect();
         Ok(Storage {
             layout,
             files,
             write_locks,
             paths,
             pre_existing,
+            dirty,
         })
     }
 
@@ -228,9 +232,34 @@ impl Storage {
             self.files[s.file]
                 .write_all_at(part, s.file_offset)
                 .map_err(|e| self.io_err(s.file, e))?;
+            self.dirty[s.file].store(true, Ordering::Release);
             pos += s.len as usize;
         }
         Ok(())
+    }
+
+    /// fdatasyncs every file written since the last call, so everything written before
+    /// this call is durable when it returns.
+    pub fn sync_dirty(&self) -> Result<(), StorageError> {
+        for (i, f) in self.files.iter().enumerate() {
+            // Cleared before syncing: a write racing with the sync marks it dirty again.
+            if self.dirty[i].swap(false, Ordering::AcqRel) {
+                if let Err(e) = f.sync_data() {
+                    self.dirty[i].store(true, Ordering::Release);
+                    return Err(self.io_err(i, e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Current metadata (size, mtime) of every file, from the open handles.
+    pub fn file_metadata(&self) -> Result<Vec<fs::Metadata>, StorageError> {
+        self.files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| f.metadata().map_err(|e| self.io_err(i, e)))
+            .collect()
     }
 
     /// Reads `buf.len()` bytes starting at `begin` within `piece`.
@@ -269,9 +298,21 @@ impl Storage {
         threads: usize,
         stop: &AtomicBool,
     ) -> Result<Vec<bool>, StorageError> {
+        self.verify_untrusted(threads, stop, &[])
+    }
+
+    /// Like `verify_existing`, but pieces marked in `trusted` (e.g. by a resume file)
+    /// count as verified without being read.
+    pub fn verify_untrusted(
+        &self,
+        threads: usize,
+        stop: &AtomicBool,
+        trusted: &[bool],
+    ) -> Result<Vec<bool>, StorageError> {
         let n = self.layout.piece_count();
         let next = AtomicU32::new(0);
-        let results: Vec<AtomicBool> = (0..n).map(|_| AtomicBool::new(false)).collect();
+        let is_trusted = |p: u32| trusted.get(p as usize).copied().unwrap_or(false);
+        let results: Vec<AtomicBool> = (0..n).map(|p| AtomicBool::new(is_trusted(p))).collect();
         let first_err = std::sync::Mutex::new(None);
         std::thread::scope(|s| {
             for _ in 0..threads.max(1) {
@@ -282,7 +323,7 @@ impl Storage {
                         if p >= n || stop.load(Ordering::Relaxed) {
                             break;
                         }
-                        if !self.piece_in_existing_data(p) {
+                        if is_trusted(p) || !self.piece_in_existing_data(p) {
                             continue;
                         }
                         let b = &mut buf[..self.layout.piece_size(p) as usize];

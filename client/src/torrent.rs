@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::choker::{Choker, PeerSnapshot, RECHOKE_INTERVAL};
 use crate::peer::{self, PeerCmd, PeerStats};
 use crate::picker::{Arrival, Block, PeerKey, Picker, BLOCK_LEN};
+use crate::ratelimit::RateLimiter;
 use crate::storage::{Storage, StorageError};
 
 /// Pieces being hashed/written at once; a peer that completes a piece waits for a slot,
@@ -95,6 +96,9 @@ pub(crate) struct Shared {
     /// Downloaded pieces that passed / failed their hash check this session (metrics).
     pub pieces_verified: AtomicU64,
     pub hash_failures: AtomicU64,
+    /// Piece payload limits shared by all peers (`--upload-limit`, `--download-limit`).
+    pub upload_limit: RateLimiter,
+    pub download_limit: RateLimiter,
 }
 
 /// A piece whose last block just arrived: to be hashed and written.
@@ -145,7 +149,15 @@ impl Shared {
             status: Mutex::new(None),
             pieces_verified: AtomicU64::new(0),
             hash_failures: AtomicU64::new(0),
+            upload_limit: RateLimiter::new(None),
+            download_limit: RateLimiter::new(None),
         }
+    }
+
+    /// Waits until no piece is being hashed/written. Called once peers are gone, so
+    /// the final resume save sees every write that will ever happen.
+    pub(crate) async fn wait_writes_done(&self) {
+        let _ = self.hash_slots.acquire_many(HASH_SLOTS as u32).await;
     }
 
     /// Locks the piece state. Poisoning is ignored: the state has no invariants that a
