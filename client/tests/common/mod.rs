@@ -83,3 +83,29 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// A single-file .torrent for `content` announcing to `trackers` (one tier each),
+/// with the data written to `dir/name`. Returns the parsed torrent and its bytes.
+pub fn single_file_torrent(
+    name: &str,
+    piece_len: u32,
+    content: &[u8],
+    dir: &Path,
+    trackers: &[String],
+) -> (Metainfo, Vec<u8>) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), content).unwrap();
+    let t = NewTorrent {
+        name: name.into(),
+        piece_length: piece_len,
+        piece_hashes: content
+            .chunks(piece_len as usize)
+            .map(|c| Sha1::digest(c).into())
+            .collect(),
+        single_file_length: Some(content.len() as u64),
+        trackers: trackers.iter().map(|t| vec![t.clone()]).collect(),
+        ..Default::default()
+    };
+    let bytes = build_torrent(&t);
+    (Metainfo::from_bytes(&bytes).expect("valid torrent"), bytes)
+}
