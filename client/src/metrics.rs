@@ -262,6 +262,76 @@ async fn respond(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::create::{build, plan, CreateOptions};
+    use crate::session::{start, ClientError, Config};
+    use kpbt_proto::metainfo::Metainfo;
+    use std::sync::atomic::AtomicU64;
+
+    fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+        let (status, body) = kpbt_testkit::http_get(addr, path, Duration::from_secs(5))?;
+        Ok((status, String::from_utf8(body).expect("UTF-8 exposition")))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_seeder_serves_its_state_and_stops_serving_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("p.bin");
+        std::fs::write(&data, kpbt_testkit::random_bytes(5 * 16384 + 7, 3)).unwrap();
+        let p = plan(CreateOptions {
+            path: data,
+            trackers: Vec::new(),
+            piece_length: Some(16384),
+            private: false,
+            comment: None,
+        })
+        .unwrap();
+        let (bytes, _) = build(&p, 1, &AtomicU64::new(0)).unwrap();
+        let meta = Metainfo::from_bytes(&bytes).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", kpbt_testkit::free_port())
+            .parse()
+            .unwrap();
+        let mut cfg = Config::new(dir.path());
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.use_trackers = false;
+        cfg.metrics_listen = Some(addr);
+        let h = start(meta.clone(), cfg.clone()).await.unwrap();
+
+        let (status, text) = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(
+            text.contains("kpbt_client_pieces{torrent=\"p.bin\"} 6\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kpbt_client_pieces_have{torrent=\"p.bin\"} 6\n"),
+            "{text}"
+        );
+        assert!(text.contains("kpbt_client_downloaded_bytes_total{torrent=\"p.bin\"} 0\n"));
+        let (status, _) = tokio::task::spawn_blocking(move || get(addr, "/"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 404);
+
+        // A second client cannot take the same metrics address: start fails, naming it.
+        let other = tempfile::tempdir().unwrap();
+        let mut cfg2 = cfg.clone();
+        cfg2.output_dir = other.path().to_path_buf();
+        match start(meta, cfg2).await {
+            Err(ClientError::MetricsBind { addr: a, .. }) => assert_eq!(a, addr),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("second client bound the same metrics address"),
+        }
+
+        h.shutdown().await.unwrap();
+        let after = tokio::task::spawn_blocking(move || get(addr, "/metrics"))
+            .await
+            .unwrap();
+        assert!(after.is_err(), "metrics still served after shutdown");
+    }
 
     #[test]
     fn every_metric_is_exposed_with_the_torrent_label() {
