@@ -121,6 +121,20 @@ transfer = dashboard(
     ],
 )
 
+CLIENT_METRICS = [
+    ("kpbt_client_downloaded_bytes_total", "counter", "verified payload bytes downloaded this session"),
+    ("kpbt_client_uploaded_bytes_total", "counter", "payload bytes sent to peers this session"),
+    ("kpbt_client_download_rate_bytes", "gauge", "bytes/s downloaded over the last one-second sample"),
+    ("kpbt_client_upload_rate_bytes", "gauge", "bytes/s uploaded over the last one-second sample"),
+    ("kpbt_client_peers", "gauge", "open peer connections"),
+    ("kpbt_client_pieces", "gauge", "pieces in the torrent"),
+    ("kpbt_client_pieces_have", "gauge", "pieces verified and on disk"),
+    ("kpbt_client_pieces_verified_total", "counter", "downloaded pieces that passed their SHA-1 check"),
+    ("kpbt_client_hash_failures_total", "counter", "downloaded pieces that failed their SHA-1 check"),
+    ("kpbt_client_peers_banned_total", "counter", "peer addresses banned for sending corrupt data"),
+]
+
+
 def markdown(boards):
     """docs/dashboards.md: what every panel shows and the PromQL behind it."""
     out = [
@@ -132,7 +146,16 @@ def markdown(boards):
         "`integration/tests/prometheus_dashboards.rs` evaluates every expression below against a",
         "real Prometheus scraping a tracker and two clients during a transfer.",
         "",
+        "## Where the metrics come from",
+        "",
+        "- Tracker: `GET /metrics` on its listen address (`kpbt_tracker_*`, see `tracker/src/metrics.rs`).",
+        "- Client: `kpbt-client download|seed ... --metrics-listen 0.0.0.0:9100` serves `GET /metrics`",
+        "  (`client/src/metrics.rs`), sampled from the torrent once a second. Every client metric has",
+        "  one label, `torrent` (the torrent's name; one torrent per process):",
+        "",
     ]
+    out += [f"  - `{name}` ({kind}): {help}" for name, kind, help in CLIENT_METRICS]
+    out.append("")
     for file, b in boards:
         out += [f"## {b['title']} (`dashboards/{file}`, uid `{b['uid']}`)", "", b["description"], ""]
         for p in b["panels"]:
