@@ -31,7 +31,10 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(180);
 /// A peer that sits on our requests this long without sending data is "snubbed": its
 /// requests are handed to other peers.
 const SNUB_AFTER: Duration = Duration::from_secs(60);
-const MIN_PIPELINE: usize = 64;
+/// Small floor (and start): requests queued at a slow (e.g. upload-limited) seeder are
+/// committed long before they are served, so a deep queue there makes leechers fetch
+/// the same pieces from it instead of from each other. Fast peers grow it within 1 s.
+const MIN_PIPELINE: usize = 16;
 const MAX_PIPELINE: usize = 512;
 /// Queued upload requests per peer; beyond this, requests are dropped (a sane peer
 /// never pipelines this deep without the extension protocol).
@@ -209,7 +212,7 @@ impl Conn {
             uploads: VecDeque::new(),
             upload_read: None,
             wbuf: BytesMut::with_capacity(64 * 1024),
-            pipeline: 128,
+            pipeline: 32,
             last_recv: now,
             last_send: now,
             last_block: now,
