@@ -174,7 +174,10 @@ impl Announcer {
     /// How long until the next regular announce.
     fn next_wait(&self, reply: &AnnounceReply) -> Duration {
         let interval = Duration::from_secs(reply.interval.max(1) as u64);
-        if self.shared.peer_count.load(Ordering::Relaxed) < WANT_PEERS && !*self.complete.borrow() {
+        let peers = self.shared.peer_count.load(Ordering::Relaxed);
+        // A seeder with no peers asks early too: leechers that cannot dial it (behind
+        // NAT, or transmission, which never dials loopback) are reached only if it dials.
+        if peers == 0 || (peers < WANT_PEERS && !*self.complete.borrow()) {
             // Short of peers: ask again as soon as the tracker permits (but not hammer it).
             let min = Duration::from_secs(reply.min_interval.unwrap_or(60).max(30) as u64);
             interval.min(min.max(Duration::from_secs(30)))

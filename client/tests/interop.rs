@@ -1,6 +1,6 @@
 //! Interop with third-party BitTorrent software on loopback through a real tracker
-//! (opentracker): we download from aria2 and transmission seeders, and aria2
-//! downloads from our seeder. Bytes are compared. Needs aria2c, transmission-cli,
+//! (opentracker): we download from aria2 and transmission seeders, and aria2 and
+//! transmission download from our seeder (which dials transmission). Bytes are compared. Needs aria2c, transmission-cli,
 //! opentracker and mktorrent (scripts/install-deps.sh); KPBT_SKIP_INTEROP=1 skips.
 
 mod common;
@@ -152,4 +152,39 @@ fn aria2_downloads_from_our_seeder() {
     );
     let s = rt.block_on(seeder.shutdown()).unwrap();
     assert!(s.uploaded >= PAYLOAD_LEN, "uploaded {} bytes", s.uploaded);
+}
+
+#[test]
+fn transmission_downloads_from_our_seeder() {
+    if !tools(&[("transmission-cli", "transmission-cli")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 25);
+    // transmission never dials loopback peers, so our seeder must dial it: start the
+    // downloader first, so our seeder's first announce already returns its address.
+    let out = tmp.path().join("dl");
+    let mut dl = Transmission::download(&torrent, &out, free_port()).expect("download");
+    let deadline = Instant::now() + WAIT;
+    while tracker.scrape(&ih).map_or(true, |s| s.incomplete < 1) {
+        assert!(Instant::now() < deadline, "transmission never announced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cfg = common::config(&tmp.path().join("seed"), vec![]);
+    cfg.use_trackers = true;
+    let seeder = rt
+        .block_on(kpbt_client::start(load(&torrent), cfg))
+        .unwrap();
+    assert!(seeder.is_complete(), "our seeder verified the data");
+    dl.wait_complete(WAIT)
+        .expect("transmission download from kpbt completes");
+    assert_same_file(
+        &tmp.path().join("seed/payload.bin"),
+        &out.join("payload.bin"),
+    );
+    let s = rt.block_on(seeder.shutdown()).unwrap();
+    assert!(s.uploaded >= PAYLOAD_LEN, "uploaded {} bytes", s.uploaded);
+    eprintln!("kpbt -> transmission: {:?}", t0.elapsed());
 }
