@@ -1,7 +1,8 @@
 //! Interop with third-party BitTorrent software on loopback through a real tracker
 //! (opentracker): we download from aria2 and transmission seeders, and aria2 and
-//! transmission download from our seeder (which dials transmission). Bytes are compared. Needs aria2c, transmission-cli,
-//! opentracker and mktorrent (scripts/install-deps.sh); KPBT_SKIP_INTEROP=1 skips.
+//! transmission download from our seeder (which dials transmission). Bytes are
+//! compared. Needs aria2c, transmission-cli, opentracker and mktorrent
+//! (scripts/install-deps.sh); KPBT_SKIP_INTEROP=1 skips.
 
 mod common;
 
