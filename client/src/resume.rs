@@ -278,10 +278,13 @@ pub(crate) async fn run_saver(
         }
         let (s, p) = (shared.clone(), path.clone());
         match tokio::task::spawn_blocking(move || save_shared(&s, &p)).await {
-            Ok(Ok(())) => saved_count = Some(count),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("cannot save resume data: {e}"),
             Err(e) => warn!("resume save task failed: {e}"),
         }
+        // Also after a failure (e.g. a read-only seed directory): retry when there is
+        // something new to record, not every tick.
+        saved_count = Some(count);
     }
 }
 

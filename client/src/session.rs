@@ -130,8 +130,8 @@ fn layout_of(meta: &Metainfo) -> Layout {
     }
 }
 
-/// Opens storage (verifying any data already there), binds the listener and starts
-/// downloading/seeding in the background.
+/// Opens storage (hashing existing data the resume file does not vouch for), binds the
+/// listener and starts downloading/seeding in the background.
 pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientError> {
     let started = Instant::now();
     let layout = layout_of(&meta);
