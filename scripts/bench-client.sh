@@ -29,8 +29,9 @@ clients=(kpbt aria2)
 if [[ -x $RQBIT ]]; then clients=(kpbt rqbit aria2); else
   printf '[bench-client] WARNING: rqbit not found (set RQBIT=...); comparing with aria2 only\n' >&2; fi
 
-log() { printf '[bench-client] %s\n' "$*" >&2; }
-die() { printf '[bench-client] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=bench-client
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 for b in aria2c opentracker mktorrent /usr/bin/time; do
   command -v "$b" >/dev/null 2>&1 || [[ -x /usr/sbin/$b || -x /usr/bin/$b ]] ||
@@ -40,21 +41,6 @@ done
 log "building kpbt-client (release)"
 (cd "$ROOT" && cargo build --release -p kpbt-client -q)
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_tcp() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on port $1"
-}
 
 mkdir -p "$WORK/seed"
 payload=$WORK/seed/payload.bin

@@ -27,27 +27,13 @@ RQBIT=${RQBIT:-$(command -v rqbit || echo /opt/rqbit/bin/rqbit)}
 export RQBIT_LSD_DISABLE=true
 rqbit_flags=(--disable-dht --disable-dht-persistence --disable-upnp-port-forward)
 
-log() { printf '[bench-swarm] %s\n' "$*" >&2; }
-die() { printf '[bench-swarm] ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_TAG=bench-swarm
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 log "building kpbt-client (release)"
 (cd "$ROOT" && cargo build --release -p kpbt-client -q)
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 600); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  die "nothing listening on port $1"
-}
 now() { date +%s.%N; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -66,7 +52,7 @@ sport=$(free_port)
   --upload-limit "$UPLOAD" >"$WORK/seeder.log" 2>&1 &
 seeder=$!
 pids+=($seeder)
-wait_port "$sport"
+wait_tcp "$sport"
 ports=()
 for i in $(seq 1 "$LEECHERS"); do ports+=("$(free_port)"); done
 load0=$(loadavg)
@@ -120,7 +106,7 @@ for s in "${seeders[@]}"; do
   port=$(free_port)
   pid=$(seed_with "$s" "$port")
   pids+=($pid)
-  wait_port "$port"
+  wait_tcp "$port"
   times=()
   for r in $(seq 1 "$RUNS"); do
     rm -rf "$WORK/dl"

@@ -3,6 +3,7 @@
 //! while seeding); one optimistic slot rotates every 30 s so newcomers get a chance.
 //! Pure: the caller injects the time and the per-peer rates.
 
+use crate::rng::XorShift64;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ pub struct Choker {
     regular_slots: usize,
     optimistic: Option<PeerKey>,
     optimistic_since: Option<Instant>,
-    rng: u64,
+    rng: XorShift64,
 }
 
 impl Choker {
@@ -38,7 +39,7 @@ impl Choker {
             regular_slots,
             optimistic: None,
             optimistic_since: None,
-            rng: seed | 1,
+            rng: XorShift64::new(seed),
         }
     }
 
@@ -85,7 +86,7 @@ impl Choker {
                 // Nobody else to rotate to: keep the current one if still eligible.
                 self.optimistic.filter(|_| current_valid)
             } else {
-                Some(pool[(self.next_rand() % pool.len() as u64) as usize])
+                Some(pool[(self.rng.next_u64() % pool.len() as u64) as usize])
             };
             if next != self.optimistic || self.optimistic_since.is_none() || expired {
                 self.optimistic_since = Some(now);
@@ -96,15 +97,6 @@ impl Choker {
             unchoked.insert(k);
         }
         unchoked
-    }
-
-    fn next_rand(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
 

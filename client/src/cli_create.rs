@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use kpbt_client::create::{self, CreateOptions};
+use kpbt_client::rng::XorShift64;
 
 /// Builds the torrent for `options`, writes it to `out` atomically, returns its info hash.
 pub fn create_torrent(options: CreateOptions, out: &Path, quiet: bool) -> Result<String> {
@@ -93,17 +94,14 @@ pub fn demo(dir: &Path, size: u64, trackers: Vec<Vec<String>>) -> Result<()> {
         (root.join("release/assets.pak"), size - size / 2 - size / 8),
         (root.join("dataset/sample.dat"), size / 8),
     ];
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
     for (path, len) in &files {
         std::fs::create_dir_all(path.parent().expect("demo files have a parent"))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
         let mut left = *len;
         while left > 0 {
-            // xorshift64*: cheap, deterministic, incompressible enough for a transfer demo.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let word = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+            // Deterministic and incompressible enough for a transfer demo.
+            let word = rng.next_u64().to_le_bytes();
             let take = left.min(8) as usize;
             out.write_all(&word[..take])?;
             left -= take as u64;

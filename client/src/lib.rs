@@ -14,6 +14,7 @@
 //! - [`progress`]: terminal bar or plain progress lines.
 //! - [`create`]: building .torrent files (parallel hashing).
 //! - [`units`]: sizes and rates as typed on the command line (`20M`).
+//! - [`rng`]: seeded xorshift for picks and choke rotation (deterministic in tests).
 
 pub mod choker;
 pub mod create;
@@ -23,6 +24,7 @@ pub mod picker;
 pub mod progress;
 pub mod ratelimit;
 pub mod resume;
+pub mod rng;
 pub mod session;
 pub mod storage;
 mod torrent;

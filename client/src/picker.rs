@@ -2,6 +2,7 @@
 //! pieces, endgame), and the bookkeeping of requested/received blocks. Pure: no I/O,
 //! no clocks; randomness comes from a seed so tests are deterministic.
 
+use crate::rng::XorShift64;
 use std::collections::HashMap;
 
 /// Opaque identifier of one peer connection within a torrent.
@@ -81,7 +82,7 @@ pub struct Picker {
     missing: u32,
     have: u32,
     max_active: usize,
-    rng: u64,
+    rng: XorShift64,
 }
 
 impl Picker {
@@ -103,7 +104,7 @@ impl Picker {
             missing: piece_count,
             have: 0,
             max_active: max_active.max(1),
-            rng: seed | 1,
+            rng: XorShift64::new(seed),
         }
     }
 
@@ -172,16 +173,6 @@ impl Picker {
         if let Some(a) = self.availability.get_mut(piece as usize) {
             *a = a.saturating_sub(1);
         }
-    }
-
-    fn next_rand(&mut self) -> u64 {
-        // xorshift64*: plenty for spreading picks, deterministic for tests.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Appends up to `max` blocks for `peer` to request to `out`, marking them
@@ -306,7 +297,7 @@ impl Picker {
         if n == 0 {
             return None;
         }
-        let offset = (self.next_rand() % n as u64) as u32;
+        let offset = (self.rng.next_u64() % n as u64) as u32;
         let random = self.have < RANDOM_FIRST_PIECES;
         let mut best: Option<(u32, u32)> = None;
         for k in 0..n {
