@@ -54,6 +54,8 @@ pub struct Config {
     pub peers: Vec<SocketAddr>,
     pub use_trackers: bool,
     pub max_peers: usize,
+    /// Incoming connections accepted from one IP address at once.
+    pub max_connections_per_ip: usize,
     /// Regular unchoke slots (one optimistic slot comes on top).
     pub upload_slots: usize,
     pub progress: ProgressMode,
@@ -76,6 +78,7 @@ impl Config {
             peers: Vec::new(),
             use_trackers: true,
             max_peers: 50,
+            max_connections_per_ip: crate::torrent::DEFAULT_MAX_CONNECTIONS_PER_IP,
             upload_slots: 4,
             progress: ProgressMode::Quiet,
             peer_id: None,
@@ -215,6 +218,9 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         cfg.max_peers,
         events_tx,
     ));
+    shared
+        .max_connections_per_ip
+        .store(cfg.max_connections_per_ip.max(1), Ordering::Relaxed);
     shared.upload_limit.set_rate(cfg.upload_limit);
     shared.download_limit.set_rate(cfg.download_limit);
     let (complete_tx, complete_rx) = watch::channel(false);

@@ -29,6 +29,10 @@ use crate::storage::{Storage, StorageError};
 const HASH_SLOTS: usize = 4;
 /// Recycled piece buffers kept for reuse.
 const SPARE_BUFFERS: usize = 2 * HASH_SLOTS;
+/// Default cap on simultaneous incoming connections from one IP. Generous, because a
+/// private swarm may sit behind one NAT or run several peers on one host, but it stops
+/// one address from taking every connection slot.
+pub(crate) const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 16;
 /// How long a failed dial keeps an address from being tried again.
 const REDIAL_AFTER: Duration = Duration::from_secs(15);
 
@@ -90,6 +94,8 @@ pub(crate) struct Shared {
     pub uploaded: AtomicU64,
     pub verified_bytes: AtomicU64,
     pub max_peers: usize,
+    /// Connections accepted from one IP at once (`Config::max_connections_per_ip`).
+    pub max_connections_per_ip: AtomicUsize,
     pub next_key: AtomicU64,
     pub peer_count: AtomicUsize,
     pub status: Mutex<Option<String>>,
@@ -144,6 +150,7 @@ impl Shared {
             uploaded: AtomicU64::new(0),
             verified_bytes: AtomicU64::new(verified_bytes),
             max_peers,
+            max_connections_per_ip: AtomicUsize::new(DEFAULT_MAX_CONNECTIONS_PER_IP),
             next_key: AtomicU64::new(1),
             peer_count: AtomicUsize::new(0),
             status: Mutex::new(None),
@@ -414,8 +421,12 @@ impl TorrentTask {
                 acc = self.listener.accept() => match acc {
                     Ok((stream, addr)) => {
                         let banned = shared.lock().banned.contains(&addr.ip());
-                        if banned || tasks.len() >= shared.max_peers + 5 {
-                            debug!(%addr, banned, "refusing incoming connection");
+                        // Checked before the handshake so a flood from one address costs
+                        // an accept and a close, nothing more.
+                        let from_ip = connected.iter().filter(|a| a.ip() == addr.ip()).count();
+                        let per_ip = shared.max_connections_per_ip.load(Ordering::Relaxed);
+                        if banned || tasks.len() >= shared.max_peers + 5 || from_ip >= per_ip {
+                            debug!(%addr, banned, from_ip, "refusing incoming connection");
                         } else {
                             connected.insert(addr);
                             let s = shared.clone();

@@ -242,7 +242,7 @@ pub async fn announce_tiers(
                     return Ok(r);
                 }
                 Err(e) => {
-                    debug!("{e}");
+                    warn!("{e}; trying the next tracker");
                     last = e;
                 }
             }
@@ -416,6 +416,34 @@ mod tests {
         );
         assert!(seen.recv().await.is_some());
         assert!(later_seen.try_recv().is_err(), "second tier not contacted");
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_replies_fall_through_to_a_good_tracker() {
+        let (bad_compact, _a) = fake_tracker(b"d8:intervali60e5:peers5:abcdee").await;
+        let (not_bencode, _b) = fake_tracker(b"<html>502 Bad Gateway</html>").await;
+        let huge: &'static [u8] = Box::leak(vec![b'x'; MAX_REPLY_BYTES + 10].into_boxed_slice());
+        let (oversized, _c) = fake_tracker(huge).await;
+        let (good, _d) = fake_tracker(b"d8:intervali60e5:peers6:\x7f\x00\x00\x01\x1a\xe1e").await;
+        let c = reqwest::Client::new();
+        for url in [&bad_compact, &not_bencode, &oversized] {
+            let e = announce_once(&c, url, &request(AnnounceEvent::None))
+                .await
+                .unwrap_err();
+            assert!(
+                e.to_string().contains(url.as_str()),
+                "error names the tracker: {e}"
+            );
+        }
+        let mut tiers = vec![vec![bad_compact, not_bencode, oversized, good.clone()]];
+        let reply = announce_tiers(&c, &mut tiers, &request(AnnounceEvent::None))
+            .await
+            .unwrap();
+        assert_eq!(reply.peers, vec!["127.0.0.1:6881".parse().unwrap()]);
+        assert_eq!(
+            tiers[0][0], good,
+            "the tracker that answered is tried first next time"
+        );
     }
 
     #[test]

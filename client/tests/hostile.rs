@@ -4,67 +4,17 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use common::wire::Wire;
 use common::*;
-use kpbt_proto::wire::{decode_message, BlockRequest, Handshake, Message, HANDSHAKE_LEN};
+use kpbt_proto::wire::{BlockRequest, Handshake, Message, HANDSHAKE_LEN};
 use kpbt_proto::{InfoHash, PeerId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// A minimal scripted peer on one TcpStream.
-struct Wire {
-    s: TcpStream,
-    rbuf: BytesMut,
-}
-
-impl Wire {
-    async fn connect(addr: SocketAddr, ih: InfoHash) -> Wire {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&Handshake::new(ih, PeerId([9; 20])).encode())
-            .await
-            .unwrap();
-        let mut hs = [0u8; HANDSHAKE_LEN];
-        s.read_exact(&mut hs).await.unwrap();
-        assert_eq!(Handshake::decode(&hs).unwrap().info_hash, ih);
-        Wire {
-            s,
-            rbuf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, m: Message) {
-        let mut b = BytesMut::new();
-        m.encode(&mut b);
-        self.s.write_all(&b).await.unwrap();
-    }
-
-    /// Next message, or None when the other side closed the connection.
-    async fn recv(&mut self) -> Option<Message> {
-        loop {
-            if let Some(m) = decode_message(&mut self.rbuf, 1 << 20).unwrap() {
-                return Some(m);
-            }
-            match self.s.read_buf(&mut self.rbuf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Reads until the peer closes; panics if it does not within 10 s.
-    async fn expect_closed(&mut self) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while self.recv().await.is_some() {}
-        })
-        .await
-        .expect("peer should have disconnected us");
-    }
-}
+use tokio::net::TcpListener;
 
 /// Serves every request with garbage; counts the blocks it sent.
 async fn corrupt_seeder(listener: TcpListener, ih: InfoHash, pieces: u32, sent: Arc<AtomicU32>) {

@@ -1,6 +1,8 @@
 //! Shared helpers for the client's integration tests: in-process torrents and peers.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
