@@ -1,6 +1,6 @@
 //! Interop with third-party BitTorrent software on loopback through a real tracker
-//! (opentracker): we download from aria2 and transmission seeders, and aria2 and
-//! transmission download from our seeder (which dials transmission). Bytes are
+//! (opentracker, and kpbt-tracker): we download from aria2 and transmission seeders, and
+//! aria2 and transmission download from our seeder (which dials transmission). Bytes are
 //! compared. Needs aria2c, transmission-cli, opentracker and mktorrent
 //! (scripts/install-deps.sh); KPBT_SKIP_INTEROP=1 skips.
 
@@ -48,6 +48,37 @@ fn download_with_library(torrent: &Path, out: &Path) -> kpbt_client::Summary {
         common::wait_complete(&mut h, WAIT.as_secs()).await;
         h.shutdown().await.unwrap()
     })
+}
+
+#[test]
+fn downloads_from_aria2_seeder_via_kpbt_tracker() {
+    if !require_binaries(&[("aria2c", "aria2"), ("mktorrent", "mktorrent")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let tracker = common::tracker::Tracker::start();
+    let data = tmp.path().join("seed").join("payload.bin");
+    write_random_file(&data, PAYLOAD_LEN, 25).expect("write payload");
+    let torrent = mktorrent(&data, &tracker.announce_url(), 16, true);
+    let ih = kpbt_proto::InfoHash(info_hash(&torrent));
+    let _seeder = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
+    let deadline = Instant::now() + WAIT;
+    while tracker.scrape(ih).complete < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "aria2 never announced to kpbt-tracker"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = tmp.path().join("dl");
+    let s = download_with_library(&torrent, &out);
+    assert!(s.complete);
+    assert_same_file(&data, &out.join("payload.bin"));
+    assert_eq!(
+        tracker.scrape(ih).downloaded,
+        1,
+        "our completed announce was counted"
+    );
 }
 
 #[test]

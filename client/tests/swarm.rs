@@ -5,65 +5,12 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
+use common::tracker::Tracker;
 use common::*;
-use kpbt_proto::InfoHash;
-use kpbt_tracker::AppState;
 
 const LEECHERS: usize = 5;
-
-/// Our tracker on its own thread with its own actix System; stopped on drop.
-struct Tracker {
-    addr: SocketAddr,
-    state: Arc<AppState>,
-    handle: ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Tracker {
-    fn start() -> Tracker {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let config = kpbt_tracker::Config {
-            listen: vec![addr],
-            workers: 1,
-            ..kpbt_tracker::Config::default()
-        };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let t = kpbt_tracker::start(config, vec![l]).expect("tracker starts");
-                tx.send((t.handle(), t.shared_state())).unwrap();
-                t.wait().await.expect("tracker ran");
-            })
-        });
-        let (handle, state) = rx.recv().unwrap();
-        Tracker {
-            addr,
-            state,
-            handle,
-            thread: Some(thread),
-        }
-    }
-
-    fn scrape(&self, ih: InfoHash) -> kpbt_proto::announce::ScrapeStats {
-        self.state.store.scrape(&[ih])[0].1
-    }
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        let h = self.handle.clone();
-        std::thread::spawn(move || actix_web::rt::System::new().block_on(h.stop(false)));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// Polls `cond` until it holds; panics after `secs`.
 async fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {

@@ -1,6 +1,7 @@
 //! Shared helpers for the client's integration tests: in-process torrents and peers.
 #![allow(dead_code)]
 
+pub mod tracker;
 pub mod wire;
 
 use std::net::SocketAddr;
