@@ -255,3 +255,24 @@ fn built_torrent_decodes_with_serde_bencode() {
         "output is canonical"
     );
 }
+
+#[test]
+fn huge_file_counts_are_refused() {
+    // One more file than the limit, each as small as bencode allows: refused by a
+    // limit (file count or bencode item count) rather than parsed into a million paths.
+    let entry = b"d6:lengthi0e4:pathl1:aee";
+    let mut raw = b"d4:infod5:filesl".to_vec();
+    raw.reserve(entry.len() * (MAX_FILES + 1) + 64);
+    for _ in 0..=MAX_FILES {
+        raw.extend_from_slice(entry);
+    }
+    raw.extend_from_slice(b"e4:name1:x12:piece lengthi16384e6:pieces0:ee");
+    let err = Metainfo::from_bytes(&raw).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MetainfoError::TooManyFiles | MetainfoError::Bencode(BencodeError::TooManyItems(_))
+        ),
+        "{err:?}"
+    );
+}
