@@ -44,6 +44,8 @@ step "proto: codec unit tests" -p kpbt-proto --lib
 step "proto: fuzz corpus replay" -p kpbt-proto --test corpus_replay
 if [[ ${SKIP_CLIENT:-0} != 1 ]]; then
   step "client: hostile peers" -p kpbt-client --test hostile
+  step "client: hostile peer wire" -p kpbt-client --test hostile_wire
+  step "client: bad tracker replies" -p kpbt-client --lib -- tracker::tests::malformed
 fi
 
 if [[ $fuzz_seconds == 0 ]]; then
