@@ -24,7 +24,7 @@ async fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leechers_get_most_data_from_each_other() {
     let tracker = Tracker::start();
-    let url = format!("http://{}/announce", tracker.addr);
+    let url = tracker.announce_url();
     let tmp = tempfile::tempdir().unwrap();
     let content = data(4 * 1024 * 1024 + 99, 50);
     let seed_dir = tmp.path().join("seed");

@@ -8,17 +8,17 @@
 //! Missing tools fail the test with an apt hint, unless KPBT_SKIP_INTEROP=1 (SKIPPED).
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use kpbt_client::create::{build, plan, CreateOptions};
 use kpbt_client::{Config, TorrentHandle};
 use kpbt_proto::metainfo::Metainfo;
 use kpbt_testkit::{free_port, http_get, wait_for_tcp, ChildGuard};
+use kpbt_tracker::background::BackgroundTracker;
 use serde_json::Value;
 
 /// What `$__rate_interval` becomes: 30 scrapes at the 1 s interval used here.
@@ -169,28 +169,16 @@ impl Prom {
     }
 }
 
-/// The tracker, in its own thread with its own actix System (lives until the test ends).
-fn start_tracker() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind tracker");
-    let addr = l.local_addr().unwrap();
+/// The tracker on its own thread (stopped when the returned guard drops).
+fn start_tracker() -> BackgroundTracker {
     let config = kpbt_tracker::Config {
-        listen: vec![addr],
         announce_interval_secs: 5,
         reap_interval_secs: 1,
         ..Default::default()
     };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let t = kpbt_tracker::start(config, vec![l]).expect("tracker starts");
-            tx.send(()).expect("test waits");
-            t.wait().await.expect("tracker ran");
-        })
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("tracker started");
-    wait_for_tcp(addr, Duration::from_secs(30)).expect("tracker accepts");
-    addr
+    let tracker = BackgroundTracker::start_on_loopback(config).expect("tracker starts");
+    wait_for_tcp(tracker.addr(), Duration::from_secs(30)).expect("tracker accepts");
+    tracker
 }
 
 fn make_torrent(dir: &Path, tracker: SocketAddr) -> Metainfo {
@@ -270,7 +258,8 @@ fn every_dashboard_query_has_data_in_a_real_prometheus() {
     std::fs::create_dir_all(&seed_dir).unwrap();
     std::fs::create_dir_all(&leech_dir).unwrap();
 
-    let tracker = start_tracker();
+    let tracker_guard = start_tracker();
+    let tracker = tracker_guard.addr();
     let meta = make_torrent(&seed_dir, tracker);
     let name = meta.info.name.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -7,9 +7,11 @@
 //!
 //! Modules: [`config`] (settings), [`store`] (all swarm state), [`http`] (handlers),
 //! [`metrics`] (Prometheus), [`reload`] (watched files), [`allowlist`] (torrent filter),
-//! [`passkeys`] (per-user access keys), [`ratelimit`] (per-client request budget).
+//! [`passkeys`] (per-user access keys), [`ratelimit`] (per-client request budget),
+//! [`background`] (a tracker on its own thread, for embedding and tests).
 
 pub mod allowlist;
+pub mod background;
 pub mod config;
 pub mod http;
 pub mod metrics;

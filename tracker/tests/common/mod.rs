@@ -6,19 +6,18 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
+use kpbt_tracker::background::BackgroundTracker;
 use kpbt_tracker::{AppState, Config};
 use serde_bencode::value::Value;
 
-/// A tracker running in its own thread (with its own actix System); stopped on drop.
+/// A tracker on its own thread (see `kpbt_tracker::background`), ready to serve.
 pub struct TestTracker {
     pub addrs: Vec<SocketAddr>,
     pub state: Arc<AppState>,
-    handle: ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _tracker: BackgroundTracker,
 }
 
 impl TestTracker {
@@ -28,21 +27,11 @@ impl TestTracker {
     }
 
     pub fn start_on(config: Config, listeners: Vec<TcpListener>) -> Self {
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let t = kpbt_tracker::start(config, listeners).expect("tracker starts");
-                tx.send((t.handle(), t.shared_state(), t.local_addrs().to_vec()))
-                    .expect("test thread waits");
-                t.wait().await.expect("server ran");
-            })
-        });
-        let (handle, state, addrs) = rx.recv().expect("tracker thread reports");
+        let tracker = BackgroundTracker::start(config, listeners).expect("tracker starts");
         let t = TestTracker {
-            addrs,
-            state,
-            handle,
-            thread: Some(thread),
+            addrs: tracker.addrs().to_vec(),
+            state: tracker.state().clone(),
+            _tracker: tracker,
         };
         // Real readiness: the listener is bound already; wait until requests are served.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -68,16 +57,6 @@ impl TestTracker {
     /// Announce/scrape: HTTP 200, text/plain, canonical bencode; returns the decoded dict.
     pub fn bget(&self, path: &str) -> Dict {
         bget_at(self.addr(), path, &[])
-    }
-}
-
-impl Drop for TestTracker {
-    fn drop(&mut self) {
-        // `stop` sends the command immediately; the returned future only awaits completion.
-        drop(self.handle.stop(false));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
