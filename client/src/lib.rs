@@ -8,6 +8,7 @@
 //! - [`picker`]: rarest-first/endgame block picker (pure).
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
+//! - [`direct_io`]: O_DIRECT writes of verified pieces (aligned buffers, fallbacks).
 //! - [`resume`]: the resume file (durable have-bitfield) that lets restarts skip hashing.
 //! - [`ratelimit`]: token bucket for `--upload-limit`/`--download-limit`.
 //! - `metrics`: Prometheus metrics at `GET /metrics` (`Config::metrics_listen`).
@@ -18,6 +19,7 @@
 
 pub mod choker;
 pub mod create;
+pub mod direct_io;
 mod metrics;
 mod peer;
 pub mod picker;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use kpbt_client::storage::WriteMode;
 use kpbt_client::{Config, ProgressMode};
 use kpbt_proto::metainfo::Metainfo;
 use tracing_subscriber::EnvFilter;
@@ -52,6 +53,9 @@ struct PeerOpts {
     /// Cap on piece data received from all peers together, bytes/s, e.g. 5M.
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     download_limit: Option<u64>,
+    /// Write downloaded pieces through the page cache instead of with O_DIRECT.
+    #[arg(long)]
+    buffered_writes: bool,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +137,11 @@ fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     c.metrics_listen = p.metrics_listen;
     c.upload_limit = p.upload_limit;
     c.download_limit = p.download_limit;
+    c.write_mode = if p.buffered_writes {
+        WriteMode::Buffered
+    } else {
+        WriteMode::Direct
+    };
     c.progress = if p.quiet {
         ProgressMode::Quiet
     } else {

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::picker::Picker;
 use crate::progress::{self, ProgressMode};
 use crate::resume;
-use crate::storage::{FileSpec, Layout, Storage, StorageError};
+use crate::storage::{FileSpec, Layout, Storage, StorageError, WriteMode};
 use crate::torrent::{Shared, TorrentTask};
 use crate::tracker::Announcer;
 
@@ -68,6 +68,8 @@ pub struct Config {
     pub download_limit: Option<u64>,
     /// Keep `DIR/.NAME.kpbt-resume` so restarts skip re-hashing verified pieces.
     pub resume: bool,
+    /// How verified pieces are written (`--buffered-writes` picks `Buffered`).
+    pub write_mode: WriteMode,
 }
 
 impl Config {
@@ -86,6 +88,7 @@ impl Config {
             upload_limit: None,
             download_limit: None,
             resume: true,
+            write_mode: WriteMode::Direct,
         }
     }
 }
@@ -147,8 +150,9 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         .then(|| resume::resume_path(&cfg.output_dir, &meta.info.name));
     let rp = resume_path.clone();
     let info_hash = meta.info_hash;
+    let write_mode = cfg.write_mode;
     let (storage, verified) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-        let storage = Storage::open(&dir, layout)?;
+        let storage = Storage::open_with(&dir, layout, write_mode)?;
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let trusted = rp
             .and_then(|p| resume::trusted_pieces(&storage, info_hash, &p))

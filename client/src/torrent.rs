@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::choker::{Choker, PeerSnapshot, RECHOKE_INTERVAL};
+use crate::direct_io::PieceBuffer;
 use crate::peer::{self, PeerCmd, PeerStats};
 use crate::picker::{Arrival, Block, PeerKey, Picker, BLOCK_LEN};
 use crate::ratelimit::RateLimiter;
@@ -44,7 +45,8 @@ pub(crate) struct PeerEntry {
 }
 
 struct PieceBuf {
-    data: Vec<u8>,
+    /// Page-aligned so the verified piece can be written with O_DIRECT.
+    data: PieceBuffer,
     /// Who sent each block, for attributing a hash failure.
     senders: Vec<Option<IpAddr>>,
 }
@@ -59,7 +61,7 @@ pub(crate) struct State {
     buffers: HashMap<u32, PieceBuf>,
     /// Piece buffers returned after hashing, reused so steady-state downloading
     /// allocates (and page-faults in) no new memory.
-    spare: Vec<Vec<u8>>,
+    spare: Vec<PieceBuffer>,
     pub peers: HashMap<PeerKey, PeerEntry>,
     pub banned: HashSet<IpAddr>,
     failed: HashMap<u32, Vec<FailedAttempt>>,
@@ -220,14 +222,14 @@ impl Shared {
             // Every byte is overwritten by a received block before the piece is hashed,
             // so a recycled buffer needs no zeroing.
             let mut data = st.spare.pop().unwrap_or_default();
-            data.resize(size, 0);
+            data.reset(size);
             PieceBuf {
                 data,
                 senders: vec![None; blocks],
             }
         });
         let begin = b.begin() as usize;
-        buf.data[begin..begin + data.len()].copy_from_slice(data);
+        buf.data.as_mut_slice()[begin..begin + data.len()].copy_from_slice(data);
         buf.senders[b.block as usize] = Some(ip);
         if !piece_complete {
             return Ok(None);
@@ -254,15 +256,16 @@ impl Shared {
                 buf,
                 had_failures,
             } = done;
-            let ok = shared.storage.hash_ok(piece, &buf.data);
+            let ok = shared.storage.hash_ok(piece, buf.data.as_slice());
             if ok {
-                if let Err(e) = shared.storage.write_piece(piece, &buf.data) {
+                if let Err(e) = shared.storage.write_piece(piece, buf.data.as_slice()) {
                     let _ = shared.events.send(Event::StorageFailed(e));
                     return;
                 }
             }
             let block_hashes = (!ok || had_failures).then(|| {
                 buf.data
+                    .as_slice()
                     .chunks(BLOCK_LEN as usize)
                     .map(|c| Sha1::digest(c).into())
                     .collect()
