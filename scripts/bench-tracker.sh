@@ -11,12 +11,19 @@
 #    (tracker/examples/load_peers.rs); RSS growth / peers, for both trackers. Plus the
 #    in-process store figure (tracker/examples/store_mem.rs).
 #
+# Contenders (TRACKERS, default all four): `kpbt` (kpbt-tracker, default workers: one per
+# core), `kpbt-w1` (kpbt-tracker --workers 1: one serving thread like opentracker, leaving
+# the other core to wrk), `opentracker`, and `actix-empty` (tracker/examples/empty_actix.rs:
+# actix-web with a handler that does nothing, i.e. the ceiling of any actix-web tracker
+# on this machine in this run; the "of ceiling" column is kpbt's rate divided by it).
+#
 # CPU placement: the machine has 2 cores. By default nothing is pinned (the tracker and
 # wrk share both cores, like a real box serving clients). Set TRACKER_CPUS=0 WRK_CPUS=1
 # to pin with taskset (each tracker then gets exactly one core).
 #
 # Usage: scripts/bench-tracker.sh            (env: DURATION RUNS CONNS PEERS MEM_TORRENTS
-#                                             TRACKER_CPUS WRK_CPUS SKIP_MEM SKIP_WRK)
+#                                             TRACKER_CPUS WRK_CPUS SKIP_MEM SKIP_WRK
+#                                             TRACKERS)
 # Output: a summary on stdout and in bench-out/tracker/summary.md (raw wrk lines beside it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +36,7 @@ MEM_TORRENTS=${MEM_TORRENTS:-100000}
 TRACKER_CPUS=${TRACKER_CPUS:-}
 WRK_CPUS=${WRK_CPUS:-}
 OUT=${OUT:-bench-out/tracker}
+read -r -a TRACKERS <<<"${TRACKERS:-kpbt kpbt-w1 opentracker actix-empty}"
 TARGET=${CARGO_TARGET_DIR:-target}/release
 
 for tool in wrk opentracker python3 curl; do
@@ -39,7 +47,8 @@ for tool in wrk opentracker python3 curl; do
 done
 
 echo "==> building kpbt-tracker (release)"
-cargo build --release -p kpbt-tracker --bin kpbt-tracker --example load_peers --example store_mem
+cargo build --release -p kpbt-tracker --bin kpbt-tracker --example load_peers --example store_mem \
+  --example empty_actix
 
 mkdir -p "$OUT"
 : >"$OUT/raw.txt"
@@ -94,15 +103,22 @@ start_tracker() { # start_tracker NAME ALLOWLIST -> sets port, tracker_pid
   # taskset execs the tracker, so $! is the tracker's own pid (for kill and RSS).
   local pre=()
   [[ -n $TRACKER_CPUS ]] && pre=(taskset -c "$TRACKER_CPUS")
-  if [[ $name == kpbt ]]; then
-    "${pre[@]}" "$TARGET/kpbt-tracker" --listen "127.0.0.1:$port" --allowlist "$allow" --log warn &
-  else
-    # As root, opentracker chroots into -d and reads the whitelist relative to it.
-    cp "$allow" "$work/ot-whitelist.txt"
-    chmod 644 "$work/ot-whitelist.txt"
-    "${pre[@]}" opentracker -i 127.0.0.1 -p "$port" -P "$port" -A 127.0.0.1 \
-      -w ot-whitelist.txt -d "$work" >/dev/null 2>&1 &
-  fi
+  case $name in
+    kpbt) "${pre[@]}" "$TARGET/kpbt-tracker" --listen "127.0.0.1:$port" --allowlist "$allow" --log warn & ;;
+    kpbt-w1)
+      "${pre[@]}" "$TARGET/kpbt-tracker" --listen "127.0.0.1:$port" --allowlist "$allow" --log warn \
+        --workers 1 &
+      ;;
+    actix-empty) "${pre[@]}" "$TARGET/examples/empty_actix" "127.0.0.1:$port" & ;;
+    opentracker)
+      # As root, opentracker chroots into -d and reads the whitelist relative to it.
+      cp "$allow" "$work/ot-whitelist.txt"
+      chmod 644 "$work/ot-whitelist.txt"
+      "${pre[@]}" opentracker -i 127.0.0.1 -p "$port" -P "$port" -A 127.0.0.1 \
+        -w ot-whitelist.txt -d "$work" >/dev/null 2>&1 &
+      ;;
+    *) echo "unknown tracker $name" >&2 && exit 1 ;;
+  esac
   tracker_pid=$!
   pids+=("$tracker_pid")
   wait_http "$port"
@@ -114,10 +130,11 @@ stop_tracker() {
 }
 
 sanity_check() { # a real announce must succeed (not a failure reason)
+  [[ $1 == actix-empty ]] && return 0
   local h
   h=$(head -1 "$KPBT_BENCH_HASHES")
   local body
-  body=$(curl -s "http://127.0.0.1:$port/announce?info_hash=$h&peer_id=-KB0001-000000000000&port=4242&left=1&compact=1")
+  body=$(curl -s "http://127.0.0.1:$port/announce?info_hash=$h&peer_id=-KB0001-000000000000&port=4242&left=1&compact=1" | tr -d '\0')
   if [[ $body == *failure* ]]; then
     echo "sanity announce failed: $body" >&2
     exit 1
@@ -132,9 +149,9 @@ if [[ -z ${SKIP_WRK:-} ]]; then
     hdr=()
     [[ $mode == close ]] && hdr=(-H "Connection: close")
     for run in $(seq 1 "$RUNS"); do
-      for name in kpbt opentracker; do
+      for name in "${TRACKERS[@]}"; do
         start_tracker "$name" "$work/whitelist.txt"
-        sanity_check
+        sanity_check "$name"
         export KPBT_BENCH_SEED=$run
         line=$(pin "$WRK_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s "${hdr[@]}" \
           -s scripts/bench-tracker.lua "http://127.0.0.1:$port/" | grep '^RESULT')
@@ -144,6 +161,7 @@ if [[ -z ${SKIP_WRK:-} ]]; then
         p99=$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$line")
         results[$name.$mode.rps]+="$rps "
         results[$name.$mode.p99]+="$p99 "
+        results[$name.$mode.p50]+="$(sed -E 's/.* p50_us=([0-9]+).*/\1/' <<<"$line") "
       done
     done
   done
@@ -155,15 +173,18 @@ summary=$OUT/summary.md
   echo "pinning: tracker=${TRACKER_CPUS:-none} wrk=${WRK_CPUS:-none}"
   echo
   if [[ -z ${SKIP_WRK:-} ]]; then
-    echo "| mode | kpbt req/s | opentracker req/s | ratio | kpbt p99 ms | opentracker p99 ms |"
-    echo "|---|---|---|---|---|---|"
+    echo "| mode | server | req/s | p50 ms | p99 ms | / opentracker | of actix-empty |"
+    echo "|---|---|---|---|---|---|---|"
+    med() { { tr ' ' '\n' <<<"${results[$1]-}" | grep . || true; } | median; }
     for mode in close keepalive; do
-      kr=$(tr ' ' '\n' <<<"${results[kpbt.$mode.rps]}" | grep . | median)
-      orr=$(tr ' ' '\n' <<<"${results[opentracker.$mode.rps]}" | grep . | median)
-      kp=$(tr ' ' '\n' <<<"${results[kpbt.$mode.p99]}" | grep . | median)
-      op=$(tr ' ' '\n' <<<"${results[opentracker.$mode.p99]}" | grep . | median)
-      awk -v m="$mode" -v kr="$kr" -v orr="$orr" -v kp="$kp" -v op="$op" \
-        'BEGIN {printf "| %s | %.0f | %.0f | %.2fx | %.2f | %.2f |\n", m, kr, orr, kr/orr, kp/1000, op/1000}'
+      ot=$(med "opentracker.$mode.rps")
+      ae=$(med "actix-empty.$mode.rps")
+      for name in "${TRACKERS[@]}"; do
+        awk -v m="$mode" -v n="$name" -v r="$(med "$name.$mode.rps")" -v p50="$(med "$name.$mode.p50")" \
+          -v p99="$(med "$name.$mode.p99")" -v ot="${ot:-0}" -v ae="${ae:-0}" \
+          'BEGIN {printf "| %s | %s | %.0f | %.2f | %.2f | %s | %s |\n", m, n, r, p50/1000, p99/1000,
+             (ot > 0 ? sprintf("%.2fx", r/ot) : "-"), (ae > 0 ? sprintf("%.0f %%", 100*r/ae) : "-")}'
+      done
     done
   fi
 } | tee "$summary"
