@@ -198,6 +198,7 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, Sta
             .max_connections(c.max_connections_per_worker);
     let mut local_addrs = Vec::new();
     for l in listeners {
+        defer_accept(&l);
         local_addrs.push(l.local_addr()?);
         server = server.listen(l)?;
     }
@@ -212,6 +213,27 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, Sta
         local_addrs,
         tasks,
     })
+}
+
+/// Asks the kernel to complete `accept` only once the request has arrived
+/// (TCP_DEFER_ACCEPT), so a new connection costs the worker one wake-up, not two. Best
+/// effort: without it the tracker works the same, a little slower.
+fn defer_accept(l: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    let secs: libc::c_int = 1;
+    // SAFETY: a valid open socket fd and a pointer to a c_int of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("TCP_DEFER_ACCEPT: {}", std::io::Error::last_os_error());
+    }
 }
 
 async fn reaper(state: web::Data<AppState>) {
