@@ -11,11 +11,14 @@
 #    (tracker/examples/load_peers.rs); RSS growth / peers, for both trackers. Plus the
 #    in-process store figure (tracker/examples/store_mem.rs).
 #
-# Contenders (TRACKERS, default all four): `kpbt` (kpbt-tracker, default workers: one per
+# Contenders (TRACKERS, default all five): `kpbt` (kpbt-tracker, default workers: one per
 # core), `kpbt-w1` (kpbt-tracker --workers 1: one serving thread like opentracker, leaving
-# the other core to wrk), `opentracker`, and `actix-empty` (tracker/examples/empty_actix.rs:
-# actix-web with a handler that does nothing, i.e. the ceiling of any actix-web tracker
-# on this machine in this run; the "of ceiling" column is kpbt's rate divided by it).
+# the other core to wrk), `opentracker`, `torrust` (torrust-tracker 3.0.0, public mode,
+# from `cargo install torrust-tracker --locked`; TORRUST=path, else PATH or
+# /opt/torrust/bin; left out with a warning when missing), and `actix-empty`
+# (tracker/examples/empty_actix.rs: actix-web with a handler that does nothing, i.e. the
+# ceiling of any actix-web tracker on this machine in this run; the "of actix-empty"
+# column is each server's rate divided by it).
 #
 # CPU placement: the machine has 2 cores. By default nothing is pinned (the tracker and
 # wrk share both cores, like a real box serving clients). Set TRACKER_CPUS=0 WRK_CPUS=1
@@ -36,7 +39,12 @@ MEM_TORRENTS=${MEM_TORRENTS:-100000}
 TRACKER_CPUS=${TRACKER_CPUS:-}
 WRK_CPUS=${WRK_CPUS:-}
 OUT=${OUT:-bench-out/tracker}
-read -r -a TRACKERS <<<"${TRACKERS:-kpbt kpbt-w1 opentracker actix-empty}"
+TORRUST=${TORRUST:-$(command -v torrust-tracker || echo /opt/torrust/bin/torrust-tracker)}
+read -r -a TRACKERS <<<"${TRACKERS:-kpbt kpbt-w1 opentracker torrust actix-empty}"
+if [[ " ${TRACKERS[*]} " == *" torrust "* && ! -x $TORRUST ]]; then
+  echo "WARNING: torrust-tracker not found (cargo install torrust-tracker --locked, or TORRUST=path); leaving it out" >&2
+  read -r -a TRACKERS <<<"$(tr ' ' '\n' <<<"${TRACKERS[*]}" | grep -vx torrust | tr '\n' ' ')"
+fi
 TARGET=${CARGO_TARGET_DIR:-target}/release
 
 for tool in wrk opentracker python3 curl; do
@@ -110,6 +118,15 @@ start_tracker() { # start_tracker NAME ALLOWLIST -> sets port, tracker_pid
         --workers 1 &
       ;;
     actix-empty) "${pre[@]}" "$TARGET/examples/empty_actix" "127.0.0.1:$port" & ;;
+    torrust)
+      # Public mode (no allowlist: that only makes its work lighter), no statistics.
+      TORRUST_TRACKER_CONFIG_TOML=$(printf '%s\n' '[metadata]' 'app = "torrust-tracker"' \
+        'purpose = "configuration"' 'schema_version = "2.0.0"' '[logging]' 'threshold = "error"' \
+        '[core]' 'listed = false' 'private = false' 'tracker_usage_statistics = false' \
+        '[core.database]' 'driver = "sqlite3"' "path = \"$work/torrust.db\"" \
+        '[[http_trackers]]' "bind_address = \"127.0.0.1:$port\"") \
+        "${pre[@]}" "$TORRUST" >"$work/torrust.log" 2>&1 &
+      ;;
     opentracker)
       # As root, opentracker chroots into -d and reads the whitelist relative to it.
       cp "$allow" "$work/ot-whitelist.txt"
@@ -124,8 +141,13 @@ start_tracker() { # start_tracker NAME ALLOWLIST -> sets port, tracker_pid
   wait_http "$port"
 }
 
-stop_tracker() {
+stop_tracker() { # SIGTERM, then SIGKILL after 3 s (torrust drains connections for 90 s)
   kill "$tracker_pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do
+    kill -0 "$tracker_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$tracker_pid" 2>/dev/null || true
   wait "$tracker_pid" 2>/dev/null || true
 }
 
@@ -182,8 +204,11 @@ summary=$OUT/summary.md
       for name in "${TRACKERS[@]}"; do
         awk -v m="$mode" -v n="$name" -v r="$(med "$name.$mode.rps")" -v p50="$(med "$name.$mode.p50")" \
           -v p99="$(med "$name.$mode.p99")" -v ot="${ot:-0}" -v ae="${ae:-0}" \
-          'BEGIN {printf "| %s | %s | %.0f | %.2f | %.2f | %s | %s |\n", m, n, r, p50/1000, p99/1000,
-             (ot > 0 ? sprintf("%.2fx", r/ot) : "-"), (ae > 0 ? sprintf("%.0f %%", 100*r/ae) : "-")}'
+          'BEGIN {
+             vs_ot = (ot > 0 ? sprintf("%.2fx", r / ot) : "-")
+             vs_ae = (ae > 0 ? sprintf("%.0f %%", 100 * r / ae) : "-")
+             printf "| %s | %s | %.0f | %.2f | %.2f | %s | %s |\n", m, n, r, p50 / 1000, p99 / 1000, vs_ot, vs_ae
+           }'
       done
     done
   fi
