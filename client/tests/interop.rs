@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,17 +20,6 @@ fn tools(extra: &[(&str, &str)]) -> bool {
     let mut all = vec![("opentracker", "opentracker"), ("mktorrent", "mktorrent")];
     all.extend_from_slice(extra);
     require_binaries(&all)
-}
-
-/// A single random file in `<tmp>/seed/`, its torrent, and a tracker allowing it.
-fn single_file_swarm(tmp: &Path, seed: u64) -> (PathBuf, [u8; 20], OpenTracker) {
-    let data = tmp.join("seed").join("payload.bin");
-    write_random_file(&data, PAYLOAD_LEN, seed).expect("write payload");
-    let mut tracker = OpenTracker::start(&[]).expect("start opentracker");
-    let torrent = mktorrent(&data, &tracker.announce_url(), 16, true);
-    let ih = info_hash(&torrent);
-    tracker.allow(&ih).expect("whitelist info hash");
-    (torrent, ih, tracker)
 }
 
 fn load(torrent: &Path) -> Metainfo {
@@ -87,27 +76,22 @@ fn cli_downloads_from_aria2_seeder_via_tracker() {
         return;
     }
     let tmp = TempDir::new().unwrap();
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 21);
-    let _seeder = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
-    tracker
-        .wait_for_seeders(&ih, 1, WAIT)
-        .expect("seeder announced");
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 21);
+    let _seeder = Aria2::seed(&swarm.torrent, swarm.seed_dir(), free_port()).expect("seed");
+    swarm.wait_for_seeder(WAIT);
     let out = tmp.path().join("dl");
     let t0 = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_kpbt-client"))
         .args(["download", "--quiet", "--port", "0", "-o"])
         .arg(&out)
-        .arg(&torrent)
+        .arg(&swarm.torrent)
         .status()
         .expect("run kpbt-client");
     assert!(
         status.success(),
         "kpbt-client download exited with {status}"
     );
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     eprintln!("aria2 -> kpbt-client (CLI): {:?}", t0.elapsed());
 }
 
@@ -141,20 +125,14 @@ fn library_downloads_from_transmission_seeder() {
         return;
     }
     let tmp = TempDir::new().unwrap();
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 23);
-    let _seeder =
-        Transmission::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
-    tracker
-        .wait_for_seeders(&ih, 1, WAIT)
-        .expect("seeder announced");
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 23);
+    let _seeder = Transmission::seed(&swarm.torrent, swarm.seed_dir(), free_port()).expect("seed");
+    swarm.wait_for_seeder(WAIT);
     let out = tmp.path().join("dl");
     let t0 = Instant::now();
-    let s = download_with_library(&torrent, &out);
+    let s = download_with_library(&swarm.torrent, &out);
     assert!(s.complete);
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     eprintln!("transmission -> kpbt: {:?}", t0.elapsed());
 }
 
@@ -164,24 +142,19 @@ fn aria2_downloads_from_our_seeder() {
         return;
     }
     let tmp = TempDir::new().unwrap();
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 24);
-    let meta = load(&torrent);
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 24);
+    let meta = load(&swarm.torrent);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut cfg = common::config(&tmp.path().join("seed"), vec![]);
+    let mut cfg = common::config(swarm.seed_dir(), vec![]);
     cfg.use_trackers = true;
     let seeder = rt.block_on(kpbt_client::start(meta, cfg)).unwrap();
     assert!(seeder.is_complete(), "our seeder verified the data");
-    tracker
-        .wait_for_seeders(&ih, 1, WAIT)
-        .expect("our seeder announced");
+    swarm.wait_for_seeder(WAIT);
     let out = tmp.path().join("dl");
-    let mut dl = Aria2::download(&torrent, &out, free_port()).expect("download");
+    let mut dl = Aria2::download(&swarm.torrent, &out, free_port()).expect("download");
     dl.wait_complete(WAIT)
         .expect("aria2 download from kpbt completes");
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     let s = rt.block_on(seeder.shutdown()).unwrap();
     assert!(s.uploaded >= PAYLOAD_LEN, "uploaded {} bytes", s.uploaded);
 }
@@ -192,30 +165,31 @@ fn transmission_downloads_from_our_seeder() {
         return;
     }
     let tmp = TempDir::new().unwrap();
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 25);
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 25);
     // transmission never dials loopback peers, so our seeder must dial it: start the
     // downloader first, so our seeder's first announce already returns its address.
     let out = tmp.path().join("dl");
-    let mut dl = Transmission::download(&torrent, &out, free_port()).expect("download");
+    let mut dl = Transmission::download(&swarm.torrent, &out, free_port()).expect("download");
     let deadline = Instant::now() + WAIT;
-    while tracker.scrape(&ih).map_or(true, |s| s.incomplete < 1) {
+    while swarm
+        .tracker
+        .scrape(&swarm.info_hash)
+        .map_or(true, |s| s.incomplete < 1)
+    {
         assert!(Instant::now() < deadline, "transmission never announced");
         std::thread::sleep(Duration::from_millis(50));
     }
     let t0 = Instant::now();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut cfg = common::config(&tmp.path().join("seed"), vec![]);
+    let mut cfg = common::config(swarm.seed_dir(), vec![]);
     cfg.use_trackers = true;
     let seeder = rt
-        .block_on(kpbt_client::start(load(&torrent), cfg))
+        .block_on(kpbt_client::start(load(&swarm.torrent), cfg))
         .unwrap();
     assert!(seeder.is_complete(), "our seeder verified the data");
     dl.wait_complete(WAIT)
         .expect("transmission download from kpbt completes");
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     let s = rt.block_on(seeder.shutdown()).unwrap();
     assert!(s.uploaded >= PAYLOAD_LEN, "uploaded {} bytes", s.uploaded);
     eprintln!("kpbt -> transmission: {:?}", t0.elapsed());

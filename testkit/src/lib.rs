@@ -100,6 +100,7 @@ mod net;
 mod opentracker;
 mod payload;
 mod process;
+mod swarm;
 mod torrent;
 mod transmission;
 
@@ -110,6 +111,7 @@ pub use net::{free_port, http_get, wait_for_tcp};
 pub use opentracker::{OpenTracker, Scrape};
 pub use payload::{assert_same_file, make_multi_file_tree, random_bytes, write_random_file};
 pub use process::ChildGuard;
+pub use swarm::SingleFileSwarm;
 pub use tempfile::{self, TempDir};
 pub use torrent::{info_hash, mktorrent, url_encode_bytes};
 pub use transmission::{settings_json as transmission_settings_json, Transmission};

@@ -2,7 +2,6 @@
 //! own client and tracker exist: opentracker + mktorrent + aria2 + transmission-cli.
 
 use kpbt_testkit::*;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PAYLOAD_LEN: u64 = 5 * 1024 * 1024 + 12_345;
@@ -15,19 +14,6 @@ fn tools() -> bool {
         ("aria2c", "aria2"),
         ("transmission-cli", "transmission-cli"),
     ])
-}
-
-/// A single random file in `<tmp>/seed/`, its torrent, and a tracker allowing it.
-fn single_file_swarm(tmp: &Path, seed: u64) -> (std::path::PathBuf, [u8; 20], OpenTracker) {
-    let data = tmp.join("seed").join("payload.bin");
-    write_random_file(&data, PAYLOAD_LEN, seed).expect("write payload");
-    // The announce URL needs the tracker's port and the whitelist needs the info
-    // hash: start the tracker empty, then allow the torrent's hash (SIGHUP reload).
-    let mut tracker = OpenTracker::start(&[]).expect("start opentracker");
-    let torrent = mktorrent(&data, &tracker.announce_url(), 16, true);
-    let ih = info_hash(&torrent);
-    tracker.allow(&ih).expect("whitelist info hash");
-    (torrent, ih, tracker)
 }
 
 #[test]
@@ -66,19 +52,14 @@ fn aria2_seeds_to_aria2_via_opentracker() {
         return;
     }
     let tmp = TempDir::new().expect("tempdir");
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 1);
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 1);
     let t0 = Instant::now();
-    let _seeder = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
-    tracker
-        .wait_for_seeders(&ih, 1, WAIT)
-        .expect("seeder announced");
+    let _seeder = Aria2::seed(&swarm.torrent, swarm.seed_dir(), free_port()).expect("seed");
+    swarm.wait_for_seeder(WAIT);
     let out = tmp.path().join("dl");
-    let mut dl = Aria2::download(&torrent, &out, free_port()).expect("download");
+    let mut dl = Aria2::download(&swarm.torrent, &out, free_port()).expect("download");
     dl.wait_complete(WAIT).expect("aria2 download completes");
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     eprintln!("aria2 -> aria2: {:?}", t0.elapsed());
 }
 
@@ -88,20 +69,14 @@ fn transmission_seeds_to_aria2_via_opentracker() {
         return;
     }
     let tmp = TempDir::new().expect("tempdir");
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 2);
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 2);
     let t0 = Instant::now();
-    let _seeder =
-        Transmission::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
-    tracker
-        .wait_for_seeders(&ih, 1, WAIT)
-        .expect("seeder announced");
+    let _seeder = Transmission::seed(&swarm.torrent, swarm.seed_dir(), free_port()).expect("seed");
+    swarm.wait_for_seeder(WAIT);
     let out = tmp.path().join("dl");
-    let mut dl = Aria2::download(&torrent, &out, free_port()).expect("download");
+    let mut dl = Aria2::download(&swarm.torrent, &out, free_port()).expect("download");
     dl.wait_complete(WAIT).expect("aria2 download completes");
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     eprintln!("transmission -> aria2: {:?}", t0.elapsed());
 }
 
@@ -111,28 +86,23 @@ fn aria2_seeds_to_transmission_via_opentracker() {
         return;
     }
     let tmp = TempDir::new().expect("tempdir");
-    let (torrent, ih, tracker) = single_file_swarm(tmp.path(), 3);
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 3);
     let t0 = Instant::now();
     // transmission 3.00 never dials 127.x peers (it treats them as martian), so the
     // seeder must learn about it from the tracker and dial it: re-announce often.
     let _seeder = Aria2::seed_with(
-        &torrent,
-        &tmp.path().join("seed"),
+        &swarm.torrent,
+        swarm.seed_dir(),
         free_port(),
         &["--bt-tracker-interval=1"],
     )
     .expect("seed");
-    tracker
-        .wait_for_seeders(&ih, 1, WAIT)
-        .expect("seeder announced");
+    swarm.wait_for_seeder(WAIT);
     let out = tmp.path().join("dl");
-    let mut dl = Transmission::download(&torrent, &out, free_port()).expect("download");
+    let mut dl = Transmission::download(&swarm.torrent, &out, free_port()).expect("download");
     dl.wait_complete(WAIT)
         .expect("transmission download completes");
-    assert_same_file(
-        &tmp.path().join("seed/payload.bin"),
-        &out.join("payload.bin"),
-    );
+    swarm.assert_downloaded(&out);
     eprintln!("aria2 -> transmission: {:?}", t0.elapsed());
 }
 
