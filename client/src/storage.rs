@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use sha1::{Digest, Sha1};
 
-use crate::direct_io::{self, MIN_DIRECT_PIECE};
+use crate::direct_io::{self, MAX_DIRECT_FILES, MIN_DIRECT_PIECE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -219,12 +219,19 @@ impl Storage {
         let direct_worthwhile = mode == WriteMode::Direct
             && layout.piece_len >= MIN_DIRECT_PIECE
             && (layout.piece_len as usize).is_multiple_of(direct_io::ALIGN);
+        // A second descriptor per file: only for files big enough to take whole pieces,
+        // and never more than MAX_DIRECT_FILES, so a torrent of many files cannot use up
+        // the descriptors that peer connections need (the rest write buffered).
+        let mut budget = MAX_DIRECT_FILES;
         let direct = paths
             .iter()
-            .map(|p| {
-                direct_worthwhile
-                    .then(|| direct_io::open_direct(p))
-                    .flatten()
+            .zip(&layout.files)
+            .map(|(p, f)| {
+                if !direct_worthwhile || f.length < u64::from(MIN_DIRECT_PIECE) || budget == 0 {
+                    return None;
+                }
+                budget -= 1;
+                direct_io::open_direct(p)
             })
             .collect();
         let write_locks = files.iter().map(|_| std::sync::Mutex::new(())).collect();
@@ -575,7 +582,9 @@ mod tests {
         let s = Storage::open_with(dir.path(), l.clone(), WriteMode::Direct).unwrap();
         // Where the filesystem offers O_DIRECT (not tmpfs), it must actually be used.
         let fs_has_direct = direct_io::open_direct(&s.paths()[0]).is_some();
-        assert_eq!(s.direct.iter().any(Option::is_some), fs_has_direct);
+        // b is smaller than a piece: no second descriptor for it.
+        let has: Vec<bool> = s.direct.iter().map(Option::is_some).collect();
+        assert_eq!(has, [fs_has_direct, false, fs_has_direct]);
         let mut buf = PieceBuffer::default();
         for p in (0..l.piece_count()).rev() {
             let off = l.piece_offset(p) as usize;
@@ -596,5 +605,26 @@ mod tests {
         let s = Storage::open(dir.path(), l).unwrap();
         let v = s.verify_existing(2, &AtomicBool::new(false)).unwrap();
         assert!(v.iter().all(|ok| *ok), "{v:?}");
+    }
+
+    #[test]
+    fn direct_descriptors_are_capped_for_torrents_of_many_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = MAX_DIRECT_FILES + 10;
+        let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+        let files: Vec<(Vec<&str>, u64)> = names
+            .iter()
+            .map(|name| (vec!["t", name.as_str()], u64::from(MIN_DIRECT_PIECE)))
+            .collect();
+        let spec: Vec<(&[&str], u64)> = files.iter().map(|(c, l)| (c.as_slice(), *l)).collect();
+        let s = Storage::open_with(
+            dir.path(),
+            layout(&spec, MIN_DIRECT_PIECE),
+            WriteMode::Direct,
+        )
+        .unwrap();
+        let fs_has_direct = direct_io::open_direct(&s.paths()[0]).is_some();
+        let opened = s.direct.iter().filter(|d| d.is_some()).count();
+        assert_eq!(opened, if fs_has_direct { MAX_DIRECT_FILES } else { 0 });
     }
 }
