@@ -161,6 +161,17 @@ impl Announcer {
                 _ = self.shutdown.changed() => break,
             }
         }
+        // Finished just before the stop (the two signals race in the select above): the
+        // tracker still gets `completed` first, or its download count misses us.
+        let finished_unreported = completed_pending || (completed_watch && *self.complete.borrow());
+        if announced && finished_unreported {
+            let req = self.request(AnnounceEvent::Completed, &key, tracker_id.clone());
+            match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(&client, &req)).await {
+                Ok(Ok(_)) => debug!("completed announce sent at shutdown"),
+                Ok(Err(e)) => debug!("completed announce failed: {e}"),
+                Err(_) => debug!("completed announce timed out"),
+            }
+        }
         if announced {
             let req = self.request(AnnounceEvent::Stopped, &key, tracker_id);
             match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(&client, &req)).await {
