@@ -164,21 +164,30 @@ impl Announcer {
         // Finished just before the stop (the two signals race in the select above): the
         // tracker still gets `completed` first, or its download count misses us.
         let finished_unreported = completed_pending || (completed_watch && *self.complete.borrow());
-        if announced && finished_unreported {
-            let req = self.request(AnnounceEvent::Completed, &key, tracker_id.clone());
-            match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(&client, &req)).await {
-                Ok(Ok(_)) => debug!("completed announce sent at shutdown"),
-                Ok(Err(e)) => debug!("completed announce failed: {e}"),
-                Err(_) => debug!("completed announce timed out"),
-            }
-        }
         if announced {
-            let req = self.request(AnnounceEvent::Stopped, &key, tracker_id);
-            match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(&client, &req)).await {
-                Ok(Ok(_)) => debug!("stopped announce sent"),
-                Ok(Err(e)) => debug!("stopped announce failed: {e}"),
-                Err(_) => debug!("stopped announce timed out"),
+            if finished_unreported {
+                self.final_announce(&client, AnnounceEvent::Completed, &key, tracker_id.clone())
+                    .await;
             }
+            self.final_announce(&client, AnnounceEvent::Stopped, &key, tracker_id)
+                .await;
+        }
+    }
+
+    /// One announce on the way out, bounded by `STOPPED_TIMEOUT` so a dead tracker
+    /// cannot hold up shutdown; failures only matter to the debug log.
+    async fn final_announce(
+        &mut self,
+        client: &reqwest::Client,
+        event: AnnounceEvent,
+        key: &str,
+        tracker_id: Option<Vec<u8>>,
+    ) {
+        let req = self.request(event, key, tracker_id);
+        match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(client, &req)).await {
+            Ok(Ok(_)) => debug!(?event, "final announce sent"),
+            Ok(Err(e)) => debug!(?event, "final announce failed: {e}"),
+            Err(_) => debug!(?event, "final announce timed out"),
         }
     }
 
