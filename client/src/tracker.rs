@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest};
+use kpbt_proto::redact;
 use kpbt_proto::tracker_reply::{
     decode_announce_reply, AnnounceReply, TrackerReplyError, MAX_REPLY_BYTES,
 };
@@ -26,24 +27,74 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 const WANT_PEERS: usize = 10;
 const NUMWANT: u32 = 80;
 
+/// Why one announce failed. Every variant names the tracker by its redacted URL
+/// ([`kpbt_proto::redact::tracker_url`]): passkeys never reach a log line.
 #[derive(Debug, thiserror::Error)]
 pub enum AnnounceError {
-    #[error("{url}: HTTP request failed: {source}")]
-    Http { url: String, source: reqwest::Error },
-    #[error("{url}: HTTP status {status}")]
+    /// Connecting, sending or reading failed; `cause` is the innermost reason
+    /// ("connection refused", "timed out").
+    #[error("{tracker}: {cause}")]
+    Unreachable { tracker: String, cause: String },
+    #[error("{tracker}: HTTP status {status}")]
     Status {
-        url: String,
+        tracker: String,
         status: reqwest::StatusCode,
     },
-    #[error("{url}: {source}")]
-    Reply {
-        url: String,
-        source: TrackerReplyError,
-    },
-    #[error("{url}: reply larger than {MAX_REPLY_BYTES} bytes")]
-    TooLarge { url: String },
+    /// The tracker answered with a `failure reason`.
+    #[error("{tracker}: tracker refused: {reason}")]
+    Refused { tracker: String, reason: String },
+    #[error("{tracker}: {detail}")]
+    BadReply { tracker: String, detail: String },
+    #[error("{tracker}: reply larger than {MAX_REPLY_BYTES} bytes")]
+    TooLarge { tracker: String },
     #[error("no HTTP(S) tracker in the torrent")]
     NoTrackers,
+}
+
+impl AnnounceError {
+    /// A refusal that asking again will not change (an unknown or revoked passkey, a
+    /// torrent the tracker does not carry): retrying at the normal pace only floods the
+    /// tracker's log, so the announcer backs off to its longest delay and says what to do.
+    pub fn is_permanent(&self) -> bool {
+        let AnnounceError::Refused { reason, .. } = self else {
+            return false;
+        };
+        let r = reason.to_ascii_lowercase();
+        [
+            "passkey",
+            "unregistered",
+            "not registered",
+            "not authorized",
+            "unauthorized",
+            "banned",
+            "not allowed",
+            "allowlist",
+            "whitelist",
+        ]
+        .iter()
+        .any(|w| r.contains(w))
+    }
+}
+
+/// The innermost cause of a reqwest error, which is what a user can act on: reqwest's
+/// own text is "error sending request for url (...)", with the whole announce query.
+fn cause_of(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
+    }
+    let e = e.without_url();
+    let mut inner: &dyn std::error::Error = &e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    match inner.downcast_ref::<std::io::Error>().map(|io| io.kind()) {
+        Some(std::io::ErrorKind::ConnectionRefused) => {
+            "connection refused (is the tracker running?)".into()
+        }
+        Some(std::io::ErrorKind::TimedOut) => "connection timed out".into(),
+        Some(std::io::ErrorKind::ConnectionReset) => "connection reset by the tracker".into(),
+        _ => inner.to_string(),
+    }
 }
 
 pub(crate) struct Announcer {
@@ -64,7 +115,10 @@ pub fn usable_tiers(tiers: &[Vec<String>]) -> Vec<Vec<String>> {
                 .filter(|u| {
                     let ok = u.starts_with("http://") || u.starts_with("https://");
                     if !ok {
-                        warn!(url = %u, "skipping tracker: only HTTP(S) trackers are supported");
+                        warn!(
+                            "skipping tracker {}: only HTTP(S) trackers are supported",
+                            redact::tracker_url(u)
+                        );
                     }
                     ok
                 })
@@ -145,10 +199,32 @@ impl Announcer {
                     }
                 }
                 Err(e) => {
-                    warn!("announce failed: {e}");
+                    let w = if e.is_permanent() {
+                        // Asking again soon will not change the answer: wait long, and
+                        // tell the user what would.
+                        backoff = MAX_BACKOFF;
+                        warn!(
+                            "announce to {e}; this will not fix itself: check the passkey or \
+                             announce URL in the .torrent (ask the tracker's operator for a \
+                             current one); asking again in {}",
+                            crate::units::format_duration(MAX_BACKOFF)
+                        );
+                        MAX_BACKOFF
+                    } else {
+                        let w = backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        warn!(
+                            "announce to {e}; {} in {}",
+                            if announced {
+                                "retrying"
+                            } else {
+                                "trying again"
+                            },
+                            crate::units::format_duration(w)
+                        );
+                        w
+                    };
                     self.shared.set_status(Some(format!("tracker: {e}")));
-                    let w = backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     w
                 }
             };
@@ -246,25 +322,34 @@ impl Announcer {
 }
 
 /// Tries each tier in order and each tracker in the tier in order; the first that
-/// answers is moved to the front of its tier (BEP 12).
+/// answers is moved to the front of its tier (BEP 12). A failure is logged here only
+/// when another tracker follows; the caller reports the last one with what it does next.
 pub async fn announce_tiers(
     client: &reqwest::Client,
     tiers: &mut [Vec<String>],
     req: &AnnounceRequest,
 ) -> Result<AnnounceReply, AnnounceError> {
     let mut last = AnnounceError::NoTrackers;
-    for tier in tiers.iter_mut() {
-        for i in 0..tier.len() {
-            match announce_once(client, &tier[i], req).await {
-                Ok(r) => {
-                    let u = tier.remove(i);
-                    tier.insert(0, u);
-                    return Ok(r);
+    let order: Vec<(usize, usize)> = tiers
+        .iter()
+        .enumerate()
+        .flat_map(|(t, tier)| (0..tier.len()).map(move |i| (t, i)))
+        .collect();
+    for (n, &(t, i)) in order.iter().enumerate() {
+        match announce_once(client, &tiers[t][i], req).await {
+            Ok(r) => {
+                let u = tiers[t].remove(i);
+                tiers[t].insert(0, u);
+                return Ok(r);
+            }
+            Err(e) => {
+                if let Some(&(nt, ni)) = order.get(n + 1) {
+                    warn!(
+                        "announce to {e}; trying {} next",
+                        redact::tracker_url(&tiers[nt][ni])
+                    );
                 }
-                Err(e) => {
-                    warn!("{e}; trying the next tracker");
-                    last = e;
-                }
+                last = e;
             }
         }
     }
@@ -277,42 +362,37 @@ pub async fn announce_once(
     url: &str,
     req: &AnnounceRequest,
 ) -> Result<AnnounceReply, AnnounceError> {
+    let tracker = || redact::tracker_url(url);
+    let unreachable = |source: reqwest::Error| AnnounceError::Unreachable {
+        tracker: tracker(),
+        cause: cause_of(source),
+    };
     let sep = if url.contains('?') { '&' } else { '?' };
     let full = format!("{url}{sep}{}", req.to_query_string());
-    let mut resp = client
-        .get(&full)
-        .send()
-        .await
-        .map_err(|source| AnnounceError::Http {
-            url: url.into(),
-            source,
-        })?;
+    let mut resp = client.get(&full).send().await.map_err(unreachable)?;
     let status = resp.status();
     // Read with a cap so a hostile tracker can't make us buffer without bound.
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|source| AnnounceError::Http {
-        url: url.into(),
-        source,
-    })? {
+    while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
         body.extend_from_slice(&chunk);
         if body.len() > MAX_REPLY_BYTES {
-            return Err(AnnounceError::TooLarge { url: url.into() });
+            return Err(AnnounceError::TooLarge { tracker: tracker() });
         }
     }
     match decode_announce_reply(&body) {
         Ok(r) => Ok(r),
         // A tracker may send a bencoded failure with a non-200 status: prefer its reason.
-        Err(e @ TrackerReplyError::Failure(_)) => Err(AnnounceError::Reply {
-            url: url.into(),
-            source: e,
+        Err(TrackerReplyError::Failure(reason)) => Err(AnnounceError::Refused {
+            tracker: tracker(),
+            reason,
         }),
         Err(_) if !status.is_success() => Err(AnnounceError::Status {
-            url: url.into(),
+            tracker: tracker(),
             status,
         }),
-        Err(source) => Err(AnnounceError::Reply {
-            url: url.into(),
-            source,
+        Err(e) => Err(AnnounceError::BadReply {
+            tracker: tracker(),
+            detail: e.to_string(),
         }),
     }
 }
@@ -454,6 +534,10 @@ mod tests {
                 e.to_string().contains(url.as_str()),
                 "error names the tracker: {e}"
             );
+            assert!(
+                !e.to_string().contains("info_hash"),
+                "error carries no announce query: {e}"
+            );
         }
         let mut tiers = vec![vec![bad_compact, not_bencode, oversized, good.clone()]];
         let reply = announce_tiers(&c, &mut tiers, &request(AnnounceEvent::None))
@@ -464,6 +548,53 @@ mod tests {
             tiers[0][0], good,
             "the tracker that answered is tried first next time"
         );
+    }
+
+    #[tokio::test]
+    async fn errors_name_the_cause_and_never_the_passkey() {
+        let c = reqwest::Client::new();
+        let dead = "http://127.0.0.1:1/announce/0123456789abcdef0123456789abcdef";
+        let e = announce_once(&c, dead, &request(AnnounceEvent::Started))
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("connection refused"), "{text}");
+        assert!(
+            text.starts_with("http://127.0.0.1:1/announce/<redacted>"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("0123456789abcdef") && !text.contains("info_hash"),
+            "{text}"
+        );
+        assert!(!e.is_permanent(), "a dead tracker may come back");
+
+        let (keyed, _seen) = fake_tracker(b"d14:failure reason15:unknown passkeye").await;
+        let e = announce_once(
+            &c,
+            &format!("{keyed}?passkey=s3cr3t"),
+            &request(AnnounceEvent::None),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.is_permanent(), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("unknown passkey") && !text.contains("s3cr3t"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_refusals_about_access_are_permanent() {
+        let refused = |reason: &str| AnnounceError::Refused {
+            tracker: "t".into(),
+            reason: reason.into(),
+        };
+        assert!(refused("passkey revoked").is_permanent());
+        assert!(refused("torrent not allowed on this tracker").is_permanent());
+        assert!(!refused("tracker is full: too many torrents").is_permanent());
+        assert!(!refused("rate limited: slow down").is_permanent());
     }
 
     #[test]

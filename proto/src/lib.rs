@@ -11,6 +11,7 @@
 //! - [`compact`]: compact peer lists (BEP 23, BEP 7).
 //! - [`announce`]: tracker-side announce and scrape query parsing and reply encoding.
 //! - [`tracker_reply`]: client-side decoding of announce and scrape replies.
+//! - [`redact`]: passkeys and query values out of tracker URLs before they are logged.
 //! - [`wire`]: peer wire handshake and messages (BEP 3, with extension ids kept opaque).
 //! - `fuzzing`: fuzz entry points with invariant checks, shared by `fuzz/` and corpus replay.
 
@@ -20,6 +21,7 @@ pub mod compact;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metainfo;
+pub mod redact;
 pub mod tracker_reply;
 pub mod types;
 pub mod wire;
