@@ -9,6 +9,7 @@
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
 //! - [`direct_io`]: O_DIRECT writes of verified pieces (aligned buffers, fallbacks).
+//! - [`seed_check`]: what `seed` finds in DIR (missing/short/corrupt files), never writing.
 //! - [`resume`]: the resume file (durable have-bitfield) that lets restarts skip hashing.
 //! - [`ratelimit`]: token bucket for `--upload-limit`/`--download-limit`.
 //! - `metrics`: Prometheus metrics at `GET /metrics` (`Config::metrics_listen`).
@@ -27,6 +28,7 @@ pub mod progress;
 pub mod ratelimit;
 pub mod resume;
 pub mod rng;
+pub mod seed_check;
 pub mod session;
 pub mod storage;
 mod torrent;

@@ -39,6 +39,9 @@ pub enum ClientError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// `seed` found missing, short or corrupt data (and wrote nothing).
+    #[error(transparent)]
+    SeedData(#[from] crate::seed_check::SeedCheckError),
     #[error("internal task failed: {0}")]
     Task(String),
 }
@@ -50,6 +53,9 @@ pub struct Config {
     pub output_dir: PathBuf,
     /// Where to accept peers; port 0 lets the OS choose.
     pub listen: SocketAddr,
+    /// When `listen`'s port is taken, try the next eight ports, then any free port (the
+    /// CLI's default, so two clients on one host both start); off, a taken port fails.
+    pub listen_fallback: bool,
     /// Peers to dial besides those from trackers (useful without a tracker).
     pub peers: Vec<SocketAddr>,
     pub use_trackers: bool,
@@ -70,6 +76,9 @@ pub struct Config {
     pub resume: bool,
     /// How verified pieces are written (`--buffered-writes` picks `Buffered`).
     pub write_mode: WriteMode,
+    /// Serve what is in `output_dir` and never write (`seed`): files are opened
+    /// read-only, and missing, short or corrupt data is an error instead of a download.
+    pub seed_only: bool,
 }
 
 impl Config {
@@ -77,6 +86,7 @@ impl Config {
         Config {
             output_dir: output_dir.into(),
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            listen_fallback: false,
             peers: Vec::new(),
             use_trackers: true,
             max_peers: 50,
@@ -89,6 +99,7 @@ impl Config {
             download_limit: None,
             resume: true,
             write_mode: WriteMode::Direct,
+            seed_only: false,
         }
     }
 }
@@ -145,16 +156,25 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
     let piece_count = layout.piece_count();
     let total_len = layout.total_len;
     let dir = cfg.output_dir.clone();
-    let resume_path = cfg
+    // The resume file may vouch for data when seeding, but a seeder never writes one:
+    // `seed` leaves the folder exactly as it found it.
+    let resume_file = cfg
         .resume
         .then(|| resume::resume_path(&cfg.output_dir, &meta.info.name));
-    let rp = resume_path.clone();
+    let resume_path = resume_file.clone().filter(|_| !cfg.seed_only);
     let info_hash = meta.info_hash;
     let write_mode = cfg.write_mode;
-    let (storage, verified) = tokio::task::spawn_blocking(move || -> Result<_, StorageError> {
-        let storage = Storage::open_with(&dir, layout, write_mode)?;
+    let seed_only = cfg.seed_only;
+    let name = meta.info.name.clone();
+    let (storage, verified) = tokio::task::spawn_blocking(move || -> Result<_, ClientError> {
+        let storage = if seed_only {
+            let paths = crate::seed_check::inspect(&dir, &name, &layout)?;
+            Storage::open_read_only(layout, paths)?
+        } else {
+            Storage::open_with(&dir, layout, write_mode)?
+        };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let trusted = rp
+        let trusted = resume_file
             .and_then(|p| resume::trusted_pieces(&storage, info_hash, &p))
             .unwrap_or_default();
         if !trusted.is_empty() {
@@ -164,6 +184,11 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
             );
         }
         let verified = storage.verify_untrusted(threads, &AtomicBool::new(false), &trusted)?;
+        if seed_only && verified.iter().any(|ok| !ok) {
+            return Err(
+                crate::seed_check::corrupt(&dir, &name, storage.layout(), &verified).into(),
+            );
+        }
         Ok((storage, verified))
     })
     .await
@@ -191,12 +216,7 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
             "existing data verified"
         );
     }
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ClientError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+    let listener = bind_peer_listener(cfg.listen, cfg.listen_fallback).await?;
     let listen_addr = listener.local_addr().map_err(|source| ClientError::Bind {
         addr: cfg.listen,
         source,
@@ -286,6 +306,31 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         started,
         resume_path,
     })
+}
+
+/// Binds the peer listener; with `fallback`, a taken port moves on to the next eight and
+/// then to any free port, saying which port was taken and which one is used.
+async fn bind_peer_listener(addr: SocketAddr, fallback: bool) -> Result<TcpListener, ClientError> {
+    let bind_error = |source| ClientError::Bind { addr, source };
+    let first = match TcpListener::bind(addr).await {
+        Ok(l) => return Ok(l),
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => e,
+        Err(e) => return Err(bind_error(e)),
+    };
+    let next = (1..=8).filter_map(|d| addr.port().checked_add(d));
+    for port in next.chain([0]) {
+        let candidate = SocketAddr::new(addr.ip(), port);
+        if let Ok(l) = TcpListener::bind(candidate).await {
+            let got = l.local_addr().map_err(bind_error)?;
+            warn!(
+                "port {} is taken (another client on this host?); accepting peers on port {} instead",
+                addr.port(),
+                got.port()
+            );
+            return Ok(l);
+        }
+    }
+    Err(bind_error(first))
 }
 
 impl TorrentHandle {

@@ -247,6 +247,30 @@ impl Storage {
         })
     }
 
+    /// Opens files that already exist with their exact lengths (checked by
+    /// `seed_check::inspect`) for reading only: nothing is created, extended or written,
+    /// so serving a folder can never change the user's data.
+    pub fn open_read_only(layout: Layout, paths: Vec<PathBuf>) -> Result<Storage, StorageError> {
+        let files = paths
+            .iter()
+            .map(|p| {
+                File::open(p).map_err(|source| StorageError::Io {
+                    path: p.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Storage {
+            pre_existing: layout.files.iter().map(|f| f.length).collect(),
+            direct: files.iter().map(|_| None).collect(),
+            write_locks: files.iter().map(|_| std::sync::Mutex::new(())).collect(),
+            dirty: files.iter().map(|_| AtomicBool::new(false)).collect(),
+            layout,
+            files,
+            paths,
+        })
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.layout
     }

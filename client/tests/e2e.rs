@@ -17,9 +17,10 @@ async fn single_file_download_from_our_seeder() {
         &[(vec![], content.clone())],
         seed_dir.path(),
     );
-    let seeder = kpbt_client::start(meta.clone(), config(seed_dir.path(), vec![]))
-        .await
-        .unwrap();
+    // Seed-only, as `kpbt-client seed` runs: read-only files, nothing written.
+    let mut seed_cfg = config(seed_dir.path(), vec![]);
+    seed_cfg.seed_only = true;
+    let seeder = kpbt_client::start(meta.clone(), seed_cfg).await.unwrap();
     assert!(seeder.is_complete(), "seeder verified its data");
     let mut leecher = kpbt_client::start(meta, config(out.path(), vec![addr_of(&seeder)]))
         .await
@@ -34,6 +35,25 @@ async fn single_file_download_from_our_seeder() {
     );
     let seeder = seeder.shutdown().await.unwrap();
     assert!(seeder.uploaded >= content.len() as u64);
+}
+
+#[tokio::test]
+async fn a_taken_port_moves_on_only_when_fallback_is_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_torrent("f.bin", 16 * 1024, &[(vec![], data(20_000, 3))], dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(dir.path(), vec![]);
+    cfg.listen = taken.local_addr().unwrap();
+    match kpbt_client::start(meta.clone(), cfg.clone()).await {
+        Err(kpbt_client::ClientError::Bind { addr, .. }) => assert_eq!(addr, cfg.listen),
+        Err(e) => panic!("expected a bind error, got {e}"),
+        Ok(_) => panic!("bound a taken port"),
+    }
+    cfg.listen_fallback = true;
+    let h = kpbt_client::start(meta, cfg.clone()).await.unwrap();
+    assert_ne!(h.listen_addr().port(), cfg.listen.port());
+    assert_eq!(h.listen_addr().ip(), cfg.listen.ip(), "same bind address");
+    h.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
