@@ -25,6 +25,28 @@ pub enum CreateError {
     PieceLength(u32),
     #[error("{0} changed size while it was being hashed; try again when it is not being written")]
     Changed(PathBuf),
+    #[error("tracker URL {url:?} {problem}: give a full announce URL such as http://tracker.example:6969/announce")]
+    TrackerUrl { url: String, problem: &'static str },
+}
+
+/// Checks an announce URL before it is written into a torrent: `http://`, `https://` or
+/// `udp://` (BEP 15, which needs a port), with a host.
+pub fn check_tracker_url(url: &str) -> Result<(), CreateError> {
+    let bad = |problem| CreateError::TrackerUrl {
+        url: url.to_string(),
+        problem,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| bad("is not a URL"))?;
+    match parsed.scheme() {
+        "http" | "https" => {}
+        "udp" if parsed.port().is_none() => return Err(bad("needs a port (udp://HOST:PORT)")),
+        "udp" => {}
+        _ => return Err(bad("must start with http://, https:// or udp://")),
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +92,9 @@ impl Plan {
 
 /// Lists what `options.path` holds and picks the piece length.
 pub fn plan(options: CreateOptions) -> Result<Plan, CreateError> {
+    for url in options.trackers.iter().flatten() {
+        check_tracker_url(url)?;
+    }
     let path = &options.path;
     let meta = std::fs::metadata(path).map_err(|source| io(path, source))?;
     let name = utf8_name(path)?;

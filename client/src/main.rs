@@ -2,13 +2,16 @@
 
 mod cli_create;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kpbt_client::storage::WriteMode;
+use kpbt_client::units::{count, format_bytes};
 use kpbt_client::{Config, ProgressMode};
 use kpbt_proto::metainfo::Metainfo;
 use tracing_subscriber::EnvFilter;
@@ -29,9 +32,13 @@ struct Cli {
 
 #[derive(Args)]
 struct PeerOpts {
-    /// Port to accept peers on (0 = any free port).
-    #[arg(long, default_value_t = 6881)]
-    port: u16,
+    /// Port to accept peers on [default: the first free port of 6881-6889, else any free
+    /// port]. A port given here must be free (0 = any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to accept peers on, for hosts with several interfaces.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    listen: IpAddr,
     /// Extra peer to connect to, e.g. 127.0.0.1:6881 (repeatable; works without a tracker).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<SocketAddr>,
@@ -44,12 +51,17 @@ struct PeerOpts {
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
-    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 0.0.0.0:9100.
+    /// Serve Prometheus metrics at http://ADDR/metrics (and /health), e.g. 0.0.0.0:9100.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
     /// Cap on piece data sent to all peers together, bytes/s (K/M/G = KiB/MiB/GiB), e.g. 20M.
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     upload_limit: Option<u64>,
+}
+
+/// Options that only matter while data is being downloaded and written.
+#[derive(Args)]
+struct WriteOpts {
     /// Cap on piece data received from all peers together, bytes/s, e.g. 5M.
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
     download_limit: Option<u64>,
@@ -61,9 +73,11 @@ struct PeerOpts {
 #[derive(Subcommand)]
 enum Cmd {
     /// Download a torrent into DIR (single file: DIR/NAME; multi-file: DIR/NAME/...).
+    /// Running it again resumes; it also completes or repairs data already in DIR.
     Download {
-        torrent: PathBuf,
-        /// Output directory.
+        /// The .torrent file.
+        torrent: String,
+        /// Output directory (created if missing); the torrent's NAME goes inside it.
         #[arg(short, long, value_name = "DIR", default_value = ".")]
         output: PathBuf,
         /// Keep seeding after the download completes, until Ctrl-C.
@@ -71,45 +85,69 @@ enum Cmd {
         seed: bool,
         #[command(flatten)]
         peer: PeerOpts,
+        #[command(flatten)]
+        write: WriteOpts,
     },
-    /// Verify the data in DIR (as written by `download -o DIR`) and seed it until Ctrl-C.
+    /// Serve the complete data in DIR (the folder that holds NAME, as written by
+    /// `download -o DIR`) until Ctrl-C. Never writes: missing or corrupt data is an error.
     Seed {
-        torrent: PathBuf,
+        /// The .torrent file.
+        torrent: String,
+        /// The folder that holds the torrent's NAME.
         dir: PathBuf,
         #[command(flatten)]
         peer: PeerOpts,
     },
     /// Show what a .torrent file contains.
-    Info { torrent: PathBuf },
+    Info {
+        /// The .torrent file.
+        torrent: String,
+    },
     /// Make a .torrent for a file or a directory (pieces hashed on all cores).
     Create {
         /// The file or directory to share; its name becomes the torrent's name.
         path: PathBuf,
-        /// Tracker announce URL; repeat for backups (each is its own BEP 12 tier).
+        /// Tracker announce URL (http://, https:// or udp://HOST:PORT); repeat for backups
+        /// (each is its own BEP 12 tier).
         #[arg(long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
-        /// Piece length in bytes (power of two, e.g. 256K, 1M); default: about 1,000-2,000 pieces.
+        /// Piece length (power of two, e.g. 256K, 1M) [default: at most 2,000 pieces,
+        /// 16 KiB to 16 MiB; at least 64 KiB above 16 MiB, 256 KiB above 64 MiB].
         #[arg(long, value_parser = parse_piece_length)]
         piece_length: Option<u32>,
         /// Mark the torrent private (BEP 27): peers come from its trackers only.
         #[arg(long)]
         private: bool,
+        /// Free-text comment stored in the torrent.
         #[arg(long)]
         comment: Option<String>,
-        /// Where to write the .torrent.
+        /// Where to write the .torrent [default: NAME.torrent in the current directory].
         #[arg(short, long, value_name = "OUT.torrent")]
-        output: PathBuf,
+        output: Option<PathBuf>,
+        /// Overwrite OUT.torrent if it exists.
+        #[arg(long)]
+        force: bool,
+        /// No progress output.
         #[arg(long, short)]
         quiet: bool,
     },
     /// Write a deterministic demo payload DIR/demo/ and DIR/demo.torrent (for the compose swarm).
     Demo {
+        /// Where to write demo/ and demo.torrent.
         dir: PathBuf,
         /// Total payload size, e.g. 256M.
         #[arg(long, default_value = "256M", value_parser = parse_size)]
         size: u64,
+        /// Tracker announce URL for demo.torrent (repeatable).
         #[arg(long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
+    },
+    /// Exit 0 if URL answers with a 2xx status within 2 s (a container healthcheck: the
+    /// images have no shell or curl).
+    Health {
+        /// The URL to probe.
+        #[arg(default_value = "http://127.0.0.1:9100/health")]
+        url: String,
     },
 }
 
@@ -122,26 +160,32 @@ fn parse_piece_length(text: &str) -> Result<u32, String> {
     u32::try_from(bytes).map_err(|_| format!("piece length {text} is too large"))
 }
 
-fn load(path: &Path) -> Result<Metainfo> {
+/// Reads and validates a .torrent named on the command line.
+fn load(arg: &str) -> Result<Metainfo> {
+    if arg.starts_with("magnet:") {
+        bail!(
+            "magnet links are not supported yet: kpbt-client needs the .torrent file \
+             (ask whoever shared the link for it, or fetch it with another client)"
+        );
+    }
+    let path = Path::new(arg);
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Metainfo::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid .torrent file", path.display()))
 }
 
+/// The first port tried when `--port` is not given; the next eight are tried after it.
+const DEFAULT_PORT: u16 = 6881;
+
 fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     let mut c = Config::new(dir);
-    c.listen = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.port);
+    c.listen = SocketAddr::new(p.listen, p.port.unwrap_or(DEFAULT_PORT));
+    c.listen_fallback = p.port.is_none();
     c.peers = p.peers.clone();
     c.use_trackers = !p.no_trackers;
     c.max_peers = p.max_peers;
     c.metrics_listen = p.metrics_listen;
     c.upload_limit = p.upload_limit;
-    c.download_limit = p.download_limit;
-    c.write_mode = if p.buffered_writes {
-        WriteMode::Buffered
-    } else {
-        WriteMode::Direct
-    };
     c.progress = if p.quiet {
         ProgressMode::Quiet
     } else {
@@ -153,9 +197,20 @@ fn config(dir: PathBuf, p: &PeerOpts) -> Config {
 fn check_sources(meta: &Metainfo, p: &PeerOpts) -> Result<()> {
     let trackers = !p.no_trackers && !kpbt_client::tracker::usable_tiers(&meta.trackers).is_empty();
     if !trackers && p.peers.is_empty() {
-        bail!("no way to find peers: the torrent has no HTTP(S) tracker (or --no-trackers was given); pass --peer ADDR");
+        bail!("no way to find peers: the torrent has no tracker this client can use (or --no-trackers was given); pass --peer ADDR");
     }
     Ok(())
+}
+
+/// `-o DIR` must be a directory or not exist yet (it is created).
+fn check_output_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => bail!(
+            "{} is not a directory: -o takes the folder to download into (the torrent's NAME goes inside it)",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (`docker stop`, systemd, kill), so either
@@ -179,18 +234,25 @@ fn info(meta: &Metainfo) {
     let i = &meta.info;
     println!("name:         {}", i.name);
     println!("info hash:    {}", meta.info_hash);
-    println!("size:         {} bytes", i.total_length);
     println!(
-        "piece length: {} bytes ({} pieces)",
-        i.piece_length,
-        i.piece_count()
+        "size:         {} ({} bytes)",
+        format_bytes(i.total_length),
+        i.total_length
+    );
+    println!(
+        "pieces:       {} of {}",
+        count(u64::from(i.piece_count()), "piece"),
+        format_bytes(u64::from(i.piece_length))
     );
     println!("private:      {}", if i.private { "yes" } else { "no" });
-    if let Some(c) = &meta.comment {
-        println!("comment:      {c}");
+    if let Some(date) = meta.creation_date {
+        println!("created:      {}", creation_date(date));
     }
     if let Some(c) = &meta.created_by {
         println!("created by:   {c}");
+    }
+    if let Some(c) = &meta.comment {
+        println!("comment:      {c}");
     }
     if meta.trackers.is_empty() {
         println!("trackers:     none");
@@ -198,9 +260,41 @@ fn info(meta: &Metainfo) {
     for (n, tier) in meta.trackers.iter().enumerate() {
         println!("tier {n}:       {}", tier.join(" "));
     }
-    println!("files:        {}", i.files.len());
+    println!("files:        {}", count(i.files.len() as u64, "file"));
     for f in &i.files {
-        println!("  {:>14}  {}", f.length, f.relative_path().display());
+        println!(
+            "  {:>10}  {}",
+            format_bytes(f.length),
+            f.relative_path().display()
+        );
+    }
+}
+
+/// A torrent's `creation date` (unix seconds, untrusted) as an HTTP date in UTC.
+fn creation_date(secs: i64) -> String {
+    u64::try_from(secs)
+        .ok()
+        .and_then(|s| std::time::UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+        .filter(|t| *t < std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_799))
+        .map(httpdate::fmt_http_date)
+        .unwrap_or_else(|| format!("{secs} (not a valid date)"))
+}
+
+async fn health(url: &str) -> Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .context("cannot build an HTTP client")?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {}", e.without_url()))?;
+    if resp.status().is_success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("{url}: HTTP status {}", resp.status());
+        Ok(ExitCode::FAILURE)
     }
 }
 
@@ -210,6 +304,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             info(&load(&torrent)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Health { url } => health(&url).await,
         Cmd::Create {
             path,
             trackers,
@@ -217,8 +312,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             private,
             comment,
             output,
+            force,
             quiet,
         } => {
+            let output = match output {
+                Some(o) => o,
+                None => default_torrent_path(&path)?,
+            };
+            if !force && output.exists() {
+                bail!(
+                    "{} exists: pass --force to overwrite it, or -o to write elsewhere",
+                    output.display()
+                );
+            }
+            if private && trackers.is_empty() {
+                eprintln!(
+                    "warning: a private torrent with no --tracker can only find peers given by --peer"
+                );
+            }
             let options = kpbt_client::create::CreateOptions {
                 path,
                 trackers: trackers.into_iter().map(|t| vec![t]).collect(),
@@ -246,50 +357,58 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output,
             seed,
             peer,
+            write,
         } => {
             let meta = load(&torrent)?;
             check_sources(&meta, &peer)?;
+            check_output_dir(&output)?;
             let name = meta.info.name.clone();
-            let s = kpbt_client::download(meta, config(output.clone(), &peer), seed, ctrl_c())
+            let mut cfg = config(output.clone(), &peer);
+            cfg.download_limit = write.download_limit;
+            cfg.write_mode = if write.buffered_writes {
+                WriteMode::Buffered
+            } else {
+                WriteMode::Direct
+            };
+            let s = kpbt_client::download(meta, cfg, seed, ctrl_c())
                 .await
                 .context("download failed")?;
             if s.complete {
                 if !peer.quiet {
                     eprintln!(
-                        "done: {} ({} pieces verified) in {}, {:.1} MiB/s; downloaded {} bytes, uploaded {} bytes",
+                        "done: {} ({} verified); downloaded {}, uploaded {}",
                         output.join(&name).display(),
-                        s.piece_count,
-                        humantime(s.elapsed),
-                        s.downloaded as f64 / 1048576.0 / s.elapsed.as_secs_f64().max(0.001),
-                        s.downloaded,
-                        s.uploaded
+                        count(u64::from(s.piece_count), "piece"),
+                        amount(s.downloaded),
+                        amount(s.uploaded)
                     );
                 }
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!(
-                    "stopped before completing: {}/{} pieces verified; run the same command again to resume",
-                    s.pieces_verified, s.piece_count
+                    "stopped before completing: {} of {} verified; downloaded {}, uploaded {}; run the same command again to resume",
+                    s.pieces_verified,
+                    count(u64::from(s.piece_count), "piece"),
+                    format_bytes(s.downloaded),
+                    format_bytes(s.uploaded)
                 );
                 Ok(ExitCode::FAILURE)
             }
         }
         Cmd::Seed { torrent, dir, peer } => {
             let meta = load(&torrent)?;
-            let mut h = kpbt_client::start(meta, config(dir.clone(), &peer))
+            let name = meta.info.name.clone();
+            let mut cfg = config(dir.clone(), &peer);
+            cfg.seed_only = true;
+            let mut h = kpbt_client::start(meta, cfg)
                 .await
-                .context("cannot start seeding")?;
-            let s = h.summary();
-            if !s.complete {
-                eprintln!(
-                    "warning: only {}/{} pieces in {} verified; the rest will be downloaded while seeding",
-                    s.pieces_verified,
-                    s.piece_count,
-                    dir.display()
-                );
-            }
+                .with_context(|| format!("cannot seed {}", dir.join(&name).display()))?;
             if !peer.quiet {
-                eprintln!("seeding on {}; Ctrl-C to stop", h.listen_addr());
+                eprintln!(
+                    "seeding {} on port {}; Ctrl-C to stop",
+                    dir.join(&name).display(),
+                    h.listen_addr().port()
+                );
             }
             tokio::select! {
                 r = async { h.wait_complete().await?; std::future::pending::<Result<(), kpbt_client::ClientError>>().await } => { r?; }
@@ -297,15 +416,58 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let s = h.shutdown().await?;
             if !peer.quiet {
-                eprintln!("stopped; uploaded {} bytes", s.uploaded);
+                eprintln!("stopped seeding; uploaded {}", format_bytes(s.uploaded));
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn humantime(d: std::time::Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+/// A byte total in a final summary: human units, with the exact count for scripts.
+fn amount(bytes: u64) -> String {
+    if bytes < 1024 {
+        format_bytes(bytes)
+    } else {
+        format!("{} ({bytes} bytes)", format_bytes(bytes))
+    }
+}
+
+/// `create`'s default output: `NAME.torrent` in the current directory.
+fn default_torrent_path(source: &Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(source)
+        .with_context(|| format!("cannot resolve {}", source.display()))?;
+    let name = absolute.file_name().with_context(|| {
+        format!(
+            "{} has no name to call the torrent by; pass -o",
+            source.display()
+        )
+    })?;
+    let mut file = name.to_os_string();
+    file.push(".torrent");
+    Ok(PathBuf::from(file))
+}
+
+/// An error chain as one line, each cause once: `StorageError::Io` and friends already
+/// print their cause, and anyhow's `{:#}` would print it again after a colon.
+fn user_message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Colour only for a person at a terminal, and never when NO_COLOR is set
+/// (<https://no-color.org>): log files and CI logs get plain text.
+fn use_colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 fn main() -> ExitCode {
@@ -320,6 +482,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour())
         .init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -331,7 +494,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", user_message(&e));
             ExitCode::FAILURE
         }
     }

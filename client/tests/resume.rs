@@ -110,12 +110,10 @@ async fn killed_download_resumes_and_fetches_only_the_rest() {
     let downloaded: u64 = err
         .lines()
         .find_map(|l| {
-            l.split("downloaded ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
+            // "done: ...; downloaded 3.2 MiB (3355443 bytes), uploaded 0 B"
+            let rest = l.split("downloaded ").nth(1)?;
+            let exact = rest.split_once('(').map_or(rest, |(_, e)| e);
+            exact.split(' ').next()?.parse().ok()
         })
         .unwrap_or_else(|| panic!("no summary line in: {err}"));
     let resumed: u64 = claimed

@@ -436,10 +436,19 @@ pub fn build_torrent(t: &NewTorrent) -> Vec<u8> {
     bencode::to_vec(&Value::Dict(Dict::from_entries(root)))
 }
 
-/// A piece length for `total` bytes: about 1,000-2,000 pieces, 16 KiB to 16 MiB, as
-/// mktorrent and libtorrent choose.
+/// A piece length for `total` bytes, the rule `kpbt-client create` documents: the
+/// smallest power of two from 16 KiB to 16 MiB that gives at most 2,000 pieces (about
+/// 1,000-2,000, as mktorrent and libtorrent aim for), but at least 64 KiB above 16 MiB and
+/// at least 256 KiB above 64 MiB: per-piece costs (a hash, a `have` to every peer, a
+/// write) stay small, and pieces of 256 KiB or more are written around the page cache.
 pub fn default_piece_length(total: u64) -> u32 {
-    let mut length: u32 = 16 * 1024;
+    const MIB: u64 = 1024 * 1024;
+    let floor: u32 = match total {
+        t if t > 64 * MIB => 256 * 1024,
+        t if t > 16 * MIB => 64 * 1024,
+        _ => 16 * 1024,
+    };
+    let mut length = floor;
     while length < 16 * 1024 * 1024 && total / u64::from(length) > 2000 {
         length *= 2;
     }

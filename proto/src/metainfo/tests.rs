@@ -242,6 +242,15 @@ fn structural_errors_are_clear() {
 fn default_piece_length_is_sensible() {
     assert_eq!(default_piece_length(1_000), 16 * 1024);
     assert_eq!(default_piece_length(1 << 30), 1 << 20);
+    // 17 MB: 64 KiB (260 pieces), not 16 KiB; just over 64 MiB: 256 KiB, not 64 KiB.
+    assert_eq!(default_piece_length(17_000_000), 64 * 1024);
+    assert_eq!(default_piece_length((64 << 20) + 1), 256 * 1024);
+    assert_eq!(default_piece_length(16 << 20), 16 * 1024);
+    for total in [1u64, 5 << 20, 100 << 20, 3 << 30, 200 << 30] {
+        let len = default_piece_length(total);
+        assert!(len.is_power_of_two() && (16 << 10..=16 << 20).contains(&len));
+        assert!(total / u64::from(len) <= 2000 || len == 16 << 20, "{total}");
+    }
     assert_eq!(default_piece_length(1 << 50), 16 << 20);
 }
 
