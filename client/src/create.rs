@@ -279,7 +279,11 @@ fn hash_stripe(
     stride: usize,
     hashed: &AtomicU64,
 ) -> Result<Vec<(u32, [u8; 20])>, CreateError> {
-    let mut handles: Vec<Option<File>> = (0..plan.files.len()).map(|_| None).collect();
+    // The few files the last pieces touched stay open: a worker's pieces are `stride`
+    // apart, so it rarely needs an older file again, and a directory of thousands of
+    // files must not cost thousands of descriptors.
+    const KEEP_OPEN: usize = 4;
+    let mut handles: Vec<(usize, File)> = Vec::with_capacity(KEEP_OPEN + 1);
     let mut buf = vec![0u8; plan.piece_length as usize];
     let mut out = Vec::new();
     for index in (worker as u32..layout.piece_count()).step_by(stride) {
@@ -288,11 +292,18 @@ fn hash_stripe(
         let mut filled = 0;
         for slice in layout.file_slices(layout.piece_offset(piece), size as u64) {
             let source = &plan.files[slice.file_index];
-            let file = match &mut handles[slice.file_index] {
-                Some(file) => file,
-                slot => slot
-                    .insert(File::open(&source.disk_path).map_err(|e| io(&source.disk_path, e))?),
+            let pos = match handles.iter().position(|(i, _)| *i == slice.file_index) {
+                Some(pos) => pos,
+                None => {
+                    if handles.len() == KEEP_OPEN {
+                        handles.remove(0);
+                    }
+                    let f = File::open(&source.disk_path).map_err(|e| io(&source.disk_path, e))?;
+                    handles.push((slice.file_index, f));
+                    handles.len() - 1
+                }
             };
+            let file = &handles[pos].1;
             let dest = &mut buf[filled..filled + slice.len as usize];
             file.read_exact_at(dest, slice.file_offset).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {

@@ -22,10 +22,6 @@ pub const ALIGN: usize = 4096;
 /// piece costs more than the copy it saves.
 pub const MIN_DIRECT_PIECE: u32 = 256 * 1024;
 
-/// At most this many files of one torrent get a direct-write descriptor (each is a second
-/// open file), so a torrent of thousands of files keeps descriptors for its peers.
-pub const MAX_DIRECT_FILES: usize = 256;
-
 /// A piece-sized byte buffer whose start is `ALIGN`-aligned. Reused across pieces: its
 /// bytes are not cleared between uses (every byte is overwritten by received blocks
 /// before it is hashed).

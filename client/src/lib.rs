@@ -8,6 +8,7 @@
 //! - [`picker`]: rarest-first/endgame block picker (pure).
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
+//! - [`fd_cache`]: the process-wide, bounded (LRU) cache of open file descriptors.
 //! - [`direct_io`]: O_DIRECT writes of verified pieces (aligned buffers, fallbacks).
 //! - [`seed_check`]: what `seed` finds in DIR (missing/short/corrupt files), never writing.
 //! - [`resume`]: the resume file (durable have-bitfield) that lets restarts skip hashing.
@@ -21,6 +22,7 @@
 pub mod choker;
 pub mod create;
 pub mod direct_io;
+pub mod fd_cache;
 mod metrics;
 mod peer;
 pub mod picker;

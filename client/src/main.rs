@@ -484,6 +484,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(use_colour())
         .init();
+    // Storage keeps descriptors in a bounded cache sized from this limit; raising the
+    // soft limit to the hard one (often 1,024 → 524,288) lets that cache and the peer
+    // sockets both grow on hosts that allow it.
+    match kpbt_client::fd_cache::raise_nofile_limit() {
+        Some(limit) => tracing::debug!(limit, "open file limit"),
+        None => tracing::warn!("cannot read the open file limit"),
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

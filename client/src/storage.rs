@@ -5,13 +5,23 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
-use crate::direct_io::{self, MAX_DIRECT_FILES, MIN_DIRECT_PIECE};
+use crate::direct_io::{self, MIN_DIRECT_PIECE};
+use crate::fd_cache::{FileCache, FileKey};
+
+fn key(owner: u64, file: usize, direct: bool) -> FileKey {
+    FileKey {
+        owner,
+        file: file as u32,
+        direct,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -143,19 +153,30 @@ pub fn safe_join(
 
 pub struct Storage {
     layout: Layout,
-    files: Vec<File>,
+    /// Descriptors come from a cache shared by every torrent of the process (bounded,
+    /// least recently used closed first); `owner` is this storage's key prefix in it.
+    cache: Arc<FileCache>,
+    owner: u64,
+    /// Files are reopened read-write (`false` for `seed`, which never writes).
+    writable: bool,
     /// One lock per file around writes: ext4 serialises buffered writes to an inode
     /// anyway, and its rwsem spins on contention, burning the CPU that hashing needs.
     write_locks: Vec<std::sync::Mutex<()>>,
-    /// A second, O_DIRECT handle per file for writing verified pieces around the page
-    /// cache (see `direct_io`); `None` when disabled or refused by the filesystem.
-    direct: Vec<Option<File>>,
+    /// Files that also get an O_DIRECT handle for writing verified pieces around the
+    /// page cache (see `direct_io`); false when disabled or refused by the filesystem.
+    direct: Vec<bool>,
     paths: Vec<PathBuf>,
     /// Length of each file before we opened it (0 if it did not exist): only pieces
     /// fully inside pre-existing data are worth verifying.
     pre_existing: Vec<u64>,
     /// Files written since the last `sync_dirty`: only those need an fdatasync.
     dirty: Vec<AtomicBool>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.cache.forget_owner(self.owner);
+    }
 }
 
 /// How verified pieces reach the files.
@@ -182,14 +203,24 @@ impl Storage {
         layout: Layout,
         mode: WriteMode,
     ) -> Result<Storage, StorageError> {
+        Storage::open_in(root, layout, mode, FileCache::global())
+    }
+
+    /// Like [`Storage::open_with`], with descriptors from `cache`.
+    pub fn open_in(
+        root: &Path,
+        layout: Layout,
+        mode: WriteMode,
+        cache: Arc<FileCache>,
+    ) -> Result<Storage, StorageError> {
         fs::create_dir_all(root).map_err(|source| StorageError::Io {
             path: root.to_path_buf(),
             source,
         })?;
-        let mut files = Vec::with_capacity(layout.files.len());
+        let owner = cache.new_owner();
         let mut paths = Vec::with_capacity(layout.files.len());
         let mut pre_existing = Vec::with_capacity(layout.files.len());
-        for f in &layout.files {
+        for (i, f) in layout.files.iter().enumerate() {
             let path = safe_join(root, &f.components, true)?;
             let existing = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => m.len(),
@@ -207,43 +238,49 @@ impl Storage {
                 .read(true)
                 .write(true)
                 .create(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(io_err)?;
             if existing < f.length {
                 file.set_len(f.length).map_err(io_err)?;
             }
+            // Kept while the cache has room, so a small torrent opens each file once.
+            cache.insert(key(owner, i, false), Arc::new(file));
             pre_existing.push(existing);
-            files.push(file);
             paths.push(path);
         }
         let direct_worthwhile = mode == WriteMode::Direct
             && layout.piece_len >= MIN_DIRECT_PIECE
             && (layout.piece_len as usize).is_multiple_of(direct_io::ALIGN);
-        // A second descriptor per file: only for files big enough to take whole pieces,
-        // and never more than MAX_DIRECT_FILES, so a torrent of many files cannot use up
-        // the descriptors that peer connections need (the rest write buffered).
-        let mut budget = MAX_DIRECT_FILES;
+        // Only files big enough to take whole pieces get an O_DIRECT twin; the
+        // filesystem is asked once per file whether it allows O_DIRECT at all.
         let direct = paths
             .iter()
             .zip(&layout.files)
-            .map(|(p, f)| {
-                if !direct_worthwhile || f.length < u64::from(MIN_DIRECT_PIECE) || budget == 0 {
-                    return None;
+            .enumerate()
+            .map(|(i, (p, f))| {
+                if !direct_worthwhile || f.length < u64::from(MIN_DIRECT_PIECE) {
+                    return false;
                 }
-                budget -= 1;
-                direct_io::open_direct(p)
+                match direct_io::open_direct(p) {
+                    Some(file) => {
+                        cache.insert(key(owner, i, true), Arc::new(file));
+                        true
+                    }
+                    None => false,
+                }
             })
             .collect();
-        let write_locks = files.iter().map(|_| std::sync::Mutex::new(())).collect();
-        let dirty = files.iter().map(|_| AtomicBool::new(false)).collect();
         Ok(Storage {
+            write_locks: paths.iter().map(|_| std::sync::Mutex::new(())).collect(),
+            dirty: paths.iter().map(|_| AtomicBool::new(false)).collect(),
             layout,
-            files,
+            cache,
+            owner,
+            writable: true,
             direct,
-            write_locks,
             paths,
             pre_existing,
-            dirty,
         })
     }
 
@@ -251,24 +288,51 @@ impl Storage {
     /// `seed_check::inspect`) for reading only: nothing is created, extended or written,
     /// so serving a folder can never change the user's data.
     pub fn open_read_only(layout: Layout, paths: Vec<PathBuf>) -> Result<Storage, StorageError> {
-        let files = paths
-            .iter()
-            .map(|p| {
-                File::open(p).map_err(|source| StorageError::Io {
-                    path: p.clone(),
-                    source,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Storage {
+        let cache = FileCache::global();
+        let storage = Storage {
             pre_existing: layout.files.iter().map(|f| f.length).collect(),
-            direct: files.iter().map(|_| None).collect(),
-            write_locks: files.iter().map(|_| std::sync::Mutex::new(())).collect(),
-            dirty: files.iter().map(|_| AtomicBool::new(false)).collect(),
+            direct: paths.iter().map(|_| false).collect(),
+            write_locks: paths.iter().map(|_| std::sync::Mutex::new(())).collect(),
+            dirty: paths.iter().map(|_| AtomicBool::new(false)).collect(),
+            owner: cache.new_owner(),
+            cache,
+            writable: false,
             layout,
-            files,
             paths,
-        })
+        };
+        // Proves every file opens now (a permission problem is reported up front).
+        for i in 0..storage.paths.len() {
+            storage.handle(i)?;
+        }
+        Ok(storage)
+    }
+
+    /// The ordinary descriptor of file `i`, reopened (never following a symlink) if the
+    /// cache closed it.
+    fn handle(&self, i: usize) -> Result<Arc<File>, StorageError> {
+        self.cache
+            .get(key(self.owner, i, false), || {
+                OpenOptions::new()
+                    .read(true)
+                    .write(self.writable)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&self.paths[i])
+            })
+            .map_err(|e| self.io_err(i, e))
+    }
+
+    /// The O_DIRECT descriptor of file `i`, if it has one; `None` also when reopening
+    /// it fails (the write then goes through the page cache).
+    fn direct_handle(&self, i: usize) -> Option<Arc<File>> {
+        if !self.direct[i] {
+            return None;
+        }
+        self.cache
+            .get(key(self.owner, i, true), || {
+                direct_io::open_direct(&self.paths[i])
+                    .ok_or_else(|| io::Error::other("O_DIRECT reopen refused"))
+            })
+            .ok()
     }
 
     pub fn layout(&self) -> &Layout {
@@ -299,7 +363,7 @@ impl Storage {
                 .unwrap_or_else(|e| e.into_inner());
             let written = self.write_direct(s.file, s.file_offset, part)?;
             if written < part.len() {
-                self.files[s.file]
+                self.handle(s.file)?
                     .write_all_at(&part[written..], s.file_offset + written as u64)
                     .map_err(|e| self.io_err(s.file, e))?;
             }
@@ -312,7 +376,7 @@ impl Storage {
     /// Writes the aligned prefix of `part` with O_DIRECT when this file has a direct
     /// handle; returns how many bytes it wrote (the caller writes the rest buffered).
     fn write_direct(&self, file: usize, offset: u64, part: &[u8]) -> Result<usize, StorageError> {
-        let Some(direct) = &self.direct[file] else {
+        let Some(direct) = self.direct_handle(file) else {
             return Ok(0);
         };
         let n = direct_io::direct_prefix(offset, part);
@@ -334,24 +398,30 @@ impl Storage {
     /// fdatasyncs every file written since the last call, so everything written before
     /// this call is durable when it returns.
     pub fn sync_dirty(&self) -> Result<(), StorageError> {
-        for (i, f) in self.files.iter().enumerate() {
+        for i in 0..self.paths.len() {
             // Cleared before syncing: a write racing with the sync marks it dirty again.
+            // A handle the cache closed since is reopened: fdatasync on any descriptor
+            // flushes the file's dirty pages.
             if self.dirty[i].swap(false, Ordering::AcqRel) {
-                if let Err(e) = f.sync_data() {
+                if let Err(e) = self
+                    .handle(i)
+                    .and_then(|f| f.sync_data().map_err(|e| self.io_err(i, e)))
+                {
                     self.dirty[i].store(true, Ordering::Release);
-                    return Err(self.io_err(i, e));
+                    return Err(e);
                 }
             }
         }
         Ok(())
     }
 
-    /// Current metadata (size, mtime) of every file, from the open handles.
+    /// Current metadata (size, mtime) of every file, read by path so it costs no
+    /// descriptors.
     pub fn file_metadata(&self) -> Result<Vec<fs::Metadata>, StorageError> {
-        self.files
+        self.paths
             .iter()
             .enumerate()
-            .map(|(i, f)| f.metadata().map_err(|e| self.io_err(i, e)))
+            .map(|(i, p)| fs::symlink_metadata(p).map_err(|e| self.io_err(i, e)))
             .collect()
     }
 
@@ -361,7 +431,7 @@ impl Storage {
         let start = self.layout.piece_offset(piece) + begin as u64;
         for s in self.layout.slices(start, buf.len() as u64) {
             let part = &mut buf[pos..pos + s.len as usize];
-            self.files[s.file]
+            self.handle(s.file)?
                 .read_exact_at(part, s.file_offset)
                 .map_err(|e| self.io_err(s.file, e))?;
             pos += s.len as usize;
@@ -607,7 +677,7 @@ mod tests {
         // Where the filesystem offers O_DIRECT (not tmpfs), it must actually be used.
         let fs_has_direct = direct_io::open_direct(&s.paths()[0]).is_some();
         // b is smaller than a piece: no second descriptor for it.
-        let has: Vec<bool> = s.direct.iter().map(Option::is_some).collect();
+        let has = s.direct.clone();
         assert_eq!(has, [fs_has_direct, false, fs_has_direct]);
         let mut buf = PieceBuffer::default();
         for p in (0..l.piece_count()).rev() {
@@ -632,23 +702,44 @@ mod tests {
     }
 
     #[test]
-    fn direct_descriptors_are_capped_for_torrents_of_many_files() {
+    fn a_torrent_of_more_files_than_descriptors_works_within_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let n = MAX_DIRECT_FILES + 10;
+        let n = 300;
         let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
         let files: Vec<(Vec<&str>, u64)> = names
             .iter()
-            .map(|name| (vec!["t", name.as_str()], u64::from(MIN_DIRECT_PIECE)))
+            .map(|name| (vec!["t", name.as_str()], 1000 + name.len() as u64))
             .collect();
         let spec: Vec<(&[&str], u64)> = files.iter().map(|(c, l)| (c.as_slice(), *l)).collect();
-        let s = Storage::open_with(
-            dir.path(),
-            layout(&spec, MIN_DIRECT_PIECE),
-            WriteMode::Direct,
-        )
-        .unwrap();
-        let fs_has_direct = direct_io::open_direct(&s.paths()[0]).is_some();
-        let opened = s.direct.iter().filter(|d| d.is_some()).count();
-        assert_eq!(opened, if fs_has_direct { MAX_DIRECT_FILES } else { 0 });
+        let mut l = layout(&spec, 16 * 1024);
+        let data: Vec<u8> = (0..l.total_len).map(|i| (i % 251) as u8).collect();
+        l.hashes = data
+            .chunks(l.piece_len as usize)
+            .map(|c| Sha1::digest(c).into())
+            .collect();
+        let cache = Arc::new(FileCache::new(8));
+        let s = Storage::open_in(dir.path(), l.clone(), WriteMode::Direct, cache.clone()).unwrap();
+        assert!(cache.open_count() <= 8);
+        for p in (0..l.piece_count()).rev() {
+            let off = l.piece_offset(p) as usize;
+            s.write_piece(p, &data[off..off + l.piece_size(p) as usize])
+                .unwrap();
+            assert!(cache.open_count() <= 8, "{}", cache.open_count());
+        }
+        s.sync_dirty().unwrap();
+        let v = s.verify_untrusted(2, &AtomicBool::new(false), &[]).unwrap();
+        assert!(v.iter().all(|ok| !ok), "nothing pre-existed at open");
+        drop(s);
+        assert_eq!(cache.open_count(), 0, "a dropped storage closes its files");
+        let s = Storage::open_in(dir.path(), l, WriteMode::Buffered, cache.clone()).unwrap();
+        let v = s.verify_existing(2, &AtomicBool::new(false)).unwrap();
+        assert!(
+            v.iter().all(|ok| *ok),
+            "every piece reads back through reopened files"
+        );
+        assert!(
+            cache.open_count() <= 8 + 2,
+            "at most one in-flight handle per thread over"
+        );
     }
 }

@@ -384,3 +384,93 @@ fn health_probe_exits_by_status() {
     let o = client(&["health", "http://127.0.0.1:1/health"], &dir);
     assert!(!o.status.success());
 }
+
+/// Runs kpbt-client under `ulimit -n LIMIT` (soft and hard), so it cannot raise it.
+fn client_limited(limit: u32, args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+#[test]
+fn many_files_under_a_low_descriptor_limit() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("seed/many");
+    std::fs::create_dir_all(&tree).unwrap();
+    // 300 files of ~5 KiB under a limit of 64 descriptors: one descriptor per file
+    // (as before the bounded cache) fails at open.
+    for i in 0..300u64 {
+        let bytes = kpbt_testkit::random_bytes(5_000 + i as usize, i);
+        std::fs::write(tree.join(format!("f{i:03}.bin")), bytes).unwrap();
+    }
+    let o = client_limited(
+        64,
+        &["create", "seed/many", "-q", "-o", "many.torrent"],
+        work.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let logs = tempfile::tempdir().unwrap();
+    let mut seeder = ChildGuard::spawn(
+        "seeder",
+        client_limited(
+            64,
+            &[
+                "seed",
+                "many.torrent",
+                "seed",
+                "--port",
+                "0",
+                "--listen",
+                "127.0.0.1",
+                "-v",
+            ],
+            work.path(),
+        ),
+        logs.path(),
+    )
+    .unwrap();
+    seeder
+        .wait_for_output("Ctrl-C to stop", Duration::from_secs(60))
+        .unwrap();
+    let log = std::fs::read_to_string(seeder.stderr_log()).unwrap();
+    let port = log
+        .lines()
+        .find_map(|l| l.split("on port ").nth(1)?.split(';').next())
+        .expect("seeding line names the port")
+        .to_string();
+    let peer = format!("127.0.0.1:{port}");
+    let o = client_limited(
+        64,
+        &[
+            "download",
+            "many.torrent",
+            "-o",
+            "out",
+            "--port",
+            "0",
+            "--peer",
+            &peer,
+            "--no-trackers",
+            "-q",
+        ],
+        work.path(),
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "download: {}", stderr(&o));
+    for i in 0..300u64 {
+        let name = format!("f{i:03}.bin");
+        assert_eq!(
+            std::fs::read(work.path().join("out/many").join(&name)).unwrap(),
+            std::fs::read(tree.join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+}
