@@ -127,6 +127,9 @@ enum Cmd {
         /// Overwrite OUT.torrent if it exists.
         #[arg(long)]
         force: bool,
+        /// Also print the torrent's magnet link (on stdout).
+        #[arg(long)]
+        magnet: bool,
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
@@ -162,13 +165,22 @@ fn parse_piece_length(text: &str) -> Result<u32, String> {
 
 /// Reads and validates a .torrent named on the command line.
 fn load(arg: &str) -> Result<Metainfo> {
-    if arg.starts_with("magnet:") {
+    if arg
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("magnet:"))
+    {
+        let m = kpbt_proto::magnet::parse(arg).context("cannot use this magnet link")?;
         bail!(
-            "magnet links are not supported yet: kpbt-client needs the .torrent file \
-             (ask whoever shared the link for it, or fetch it with another client)"
+            "magnet links are not supported yet (this one is for info hash {}): kpbt-client \
+             needs the .torrent file; ask whoever shared the link for it, or fetch it with \
+             another client",
+            m.info_hash
         );
     }
-    let path = Path::new(arg);
+    load_path(Path::new(arg))
+}
+
+fn load_path(path: &Path) -> Result<Metainfo> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Metainfo::from_bytes(&bytes)
         .with_context(|| format!("{} is not a valid .torrent file", path.display()))
@@ -260,6 +272,7 @@ fn info(meta: &Metainfo) {
     for (n, tier) in meta.trackers.iter().enumerate() {
         println!("tier {n}:       {}", tier.join(" "));
     }
+    println!("magnet:       {}", magnet_of(meta));
     println!("files:        {}", count(i.files.len() as u64, "file"));
     for f in &i.files {
         println!(
@@ -268,6 +281,17 @@ fn info(meta: &Metainfo) {
             f.relative_path().display()
         );
     }
+}
+
+/// The torrent's magnet link: info hash, name and every tracker.
+fn magnet_of(meta: &Metainfo) -> String {
+    kpbt_proto::magnet::Magnet {
+        info_hash: meta.info_hash,
+        name: Some(meta.info.name.clone()),
+        trackers: meta.trackers.iter().flatten().cloned().collect(),
+        peers: Vec::new(),
+    }
+    .to_uri()
 }
 
 /// A torrent's `creation date` (unix seconds, untrusted) as an HTTP date in UTC.
@@ -313,6 +337,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             comment,
             output,
             force,
+            magnet,
             quiet,
         } => {
             let output = match output {
@@ -337,10 +362,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 private,
                 comment,
             };
+            let written = output.clone();
             tokio::task::spawn_blocking(move || {
                 cli_create::create_torrent(options, &output, quiet)
             })
             .await??;
+            if magnet {
+                println!("{}", magnet_of(&load_path(&written)?));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Demo {

@@ -274,7 +274,14 @@ fn user_errors_are_said_once_plainly() {
     );
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("magnet links are not supported yet"),
+        stderr(&o).contains("magnet links are not supported yet")
+            && stderr(&o).contains("0123456789abcdef0123456789abcdef01234567"),
+        "{}",
+        stderr(&o)
+    );
+    let o = client(&["download", "magnet:?xt=urn:btih:12"], work.path());
+    assert!(
+        stderr(&o).contains("cannot use this magnet link: magnet info hash \"12\""),
         "{}",
         stderr(&o)
     );

@@ -112,4 +112,18 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("announce_query", announce_query),
     ("tracker_reply", tracker_reply),
     ("wire", wire),
+    ("magnet", magnet),
 ];
+
+/// A magnet link that parses writes back to a link that parses to the same thing.
+pub fn magnet(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(m) = crate::magnet::parse(text) {
+        assert!(m.trackers.len() <= crate::magnet::MAX_TRACKERS);
+        assert!(m.peers.len() <= crate::magnet::MAX_PEERS);
+        let again = crate::magnet::parse(&m.to_uri()).expect("our own link parses");
+        assert_eq!(again, m, "magnet round trip");
+    }
+}

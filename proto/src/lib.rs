@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`types`]: `InfoHash`, `PeerId`, `PieceIndex` newtypes.
 //! - [`bencode`]: bounded bencode decoder (with raw spans, for the info hash) and encoder.
+//! - [`magnet`]: magnet links (BEP 9) parsed from untrusted text and written for torrents.
 //! - [`metainfo`]: .torrent parsing and validation (BEP 3, 12, 27) and torrent building.
 //! - [`compact`]: compact peer lists (BEP 23, BEP 7).
 //! - [`announce`]: tracker-side announce and scrape query parsing and reply encoding.
@@ -20,6 +21,7 @@ pub mod bencode;
 pub mod compact;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod magnet;
 pub mod metainfo;
 pub mod redact;
 pub mod tracker_reply;

@@ -55,6 +55,12 @@ fn decoded(v: &[u8]) -> Decoded<'_> {
     Decoded { rest: v }
 }
 
+/// The percent-decoded bytes of `v` (at most `v.len()` of them); `None` on a malformed
+/// escape.
+pub(crate) fn percent_decode(v: &[u8]) -> Option<Vec<u8>> {
+    decoded(v).collect::<Result<Vec<u8>, ()>>().ok()
+}
+
 fn decode_id(field: &'static str, v: &[u8]) -> Result<[u8; 20], QueryError> {
     let mut out = [0u8; 20];
     let mut n = 0usize;
