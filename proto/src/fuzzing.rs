@@ -89,6 +89,9 @@ pub fn wire(data: &[u8]) {
                         assert_eq!(field.as_bytes(), &bits[..]);
                     }
                 }
+                if let Message::Extended { payload, .. } = &message {
+                    extension_payload(payload);
+                }
             }
             Ok(None) | Err(_) => break,
         }
@@ -99,6 +102,21 @@ pub fn wire(data: &[u8]) {
         if let Ok(decoded) = wire::Handshake::decode(&handshake) {
             assert_eq!(decoded.encode(), handshake);
         }
+    }
+}
+
+/// Extension payloads: whatever decodes re-encodes to something that decodes the same.
+fn extension_payload(payload: &[u8]) {
+    use crate::extension::{ExtendedHandshake, MetadataMessage, PexMessage, MAX_PEX_PEERS};
+    if let Ok(hs) = ExtendedHandshake::decode(payload) {
+        assert_eq!(ExtendedHandshake::decode(&hs.encode()).as_ref(), Ok(&hs));
+    }
+    if let Ok(m) = MetadataMessage::decode(payload) {
+        assert_eq!(MetadataMessage::decode(&m.encode()).as_ref(), Ok(&m));
+    }
+    if let Ok(p) = PexMessage::decode(payload) {
+        assert!(p.added.len() <= 2 * MAX_PEX_PEERS && p.dropped.len() <= 2 * MAX_PEX_PEERS);
+        assert_eq!(PexMessage::decode(&p.encode()).as_ref(), Ok(&p));
     }
 }
 

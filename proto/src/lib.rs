@@ -10,6 +10,7 @@
 //! - [`magnet`]: magnet links (BEP 9) parsed from untrusted text and written for torrents.
 //! - [`metainfo`]: .torrent parsing and validation (BEP 3, 12, 27) and torrent building.
 //! - [`compact`]: compact peer lists (BEP 23, BEP 7).
+//! - [`extension`]: extension-protocol payloads (BEP 10 handshake, BEP 9 ut_metadata, BEP 11 ut_pex).
 //! - [`announce`]: tracker-side announce and scrape query parsing and reply encoding.
 //! - [`tracker_reply`]: client-side decoding of announce and scrape replies.
 //! - [`redact`]: passkeys and query values out of tracker URLs before they are logged.
@@ -19,6 +20,7 @@
 pub mod announce;
 pub mod bencode;
 pub mod compact;
+pub mod extension;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod magnet;
