@@ -4,6 +4,7 @@
 //! - [`session`]: the public API (`start`, `download`, `TorrentHandle`, `Config`, `Summary`).
 //! - `torrent`: shared piece state, hashing/writing pipeline, smart ban, the torrent task.
 //! - `peer`: one task per peer connection (wire protocol, download pipeline, uploads).
+//! - `peer_ext`: the extension protocol on one connection (BEP 10 handshake, serving BEP 9 metadata).
 //! - [`tracker`]: HTTP(S) announce loop with BEP 12 tiers and back-off.
 //! - [`picker`]: rarest-first/endgame block picker (pure).
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
@@ -25,6 +26,7 @@ pub mod direct_io;
 pub mod fd_cache;
 mod metrics;
 mod peer;
+mod peer_ext;
 pub mod picker;
 pub mod progress;
 pub mod ratelimit;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, trace};
 
+use crate::peer_ext::{self, PeerExtensions};
 use crate::picker::{Block, PeerKey, BLOCK_LEN};
 use crate::torrent::{Event, PeerEntry, Shared};
 
@@ -86,12 +87,15 @@ pub(crate) async fn run_incoming(shared: Arc<Shared>, stream: TcpStream, addr: S
     run(shared, stream, addr, false).await
 }
 
+/// Exchanges handshakes; returns the peer's id and whether it speaks BEP 10.
 async fn handshake(
     shared: &Shared,
     stream: &mut TcpStream,
     outgoing: bool,
-) -> Result<PeerId, String> {
-    let ours = Handshake::new(shared.info_hash, shared.our_id).encode();
+) -> Result<(PeerId, bool), String> {
+    let ours = Handshake::new(shared.info_hash, shared.our_id)
+        .with_extension_protocol()
+        .encode();
     if outgoing {
         stream.write_all(&ours).await.map_err(|e| e.to_string())?;
     }
@@ -107,16 +111,16 @@ async fn handshake(
     if !outgoing {
         stream.write_all(&ours).await.map_err(|e| e.to_string())?;
     }
-    Ok(theirs.peer_id)
+    Ok((theirs.peer_id, theirs.supports_extensions()))
 }
 
 async fn run(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr, outgoing: bool) {
     let _ = stream.set_nodelay(true);
-    let peer_id =
+    let (peer_id, extensions) =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&shared, &mut stream, outgoing))
             .await
         {
-            Ok(Ok(id)) => id,
+            Ok(Ok(theirs)) => theirs,
             Ok(Err(e)) => return debug!(%addr, "handshake failed: {e}"),
             Err(_) => return debug!(%addr, "handshake timed out"),
         };
@@ -154,6 +158,10 @@ async fn run(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr, outgo
     shared.peer_count.fetch_add(1, Ordering::Relaxed);
     debug!(%addr, %peer_id, outgoing, "peer connected");
     let mut conn = Conn::new(shared.clone(), key, addr.ip(), stats);
+    if extensions {
+        // BEP 10: the extension handshake goes right after the BitTorrent one.
+        peer_ext::our_handshake(shared.metadata.len()).encode(&mut conn.wbuf);
+    }
     if let Some(b) = have_bytes {
         Message::Bitfield(b).encode(&mut conn.wbuf);
     }
@@ -189,6 +197,7 @@ struct Conn {
     last_block: Instant,
     window_bytes: u64,
     window_start: Instant,
+    extensions: PeerExtensions,
 }
 
 impl Conn {
@@ -218,6 +227,7 @@ impl Conn {
             last_block: now,
             window_bytes: 0,
             window_start: now,
+            extensions: PeerExtensions::default(),
         }
     }
 
@@ -375,10 +385,13 @@ impl Conn {
         let first = !self.got_message;
         self.got_message = true;
         match m {
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Extended { .. }
-            | Message::Unknown { .. } => {}
+            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => {}
+            Message::Extended { id, payload } => {
+                let metadata = self.shared.metadata.clone();
+                if let Some(reply) = self.extensions.on_message(id, &payload, &metadata)? {
+                    reply.encode(&mut self.wbuf);
+                }
+            }
             Message::Choke => {
                 trace!(ip = %self.ip, "choked by peer");
                 self.peer_choking = true;

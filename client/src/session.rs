@@ -233,7 +233,7 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         .peer_id
         .unwrap_or_else(|| PeerId::generate(rand::random()));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         meta.info_hash,
         our_id,
         Arc::new(storage),
@@ -241,7 +241,9 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         have,
         cfg.max_peers,
         events_tx,
-    ));
+    );
+    shared.metadata = Arc::from(meta.info_bytes.as_slice());
+    let shared = Arc::new(shared);
     shared
         .max_connections_per_ip
         .store(cfg.max_connections_per_ip.max(1), Ordering::Relaxed);

@@ -107,6 +107,8 @@ pub(crate) struct Shared {
     /// Piece payload limits shared by all peers (`--upload-limit`, `--download-limit`).
     pub upload_limit: RateLimiter,
     pub download_limit: RateLimiter,
+    /// The info dictionary as in the .torrent, served to magnet clients (BEP 9).
+    pub metadata: Arc<[u8]>,
 }
 
 /// A piece whose last block just arrived: to be hashed and written.
@@ -160,6 +162,7 @@ impl Shared {
             hash_failures: AtomicU64::new(0),
             upload_limit: RateLimiter::new(None),
             download_limit: RateLimiter::new(None),
+            metadata: Arc::from(&[][..]),
         }
     }
 

@@ -194,3 +194,32 @@ fn transmission_downloads_from_our_seeder() {
     assert!(s.uploaded >= PAYLOAD_LEN, "uploaded {} bytes", s.uploaded);
     eprintln!("kpbt -> transmission: {:?}", t0.elapsed());
 }
+
+#[test]
+fn aria2_fetches_metadata_from_our_seeder_via_a_magnet_link() {
+    if !tools(&[("aria2c", "aria2")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 26);
+    let meta = load(&swarm.torrent);
+    let magnet = kpbt_proto::magnet::Magnet {
+        info_hash: meta.info_hash,
+        name: Some(meta.info.name.clone()),
+        trackers: meta.trackers.iter().flatten().cloned().collect(),
+        peers: Vec::new(),
+    }
+    .to_uri();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cfg = common::config(swarm.seed_dir(), vec![]);
+    cfg.use_trackers = true;
+    let seeder = rt.block_on(kpbt_client::start(meta, cfg)).unwrap();
+    swarm.wait_for_seeder(WAIT);
+    let out = tmp.path().join("dl");
+    // aria2 knows only the magnet link: the info dictionary must come from our seeder.
+    let mut dl = Aria2::download(Path::new(&magnet), &out, free_port()).expect("download");
+    dl.wait_complete(WAIT)
+        .expect("aria2 magnet download from kpbt completes");
+    swarm.assert_downloaded(&out);
+    rt.block_on(seeder.shutdown()).unwrap();
+}

@@ -73,6 +73,9 @@ pub struct Metainfo {
     pub comment: Option<String>,
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
+    /// The info dictionary exactly as it was in the file: what the info hash covers, and
+    /// what BEP 9 serves to magnet clients.
+    pub info_bytes: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +140,7 @@ impl Metainfo {
             comment: opt_string(root, b"comment"),
             created_by: opt_string(root, b"created by"),
             creation_date: root.get(b"creation date").and_then(Value::as_int),
+            info_bytes: info_dict.raw().to_vec(),
         })
     }
 }

@@ -82,6 +82,13 @@ impl Handshake {
         })
     }
 
+    /// The same handshake announcing the extension protocol (BEP 10).
+    pub fn with_extension_protocol(mut self) -> Self {
+        let (byte, bit) = RESERVED_EXTENSION_PROTOCOL;
+        self.reserved[byte] |= bit;
+        self
+    }
+
     pub fn supports_extensions(&self) -> bool {
         let (byte, bit) = RESERVED_EXTENSION_PROTOCOL;
         self.reserved[byte] & bit != 0

@@ -22,10 +22,22 @@ impl Wire {
 
     /// Connects and completes the handshake under `peer_id`.
     pub async fn connect_as(addr: SocketAddr, ih: InfoHash, peer_id: PeerId) -> Wire {
+        Self::connect_with(addr, Handshake::new(ih, peer_id)).await
+    }
+
+    /// Connects announcing the extension protocol (BEP 10), as magnet clients do.
+    pub async fn connect_with_extensions(addr: SocketAddr, ih: InfoHash) -> Wire {
+        Self::connect_with(
+            addr,
+            Handshake::new(ih, PeerId([8; 20])).with_extension_protocol(),
+        )
+        .await
+    }
+
+    async fn connect_with(addr: SocketAddr, ours: Handshake) -> Wire {
+        let ih = ours.info_hash;
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&Handshake::new(ih, peer_id).encode())
-            .await
-            .unwrap();
+        s.write_all(&ours.encode()).await.unwrap();
         let mut hs = [0u8; HANDSHAKE_LEN];
         s.read_exact(&mut hs).await.unwrap();
         assert_eq!(Handshake::decode(&hs).unwrap().info_hash, ih);
