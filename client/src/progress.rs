@@ -285,7 +285,8 @@ fn status(shared: &Shared) -> Option<String> {
         .clone()
 }
 
-fn bar(name: &str, total: Option<u64>) -> ProgressBar {
+/// The download bar over `total` bytes, or (`None`: seeding) a one-line status.
+fn new_bar(name: &str, total: Option<u64>) -> ProgressBar {
     let (b, template) = match total {
         Some(len) => (ProgressBar::new(len), "{prefix} [{bar:30.cyan/blue}] {msg}"),
         None => (ProgressBar::new_spinner(), "{prefix}: {msg}"),
@@ -334,7 +335,7 @@ pub(crate) async fn run(
         sample(&shared, started),
     );
     let mut bar = terminal.then(|| {
-        let b = bar(&name, (!complete_at_start).then_some(shared.total_len));
+        let b = new_bar(&name, (!complete_at_start).then_some(shared.total_len));
         b.set_position(shared.verified_bytes.load(Ordering::Relaxed));
         b
     });
@@ -355,7 +356,7 @@ pub(crate) async fn run(
                     }
                     emit(&line);
                     if terminal && seed_after {
-                        bar = Some(self::bar(&name, None));
+                        bar = Some(new_bar(&name, None));
                     }
                 }
             }
