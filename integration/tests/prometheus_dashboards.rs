@@ -318,11 +318,13 @@ fn every_dashboard_query_has_data_in_a_real_prometheus() {
         |v| v > 0.0,
     );
     // The rates come from rate() of the byte counters (the client exports no rate
-    // gauges): the transfer shows up in the seeder's upload rate as the dashboard asks it.
+    // gauges): the transfer shows up in the leecher's download rate as the dashboard
+    // asks it. (The leecher, scraped at zero first; the seeder may be first scraped
+    // after the fast loopback transfer, its upload counter then never moves.)
     prom.wait_for(
-        "seeder's upload rate from its counter",
+        "leecher's download rate from its counter",
         &format!(
-            "max_over_time(sum by (instance, torrent) (rate(kpbt_client_uploaded_bytes_total{{{seed}}}[{RATE_WINDOW}]))[5m:1s])"
+            "max_over_time(sum by (instance, torrent) (rate(kpbt_client_downloaded_bytes_total{{{leech}}}[{RATE_WINDOW}]))[5m:1s])"
         ),
         |v| v > 0.0,
     );
