@@ -172,7 +172,8 @@ pub(crate) async fn run(
 }
 
 /// What `GET /` says, and the body of a 404: the endpoints there are.
-const INDEX: &[u8] = b"kpbt-client\n/metrics  Prometheus metrics\n/health   200 ok while running\n";
+const INDEX: &[u8] =
+    b"kpbt-client\n/metrics  Prometheus metrics\n/health   ok (200) while the client runs\n";
 
 /// Answers one request: `GET`/`HEAD` of `/metrics` (the exposition), `/health` (`ok`)
 /// or `/` (the endpoint list); other methods get 405, other paths 404.
@@ -217,7 +218,7 @@ async fn respond(
                 metrics.render(),
             )
         }
-        ("GET" | "HEAD", "/health") => ("200 OK", "text/plain; charset=utf-8", b"ok".to_vec()),
+        ("GET" | "HEAD", "/health") => ("200 OK", "text/plain; charset=utf-8", b"ok\n".to_vec()),
         ("GET" | "HEAD", "/") => ("200 OK", "text/plain; charset=utf-8", INDEX.to_vec()),
         (_, "/metrics" | "/health" | "/") => (
             "405 Method Not Allowed",
@@ -310,7 +311,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((status, body.as_str()), (200, "ok"));
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
         let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/"))
             .await
             .unwrap()
@@ -339,7 +340,7 @@ mod tests {
             .unwrap();
         assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         assert!(
-            reply.contains("\r\nContent-Length: 2\r\n") && reply.ends_with("\r\n\r\n"),
+            reply.contains("\r\nContent-Length: 3\r\n") && reply.ends_with("\r\n\r\n"),
             "{reply}"
         );
 
