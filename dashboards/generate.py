@@ -5,9 +5,12 @@ their panel-by-panel description, docs/dashboards.md.
 The JSON files are generated so that panel ids stay unique, every target uses the
 `${datasource}` variable (no hard-coded datasource uid), and the PromQL lives in one
 readable place. Edit here, run `python3 dashboards/generate.py`, commit both.
+`python3 dashboards/generate.py ROOT` writes ROOT/dashboards/ and ROOT/docs/ instead
+(integration/tests/dashboards_json.rs uses that to check the committed files are current).
 """
 import json
 import pathlib
+import sys
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
@@ -112,10 +115,10 @@ transfer = dashboard(
         panel("Hash failures and banned peers", "Pieces that failed their SHA-1 check, and peer addresses banned for sending them (totals since the client started).",
               [("sum by (instance) (kpbt_client_hash_failures_total)", "{{instance}} hash failures"),
                ("sum by (instance) (kpbt_client_peers_banned_total)", "{{instance}} banned")]),
-        panel("Client-sampled rates", "Download and upload rates as each client measures them over its last one-second sample (no scrape-interval smoothing).",
-              [("sum by (instance, torrent) (kpbt_client_download_rate_bytes)", "{{instance}} {{torrent}} down"),
-               ("sum by (instance, torrent) (kpbt_client_upload_rate_bytes)", "{{instance}} {{torrent}} up")],
-              unit="Bps"),
+        panel("Data moved", "Payload bytes downloaded and uploaded over the last hour, per client and torrent (rates are rate() of these counters; the client exports no rate gauges).",
+              [("sum by (instance, torrent) (increase(kpbt_client_downloaded_bytes_total[1h]))", "{{instance}} {{torrent}} down"),
+               ("sum by (instance, torrent) (increase(kpbt_client_uploaded_bytes_total[1h]))", "{{instance}} {{torrent}} up")],
+              unit="bytes"),
         panel("Pieces left", "Pieces not yet verified on disk, per client and torrent (0 once seeding).",
               [("sum by (instance, torrent) (kpbt_client_pieces - kpbt_client_pieces_have)", "{{instance}} {{torrent}}")]),
     ],
@@ -124,8 +127,6 @@ transfer = dashboard(
 CLIENT_METRICS = [
     ("kpbt_client_downloaded_bytes_total", "counter", "verified payload bytes downloaded this session"),
     ("kpbt_client_uploaded_bytes_total", "counter", "payload bytes sent to peers this session"),
-    ("kpbt_client_download_rate_bytes", "gauge", "bytes/s downloaded over the last one-second sample"),
-    ("kpbt_client_upload_rate_bytes", "gauge", "bytes/s uploaded over the last one-second sample"),
     ("kpbt_client_peers", "gauge", "open peer connections"),
     ("kpbt_client_pieces", "gauge", "pieces in the torrent"),
     ("kpbt_client_pieces_have", "gauge", "pieces verified and on disk"),
@@ -151,7 +152,10 @@ def markdown(boards):
         "- Tracker: `GET /metrics` on its listen address (`kpbt_tracker_*`, see `tracker/src/metrics.rs`).",
         "- Client: `kpbt-client download|seed ... --metrics-listen 0.0.0.0:9100` serves `GET /metrics`",
         "  (`client/src/metrics.rs`), sampled from the torrent once a second. Every client metric has",
-        "  one label, `torrent` (the torrent's name; one torrent per process):",
+        "  one label, `torrent` (the torrent's name; one torrent per process). There are no rate",
+        "  gauges: rates are `rate()` of the `_bytes_total` counters, as Prometheus conventions ask.",
+        "  `GET /health` on the same listener answers 200 `ok` while the client runs (compose",
+        "  healthchecks probe it with `kpbt-client health URL`):",
         "",
     ]
     out += [f"  - `{name}` ({kind}): {help}" for name, kind, help in CLIENT_METRICS]
@@ -167,10 +171,12 @@ def markdown(boards):
     return "\n".join(out)
 
 
-here = pathlib.Path(__file__).parent
+root = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).parent.parent
+(root / "dashboards").mkdir(parents=True, exist_ok=True)
+(root / "docs").mkdir(parents=True, exist_ok=True)
 boards = [("swarm-health.json", swarm), ("transfer.json", transfer)]
 for name, board in boards:
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), f"duplicate panel ids in {name}"
-    (here / name).write_text(json.dumps(board, indent=2) + "\n")
-(here.parent / "docs" / "dashboards.md").write_text(markdown(boards))
+    (root / "dashboards" / name).write_text(json.dumps(board, indent=2) + "\n")
+(root / "docs" / "dashboards.md").write_text(markdown(boards))

@@ -1,16 +1,18 @@
 //! Prometheus metrics for one running torrent (`--metrics-listen ADDR`): a private
 //! registry sampled from the torrent's shared counters once a second, served as the
-//! text exposition format at `GET /metrics` by a minimal HTTP/1.x responder on tokio.
+//! text exposition format at `GET /metrics` by a minimal HTTP/1.x responder on tokio,
+//! next to `GET /health` (200 `ok` while the client runs; the compose healthchecks).
 //!
 //! Every metric carries one label, `torrent` (the torrent's name): one torrent per
-//! process, so the label set is bounded.
+//! process, so the label set is bounded. Rates are not exported: they are `rate()` of
+//! the byte counters, as Prometheus conventions ask.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use prometheus::{Encoder, Gauge, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -18,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::torrent::Shared;
 
-/// How often the shared counters are copied into the registry (and rates computed).
+/// How often the shared counters are copied into the registry.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Largest request head accepted; scrapers send a few hundred bytes.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -30,8 +32,6 @@ pub(crate) struct ClientMetrics {
     registry: Registry,
     downloaded: IntCounter,
     uploaded: IntCounter,
-    download_rate: Gauge,
-    upload_rate: Gauge,
     peers: IntGauge,
     pieces: IntGauge,
     pieces_have: IntGauge,
@@ -61,16 +61,6 @@ impl ClientMetrics {
                 IntCounter,
                 "kpbt_client_uploaded_bytes_total",
                 "Payload bytes sent to peers this session"
-            ),
-            download_rate: reg!(
-                Gauge,
-                "kpbt_client_download_rate_bytes",
-                "Verified payload bytes downloaded per second over the last sample"
-            ),
-            upload_rate: reg!(
-                Gauge,
-                "kpbt_client_upload_rate_bytes",
-                "Payload bytes uploaded per second over the last sample"
             ),
             peers: reg!(IntGauge, "kpbt_client_peers", "Open peer connections"),
             pieces: reg!(IntGauge, "kpbt_client_pieces", "Pieces in the torrent"),
@@ -157,25 +147,11 @@ pub(crate) async fn run(
     metrics.sample(&shared);
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = (
-        Instant::now(),
-        metrics.downloaded.get(),
-        metrics.uploaded.get(),
-    );
     loop {
         tokio::select! {
             // (The watch::Ref must not live across the other branches' awaits.)
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return,
-            _ = tick.tick() => {
-                metrics.sample(&shared);
-                let now = (Instant::now(), metrics.downloaded.get(), metrics.uploaded.get());
-                let secs = now.0.duration_since(last.0).as_secs_f64();
-                if secs > 0.0 {
-                    metrics.download_rate.set(now.1.saturating_sub(last.1) as f64 / secs);
-                    metrics.upload_rate.set(now.2.saturating_sub(last.2) as f64 / secs);
-                }
-                last = now;
-            }
+            _ = tick.tick() => metrics.sample(&shared),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let metrics = metrics.clone();
@@ -195,7 +171,12 @@ pub(crate) async fn run(
     }
 }
 
-/// Answers one request: `GET /metrics` (or `HEAD`) gets the exposition, anything else 404/405.
+/// What `GET /` says, and the body of a 404: the endpoints there are.
+const INDEX: &[u8] =
+    b"kpbt-client\n/metrics  Prometheus metrics\n/health   ok (200) while the client runs\n";
+
+/// Answers one request: `GET`/`HEAD` of `/metrics` (the exposition), `/health` (`ok`)
+/// or `/` (the endpoint list); other methods get 405, other paths 404.
 async fn respond(
     mut stream: TcpStream,
     metrics: &ClientMetrics,
@@ -237,19 +218,22 @@ async fn respond(
                 metrics.render(),
             )
         }
-        (_, "/metrics") => (
+        ("GET" | "HEAD", "/health") => ("200 OK", "text/plain; charset=utf-8", b"ok\n".to_vec()),
+        ("GET" | "HEAD", "/") => ("200 OK", "text/plain; charset=utf-8", INDEX.to_vec()),
+        (_, "/metrics" | "/health" | "/") => (
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",
-            b"only GET\n".to_vec(),
+            b"only GET and HEAD\n".to_vec(),
         ),
-        _ => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            b"metrics are at /metrics\n".to_vec(),
-        ),
+        _ => ("404 Not Found", "text/plain; charset=utf-8", INDEX.to_vec()),
+    };
+    let allow = if status.starts_with("405") {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
     };
     let header = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(header.as_bytes()).await?;
@@ -270,6 +254,17 @@ mod tests {
     fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
         let (status, body) = kpbt_testkit::http_get(addr, path, Duration::from_secs(5))?;
         Ok((status, String::from_utf8(body).expect("UTF-8 exposition")))
+    }
+
+    /// Sends `request` as is and returns the whole reply.
+    fn raw(addr: SocketAddr, request: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,11 +305,44 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kpbt_client_downloaded_bytes_total{torrent=\"p.bin\"} 0\n"));
-        let (status, _) = tokio::task::spawn_blocking(move || get(addr, "/"))
+        // The rates are rate() of the byte counters, not gauges of their own.
+        assert!(!text.contains("_rate"), "{text}");
+        let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/health"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            body.contains("/metrics") && body.contains("/health"),
+            "{body}"
+        );
+        let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/nope"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(status, 404);
+        assert!(
+            body.contains("/metrics") && body.contains("/health"),
+            "{body}"
+        );
+        let reply = tokio::task::spawn_blocking(move || raw(addr, "POST /health HTTP/1.1\r\n\r\n"))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 405 "), "{reply}");
+        assert!(reply.contains("\r\nAllow: GET, HEAD\r\n"), "{reply}");
+        let reply = tokio::task::spawn_blocking(move || raw(addr, "HEAD /health HTTP/1.1\r\n\r\n"))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        assert!(
+            reply.contains("\r\nContent-Length: 3\r\n") && reply.ends_with("\r\n\r\n"),
+            "{reply}"
+        );
 
         // A second client cannot take the same metrics address: start fails, naming it.
         let other = tempfile::tempdir().unwrap();
@@ -341,8 +369,6 @@ mod tests {
         for name in [
             "kpbt_client_downloaded_bytes_total",
             "kpbt_client_uploaded_bytes_total",
-            "kpbt_client_download_rate_bytes",
-            "kpbt_client_upload_rate_bytes",
             "kpbt_client_peers",
             "kpbt_client_pieces",
             "kpbt_client_pieces_have",
@@ -355,6 +381,7 @@ mod tests {
                 "{name} missing in:\n{text}"
             );
         }
+        assert_eq!(text.matches("# TYPE ").count(), 8, "{text}");
         assert!(
             text.contains("kpbt_client_downloaded_bytes_total{torrent=\"demo \\\"x\\\"\"} 5"),
             "{text}"

@@ -79,6 +79,9 @@ pub struct Config {
     /// Serve what is in `output_dir` and never write (`seed`): files are opened
     /// read-only, and missing, short or corrupt data is an error instead of a download.
     pub seed_only: bool,
+    /// Keeps running (seeding) once complete; only the progress output reads it
+    /// ("complete in X (rate), now seeding"). `download` sets it from `seed_after`.
+    pub seed_after_complete: bool,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             resume: true,
             write_mode: WriteMode::Direct,
             seed_only: false,
+            seed_after_complete: true,
         }
     }
 }
@@ -295,6 +299,8 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         shared.clone(),
         cfg.progress,
         meta.info.name.clone(),
+        cfg.seed_after_complete,
+        complete_rx.clone(),
         shutdown_rx,
     )));
     info!(%listen_addr, info_hash = %meta.info_hash, "torrent started");
@@ -413,10 +419,11 @@ impl TorrentHandle {
 /// Returns when complete (or when `stop` resolves first, with `complete == false`).
 pub async fn download(
     meta: Metainfo,
-    cfg: Config,
+    mut cfg: Config,
     seed_after: bool,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Summary, ClientError> {
+    cfg.seed_after_complete = seed_after;
     let mut h = start(meta, cfg).await?;
     tokio::pin!(stop);
     tokio::select! {

@@ -169,3 +169,58 @@ fn provisioning_points_at_the_dashboards_compose_mounts() {
         "compose has a prometheus service"
     );
 }
+
+#[test]
+fn committed_files_are_what_generate_py_writes() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let status = std::process::Command::new("python3")
+        .arg(repo().join("dashboards/generate.py"))
+        .arg(out.path())
+        .status()
+        .expect("python3 runs (apt-get install python3)");
+    assert!(status.success(), "generate.py failed: {status}");
+    for file in [
+        "dashboards/swarm-health.json",
+        "dashboards/transfer.json",
+        "docs/dashboards.md",
+    ] {
+        let committed = std::fs::read_to_string(repo().join(file)).expect("committed file");
+        let generated = std::fs::read_to_string(out.path().join(file)).expect("generated file");
+        assert!(
+            committed == generated,
+            "{file} is stale: run `python3 dashboards/generate.py` and commit the result"
+        );
+    }
+}
+
+/// Client rates are `rate()`/`increase()` of the byte counters: no rate gauges (the
+/// client exports none), no raw byte totals plotted as if they were rates.
+#[test]
+fn client_byte_counters_are_read_through_rate_or_increase() {
+    for (name, d) in dashboards() {
+        for p in d["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().unwrap_or("");
+                assert!(
+                    !expr.contains("_rate_bytes"),
+                    "{name}/{}: {expr} reads a removed rate gauge",
+                    p["title"]
+                );
+                for (at, _) in expr.match_indices("kpbt_client_") {
+                    let metric: String = expr[at..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if metric.ends_with("_bytes_total") {
+                        let before = expr[..at].trim_end();
+                        assert!(
+                            before.ends_with("rate(") || before.ends_with("increase("),
+                            "{name}/{}: {metric} outside rate()/increase() in {expr}",
+                            p["title"]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -317,6 +317,22 @@ fn every_dashboard_query_has_data_in_a_real_prometheus() {
         &format!("increase(kpbt_client_downloaded_bytes_total{{{leech}}}[2m])"),
         |v| v > 0.0,
     );
+    // The rates come from rate() of the byte counters (the client exports no rate
+    // gauges): the transfer shows up in the leecher's download rate as the dashboard
+    // asks it. (The leecher, scraped at zero first; the seeder may be first scraped
+    // after the fast loopback transfer, its upload counter then never moves.)
+    prom.wait_for(
+        "leecher's download rate from its counter",
+        &format!(
+            "max_over_time(sum by (instance, torrent) (rate(kpbt_client_downloaded_bytes_total{{{leech}}}[{RATE_WINDOW}]))[5m:1s])"
+        ),
+        |v| v > 0.0,
+    );
+    prom.wait_for(
+        "leecher's data moved",
+        &format!("sum by (instance, torrent) (increase(kpbt_client_downloaded_bytes_total{{{leech}}}[1h]))"),
+        |v| v >= PAYLOAD_LEN as f64,
+    );
     prom.wait_for(
         "torrent label",
         &format!("count(kpbt_client_peers{{torrent=\"{name}\"}})"),
