@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the kpbt/tracker and kpbt/client images from static binaries built here, with no
-# base image to pull (FROM scratch). Tags: kpbt/tracker:dev, kpbt/client:dev.
+# base image to pull (FROM scratch). Tags: kpbt/tracker:TAG, kpbt/client:TAG, where TAG is
+# $KPBT_IMAGE_TAG (default dev; docker/compose.yml reads the same variable), so several
+# checkouts on one engine need not overwrite each other's images.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 context=$(mktemp -d); trap 'rm -rf "$context"' EXIT
@@ -9,8 +11,9 @@ context=$(mktemp -d); trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/rootfs/data" "$context/rootfs/tmp"
 chmod 1777 "$context/rootfs/tmp"
 cp "$here/Dockerfile.local" "$context/Dockerfile"
+tag=${KPBT_IMAGE_TAG:-dev}
 for image in tracker client; do
-  docker build --quiet --target "$image" -t "kpbt/$image:dev" "$context" >/dev/null
-  size=$(docker image inspect -f '{{.Size}}' "kpbt/$image:dev")
-  echo "built kpbt/$image:dev ($((size / 1024 / 1024)) MiB)"
+  docker build --quiet --target "$image" -t "kpbt/$image:$tag" "$context" >/dev/null
+  size=$(docker image inspect -f '{{.Size}}' "kpbt/$image:$tag")
+  echo "built kpbt/$image:$tag ($((size / 1024 / 1024)) MiB)"
 done

@@ -274,11 +274,20 @@ async fn tracker_stats_and_metrics_match_the_swarm() {
                 metric(&m, name)
             );
         }
-        let announces = metric(&m, "kpbt_tracker_announces_total").unwrap_or(0.0);
+        // Clients keep announcing, so the two views are read at different moments: the
+        // /stats figure read before /metrics can only be smaller or equal, the one read
+        // after only larger or equal. Both fields must exist.
+        let announces = metric(&m, "kpbt_tracker_announces_total")
+            .ok_or_else(|| anyhow::anyhow!("no kpbt_tracker_announces_total in\n{m}"))?;
+        let before = s["announces"]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("/stats has no announces: {s}"))?;
+        let after = swarm.stats().await?["announces"]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("/stats has no announces"))?;
         ensure!(
-            announces >= 9.0 && Some(announces) == s["announces"].as_f64().or(Some(announces)),
-            "announces: metrics {announces}, stats {}",
-            s["announces"]
+            announces >= 9.0 && before <= announces && announces <= after,
+            "announces: stats {before} then metrics {announces} then stats {after}"
         );
         // A leecher that stops cleanly (SIGTERM) announces `stopped`: both views drop it.
         let gone = peers.pop().expect("4 leechers");

@@ -3,10 +3,10 @@
 //! Precedence is defaults < config file < environment (`KPBT_TRACKER_*`) < flags; the
 //! binary does the last two through clap and overlays them on what this module loads.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Everything the tracker can be told. Every field has a default, so an empty file is valid;
 /// unknown keys are rejected so that a typo does not silently fall back to a default.
@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Addresses to listen on (HTTP). Several may be given, e.g. an IPv4 and an IPv6 one.
+    /// In TOML one address (`"host:port"`) or an array of them; a host name is resolved
+    /// once, when the config is loaded, to the first address it resolves to.
+    #[serde(deserialize_with = "one_or_many_addrs")]
     pub listen: Vec<SocketAddr>,
     /// `interval` sent to clients, in seconds. 1800 (30 min) is what opentracker and most
     /// public trackers send; private swarms that want faster peer discovery can lower it.
@@ -51,6 +54,10 @@ pub struct Config {
     /// Key file managed by `kpbt-tracker keys add|list|revoke` (TOML). Reloaded when it
     /// changes and on SIGHUP, like the allowlist.
     pub passkey_file: Option<PathBuf>,
+    /// The tracker's URL as users reach it (scheme, host, port, optional path prefix),
+    /// e.g. `http://tracker.example:6969`; `keys add` prints `<public_url>/announce/<key>`
+    /// so the operator has the exact URL to hand out.
+    pub public_url: Option<String>,
     /// Requests per minute each client (IPv4 address or IPv6 /64) may make on average;
     /// 0 (the default) turns rate limiting off. Behind a proxy, set `real_ip_header`
     /// first or every client shares one budget.
@@ -104,6 +111,7 @@ impl Default for Config {
             allowlist_poll_secs: 5,
             passkeys: false,
             passkey_file: None,
+            public_url: None,
             rate_limit_per_min: 0,
             rate_limit_burst: 30,
             rate_limit_max_clients: 100_000,
@@ -175,11 +183,62 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The config as TOML (for `--print-config`).
+    /// The config as TOML (for `--print-config`): every key, in declaration order, so the
+    /// output is a complete sample config. Unset optional keys are printed commented out,
+    /// with the value in effect or an example, and parse back as unset.
     pub fn to_toml(&self) -> String {
+        let mut shown = self.clone();
+        let mut unset: Vec<(&str, &str)> = Vec::new();
+        // Every `Option` field must be listed here, or it would be missing from the
+        // output when unset (the test `print_shows_every_field` catches that).
+        macro_rules! example {
+            ($($field:ident = $value:expr, $why:literal;)*) => {$(
+                if shown.$field.is_none() {
+                    shown.$field = Some($value);
+                    unset.push((stringify!($field), $why));
+                }
+            )*};
+        }
+        example! {
+            min_interval_secs = self.min_interval(), "unset: half of announce_interval_secs";
+            peer_timeout_secs = self.peer_timeout(),
+                "unset: 2 x announce_interval_secs + 300";
+            real_ip_header = "X-Forwarded-For".into(), "unset: the TCP peer address is used";
+            allowlist = "/etc/kpbt/allowlist.txt".into(), "unset: every torrent is tracked";
+            passkey_file = "/etc/kpbt/passkeys.toml".into(), "unset: no key file";
+            public_url = "http://tracker.example:6969".into(),
+                "unset: `keys add` prints the /announce/<key> path only";
+        }
         // Serializing a plain struct of strings, numbers and paths cannot fail, except for
-        // non-UTF-8 paths, which we show lossily rather than refuse to print.
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        // non-UTF-8 paths, which we report in the output rather than refuse to print.
+        let text = match toml::to_string_pretty(&shown) {
+            Ok(t) => t,
+            Err(e) => return format!("# cannot render config: {e}\n"),
+        };
+        let mut out = String::from(
+            "# kpbt-tracker config: every key with the value in effect. Commented-out keys\n\
+             # are unset; the value shown is what applies, or an example.\n\n",
+        );
+        for line in text.lines() {
+            let key = line.split(" = ").next().unwrap_or("");
+            match unset.iter().find(|(k, _)| *k == key) {
+                Some((_, why)) => {
+                    out.push_str(&format!("# {line}  # {why}\n"));
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
+    /// The announce URL for `key`: `<public_url>/announce/<key>`, or the bare path when
+    /// `public_url` is unset.
+    pub fn announce_url(&self, key: &str) -> String {
+        let base = self.public_url.as_deref().unwrap_or("");
+        format!("{}/announce/{key}", base.trim_end_matches('/'))
     }
 
     /// Checks relations between fields that serde cannot.
@@ -233,8 +292,64 @@ impl Config {
                 return bad("real_ip_header is not a valid header name");
             }
         }
+        if let Some(u) = &self.public_url {
+            let rest = u
+                .strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"));
+            let host = rest.map(|r| r.split('/').next().unwrap_or(""));
+            if host.is_none_or(str::is_empty) || u.contains(['?', '#', ' ']) {
+                return Err(ConfigError::Invalid(format!(
+                    "public_url {u:?} must be an http:// or https:// URL with a host and no \
+                     query, e.g. \"http://tracker.example:6969\""
+                )));
+            }
+        }
         Ok(())
     }
+}
+
+/// Resolves a listen address: `ip:port`, `[ipv6]:port` or `host:port` (a host name is
+/// looked up now; the first address it resolves to is used). The error names the address.
+pub fn resolve_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!(
+            "listen address {s:?} has no port; write it as host:port, e.g. \"{s}:6969\""
+        ));
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!(
+            "listen address {s:?} is not host:port (e.g. \"0.0.0.0:6969\", \"[::]:6969\", \
+             \"localhost:6969\")"
+        ));
+    }
+    match s.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("listen address {s:?}: the host name has no addresses")),
+        Err(e) => Err(format!("cannot resolve listen address {s:?}: {e}")),
+    }
+}
+
+/// `listen = "addr"` or `listen = ["addr", ...]`, each resolved by [`resolve_listen`].
+fn one_or_many_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let list = match OneOrMany::deserialize(d).map_err(|_| {
+        serde::de::Error::custom("listen must be an address string or an array of them")
+    })? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    list.iter()
+        .map(|s| resolve_listen(s).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[cfg(test)]
@@ -295,5 +410,125 @@ mod tests {
         c.max_peers_per_ip_per_torrent = 1;
         c.listen.clear();
         assert!(c.validate().is_err());
+    }
+
+    /// Every field `Config` has, from serde's own list (the "expected one of" of an
+    /// unknown-field error), so a new field cannot be forgotten here.
+    fn all_fields() -> Vec<String> {
+        let err = toml::from_str::<Config>("no_such_key = 1")
+            .unwrap_err()
+            .to_string();
+        let list = err.split("expected one of").nth(1).expect("field list");
+        let fields: Vec<String> = list
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        assert!(fields.len() >= 28, "{fields:?}");
+        fields
+    }
+
+    fn printed_keys(text: &str) -> Vec<(String, bool)> {
+        text.lines()
+            .filter_map(|l| {
+                let (commented, l) = match l.strip_prefix("# ") {
+                    Some(rest) => (true, rest),
+                    None => (false, l),
+                };
+                let key = l.split(" = ").next()?;
+                (l.contains(" = ") && !key.contains(' ')).then(|| (key.to_owned(), commented))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn print_shows_every_field_and_parses_back() {
+        let fields = all_fields();
+        let d = Config::default();
+        let text = d.to_toml();
+        let keys = printed_keys(&text);
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, fields, "printed keys, in order:\n{text}");
+        // Unset optional keys are commented out, with the value in effect.
+        assert!(
+            text.contains("\n# min_interval_secs = 900  # unset"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n# allowlist = \"/etc/kpbt/allowlist.txt\""),
+            "{text}"
+        );
+        assert!(text.contains("\nannounce_interval_secs = 1800\n"), "{text}");
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, d);
+        // Everything set: nothing commented, same keys, round trip.
+        let full = Config {
+            public_url: Some("https://t.example/tracker".into()),
+            real_ip_header: Some("X-Real-IP".into()),
+            allowlist: Some("/a".into()),
+            passkey_file: Some("/k".into()),
+            min_interval_secs: Some(60),
+            peer_timeout_secs: Some(4000),
+            ..Config::default()
+        };
+        let text = full.to_toml();
+        let keys = printed_keys(&text);
+        assert!(keys.iter().all(|(_, commented)| !commented), "{text}");
+        assert_eq!(keys.len(), fields.len());
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), full);
+    }
+
+    #[test]
+    fn listen_takes_one_address_or_many_and_host_names() {
+        let one: Config = toml::from_str("listen = \"127.0.0.1:7000\"").unwrap();
+        assert_eq!(one.listen, [SocketAddr::from(([127, 0, 0, 1], 7000))]);
+        let many: Config = toml::from_str("listen = [\"127.0.0.1:7000\", \"[::1]:7001\"]").unwrap();
+        assert_eq!(many.listen.len(), 2);
+        assert_eq!(many.listen[1], "[::1]:7001".parse().unwrap());
+        let named: Config = toml::from_str("listen = \"localhost:7002\"").unwrap();
+        assert!(named.listen[0].ip().is_loopback() && named.listen[0].port() == 7002);
+        for (text, want) in [
+            (
+                "listen = \"no-such-host.invalid:7000\"",
+                "cannot resolve listen address \"no-such-host.invalid:7000\"",
+            ),
+            ("listen = \"127.0.0.1\"", "has no port"),
+            ("listen = \"127.0.0.1:http\"", "is not host:port"),
+            ("listen = 5", "an address string or an array"),
+        ] {
+            let err = toml::from_str::<Config>(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        assert!(resolve_listen(":7000")
+            .unwrap_err()
+            .contains("not host:port"));
+    }
+
+    #[test]
+    fn public_url_is_checked_and_builds_the_announce_url() {
+        let mut c = Config::default();
+        assert_eq!(c.announce_url("K"), "/announce/K");
+        for good in [
+            "http://tracker:6969",
+            "https://t.example/x/",
+            "http://[::1]:6969",
+        ] {
+            c.public_url = Some(good.into());
+            c.validate().unwrap();
+        }
+        assert_eq!(c.announce_url("K"), "http://[::1]:6969/announce/K");
+        c.public_url = Some("https://t.example/x/".into());
+        assert_eq!(c.announce_url("K"), "https://t.example/x/announce/K");
+        for bad in [
+            "tracker:6969",
+            "http://",
+            "udp://t:1",
+            "http://t/announce?x=1",
+        ] {
+            c.public_url = Some(bad.into());
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("public_url"), "{bad}: {err}");
+        }
     }
 }

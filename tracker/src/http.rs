@@ -24,7 +24,8 @@ use crate::AppState;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/announce", web::get().to(announce))
+    cfg.route("/", web::get().to(index))
+        .route("/announce", web::get().to(announce))
         .route("/announce/{passkey}", web::get().to(announce_keyed))
         .route("/scrape", web::get().to(scrape))
         .route("/scrape/{passkey}", web::get().to(scrape_keyed))
@@ -145,12 +146,41 @@ async fn announce_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpRes
     announce_with(&req, &state, Some(key))
 }
 
+/// The request target as it may appear in logs: a passkey in the path becomes `<key>` and
+/// the query is reduced to its length. Passkeys are secrets, and queries can carry
+/// key-like parameters (`passkey=`, `key=`) from clients built for other trackers.
+pub fn loggable_target(path: &str, query: &str) -> String {
+    let mut out = match path.split_once('/').map(|(_, rest)| rest.split_once('/')) {
+        Some(Some((endpoint, _key))) if endpoint == "announce" || endpoint == "scrape" => {
+            format!("/{endpoint}/<key>")
+        }
+        _ if path.len() > 64 => {
+            let cut = (0..=64)
+                .rev()
+                .find(|&i| path.is_char_boundary(i))
+                .unwrap_or(0);
+            format!("{}…", &path[..cut])
+        }
+        _ => path.to_owned(),
+    };
+    if !query.is_empty() {
+        out.push_str(&format!("?<{} bytes>", query.len()));
+    }
+    out
+}
+
 fn announce_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
     match admit(state, req).and_then(|()| check_passkey(state, key)) {
         // The event is unknown before the query is parsed; count it under "none".
-        Err((label, text)) => fail(state, &mut body, AnnounceEvent::None, label, text),
+        Err((label, text)) => {
+            tracing::debug!(
+                request = %loggable_target(req.path(), req.query_string()),
+                "refused before the query was read"
+            );
+            fail(state, &mut body, AnnounceEvent::None, label, text)
+        }
         Ok(()) => announce_body(state, req, &mut body),
     }
     state
@@ -295,16 +325,62 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
             CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         ))
         .body(state.metrics.render())
 }
+
+/// `GET /`: what this server is, for someone who opens the bare URL in a browser.
+async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        ))
+        .body(INDEX)
+}
+
+/// The `GET /` page.
+pub const INDEX: &str = concat!(
+    "kpbt-tracker ",
+    env!("CARGO_PKG_VERSION"),
+    ": a BitTorrent tracker.\n\n",
+    "GET /announce           announce (BEP 3; /announce/<passkey> when passkeys are on)\n",
+    "GET /scrape             scrape (BEP 48; /scrape/<passkey> when passkeys are on)\n",
+    "GET /stats              totals as JSON\n",
+    "GET /metrics            Prometheus metrics\n",
+    "GET /health             \"ok\" while serving\n",
+);
 
 /// Not rate-limited: a constant answer, and load balancers probe it from one address.
 async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
         .body("ok\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_target;
+
+    #[test]
+    fn logged_targets_hide_keys_and_queries() {
+        let key = "AbCdEfGhIjKlMnOpQrStUvWxYz012345";
+        for (path, query, want) in [
+            (
+                format!("/announce/{key}"),
+                "info_hash=x&passkey=y",
+                "/announce/<key>?<21 bytes>",
+            ),
+            (format!("/scrape/{key}/more"), "", "/scrape/<key>"),
+            ("/announce".into(), "k=v", "/announce?<3 bytes>"),
+            ("/stats".into(), "", "/stats"),
+        ] {
+            assert_eq!(loggable_target(&path, query), want);
+        }
+        let long = format!("/{}", "é".repeat(40));
+        assert!(loggable_target(&long, "").ends_with('…'));
+    }
 }
 
 #[derive(serde::Serialize)]

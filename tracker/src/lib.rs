@@ -8,7 +8,8 @@
 //! Modules: [`config`] (settings), [`store`] (all swarm state), [`http`] (handlers),
 //! [`metrics`] (Prometheus), [`reload`] (watched files), [`allowlist`] (torrent filter),
 //! [`passkeys`] (per-user access keys), [`ratelimit`] (per-client request budget),
-//! [`background`] (a tracker on its own thread, for embedding and tests).
+//! [`background`] (a tracker on its own thread, for embedding and tests), [`probe`] (the
+//! `health` subcommand's HTTP check).
 
 pub mod allowlist;
 pub mod background;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod passkeys;
 mod peers;
+pub mod probe;
 pub mod ratelimit;
 pub mod reload;
 pub mod store;

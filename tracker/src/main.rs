@@ -1,85 +1,148 @@
-//! `kpbt-tracker` binary: command line and environment on top of the library's config, and
-//! the `keys` subcommands that manage the passkey file.
+//! `kpbt-tracker` binary: command line and environment on top of the library's config, the
+//! `keys` subcommands that manage the passkey file, and the `health` probe.
+//!
+//! Flags are `Option`s so that only what the user gave overrides the config file; the
+//! defaults `--help` shows are filled in from `Config::default()` when the command is built
+//! ([`command`]), and a value that came from such a default is never overlaid.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use kpbt_tracker::passkeys::{KeyFile, PasskeyError};
-use kpbt_tracker::Config;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use kpbt_tracker::passkeys::{KeyEntry, KeyFile, PasskeyError};
+use kpbt_tracker::{probe, Config};
+
+const LISTENING: &str = "Listening";
+const REPLIES: &str = "Announce replies";
+const SWARMS: &str = "Peers and swarms";
+const LIMITS: &str = "Request limits";
+const ACCESS: &str = "Access control";
+const FILES: &str = "Config file and logging";
 
 /// HTTP BitTorrent tracker for private swarms.
 ///
 /// Settings come from defaults, then --config FILE (TOML), then KPBT_TRACKER_* environment
-/// variables, then flags. `--print-config` shows the result.
+/// variables, then flags. `--print-config` prints every key with the value in effect, a
+/// complete sample config file.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
-    /// TOML config file (see `--print-config` for every key).
-    #[arg(long, env = "KPBT_TRACKER_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// Passkey file (TOML; managed with `kpbt-tracker keys ...`).
-    #[arg(long, env = "KPBT_TRACKER_PASSKEY_FILE", global = true)]
-    passkey_file: Option<PathBuf>,
-    /// Require a passkey in announce/scrape URLs (needs a passkey file).
-    #[arg(long, env = "KPBT_TRACKER_PASSKEYS")]
-    passkeys: Option<bool>,
-    /// Requests per minute per client (0 = no rate limit).
-    #[arg(long, env = "KPBT_TRACKER_RATE_LIMIT_PER_MIN")]
-    rate_limit_per_min: Option<u32>,
-    /// Most peers one IP address may hold in one swarm.
-    #[arg(long, env = "KPBT_TRACKER_MAX_PEERS_PER_IP_PER_TORRENT")]
-    max_peers_per_ip_per_torrent: Option<usize>,
-    /// Address to listen on; repeat (or comma-separate) for several.
-    #[arg(long, env = "KPBT_TRACKER_LISTEN", value_delimiter = ',')]
+    /// Address to listen on (ip:port or host:port); repeat or comma-separate for several.
+    #[arg(long, value_name = "ADDR", env = "KPBT_TRACKER_LISTEN", value_delimiter = ',',
+          value_parser = parse_listen, help_heading = LISTENING)]
     listen: Vec<SocketAddr>,
-    /// Announce interval sent to clients, seconds.
-    #[arg(long, env = "KPBT_TRACKER_ANNOUNCE_INTERVAL")]
-    announce_interval: Option<u32>,
-    /// Min interval sent to clients, seconds.
-    #[arg(long, env = "KPBT_TRACKER_MIN_INTERVAL")]
-    min_interval: Option<u32>,
-    /// Drop peers not heard from for this long, seconds.
-    #[arg(long, env = "KPBT_TRACKER_PEER_TIMEOUT")]
-    peer_timeout: Option<u32>,
-    /// How often to reap timed-out peers, seconds.
-    #[arg(long, env = "KPBT_TRACKER_REAP_INTERVAL")]
-    reap_interval: Option<u32>,
-    #[arg(long, env = "KPBT_TRACKER_NUMWANT_DEFAULT")]
-    numwant_default: Option<u32>,
-    #[arg(long, env = "KPBT_TRACKER_NUMWANT_MAX")]
-    numwant_max: Option<u32>,
-    #[arg(long, env = "KPBT_TRACKER_MAX_TORRENTS")]
-    max_torrents: Option<usize>,
-    #[arg(long, env = "KPBT_TRACKER_MAX_PEERS_PER_TORRENT")]
-    max_peers_per_torrent: Option<usize>,
-    /// Trust the client's `ip` parameter.
-    #[arg(long, env = "KPBT_TRACKER_HONOR_IP_PARAM")]
-    honor_ip_param: Option<bool>,
-    /// Take the client address from this header (behind a reverse proxy only).
-    #[arg(long, env = "KPBT_TRACKER_REAL_IP_HEADER")]
-    real_ip_header: Option<String>,
-    /// File of allowed info hashes (hex, one a line).
-    #[arg(long, env = "KPBT_TRACKER_ALLOWLIST")]
-    allowlist: Option<PathBuf>,
-    #[arg(long, env = "KPBT_TRACKER_MAX_QUERY_LEN")]
-    max_query_len: Option<usize>,
     /// HTTP worker threads (0 = one per CPU).
-    #[arg(long, env = "KPBT_TRACKER_WORKERS")]
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_WORKERS", help_heading = LISTENING)]
     workers: Option<usize>,
+    /// Close idle keep-alive connections after this many seconds (0 = no keep-alive).
+    #[arg(long, value_name = "SECS", env = "KPBT_TRACKER_KEEP_ALIVE", help_heading = LISTENING)]
+    keep_alive: Option<u64>,
+    /// A request head must arrive within this many milliseconds, else 408 and close.
+    #[arg(long, value_name = "MS", env = "KPBT_TRACKER_CLIENT_REQUEST_TIMEOUT", help_heading = LISTENING)]
+    client_request_timeout: Option<u64>,
+    /// After a response, how long a client gets to close before it is dropped, ms.
+    #[arg(long, value_name = "MS", env = "KPBT_TRACKER_CLIENT_DISCONNECT_TIMEOUT", help_heading = LISTENING)]
+    client_disconnect_timeout: Option<u64>,
+    /// Most concurrent connections per worker; more wait in the listen backlog.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_MAX_CONNECTIONS_PER_WORKER", help_heading = LISTENING)]
+    max_connections_per_worker: Option<usize>,
+
+    /// Announce interval sent to clients, seconds.
+    #[arg(long, value_name = "SECS", env = "KPBT_TRACKER_ANNOUNCE_INTERVAL", help_heading = REPLIES)]
+    announce_interval: Option<u32>,
+    /// Min interval sent to clients, seconds [default: half the announce interval].
+    #[arg(long, value_name = "SECS", env = "KPBT_TRACKER_MIN_INTERVAL", help_heading = REPLIES)]
+    min_interval: Option<u32>,
+    /// Peers returned when the client sends no `numwant`.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_NUMWANT_DEFAULT", help_heading = REPLIES)]
+    numwant_default: Option<u32>,
+    /// Most peers returned, whatever the client asks for.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_NUMWANT_MAX", help_heading = REPLIES)]
+    numwant_max: Option<u32>,
+
+    /// Drop peers not heard from for this long, seconds [default: 2 x announce interval +
+    /// 300].
+    #[arg(long, value_name = "SECS", env = "KPBT_TRACKER_PEER_TIMEOUT", help_heading = SWARMS)]
+    peer_timeout: Option<u32>,
+    /// How often to drop timed-out peers, seconds.
+    #[arg(long, value_name = "SECS", env = "KPBT_TRACKER_REAP_INTERVAL", help_heading = SWARMS)]
+    reap_interval: Option<u32>,
+    /// Most torrents tracked at once; announces for new ones beyond it fail.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_MAX_TORRENTS", help_heading = SWARMS)]
+    max_torrents: Option<usize>,
+    /// Most peers per torrent; new peers beyond it fail.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_MAX_PEERS_PER_TORRENT", help_heading = SWARMS)]
+    max_peers_per_torrent: Option<usize>,
+    /// Most peers one IP address may hold in one swarm (loopback is exempt).
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_MAX_PEERS_PER_IP_PER_TORRENT", help_heading = SWARMS)]
+    max_peers_per_ip_per_torrent: Option<usize>,
+
+    /// Longest accepted announce/scrape query string, bytes.
+    #[arg(long, value_name = "BYTES", env = "KPBT_TRACKER_MAX_QUERY_LEN", help_heading = LIMITS)]
+    max_query_len: Option<usize>,
+    /// Largest total size of request headers, bytes.
+    #[arg(long, value_name = "BYTES", env = "KPBT_TRACKER_MAX_HEADER_BYTES", help_heading = LIMITS)]
+    max_header_bytes: Option<usize>,
+    /// Most info hashes in one scrape.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_MAX_SCRAPE_HASHES", help_heading = LIMITS)]
+    max_scrape_hashes: Option<usize>,
+    /// Requests per minute per client (IPv4 address or IPv6 /64); 0 = no rate limit.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_RATE_LIMIT_PER_MIN", help_heading = LIMITS)]
+    rate_limit_per_min: Option<u32>,
+    /// Requests a client may make in a burst after being idle.
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_RATE_LIMIT_BURST", help_heading = LIMITS)]
+    rate_limit_burst: Option<u32>,
+    /// Most clients the rate limiter tracks at once (~64 bytes each).
+    #[arg(long, value_name = "N", env = "KPBT_TRACKER_RATE_LIMIT_MAX_CLIENTS", help_heading = LIMITS)]
+    rate_limit_max_clients: Option<usize>,
+
+    /// Require a passkey in announce/scrape URLs (needs a passkey file).
+    #[arg(long, value_name = "BOOL", env = "KPBT_TRACKER_PASSKEYS", help_heading = ACCESS)]
+    passkeys: Option<bool>,
+    /// Passkey file (TOML; managed with `kpbt-tracker keys ...`) [default: none].
+    #[arg(long, value_name = "FILE", env = "KPBT_TRACKER_PASSKEY_FILE", global = true, help_heading = ACCESS)]
+    passkey_file: Option<PathBuf>,
+    /// The tracker's URL as users reach it, e.g. http://tracker.example:6969; `keys add`
+    /// prints the full announce URL with it [default: none].
+    #[arg(long, visible_alias = "announce-url", value_name = "URL", env = "KPBT_TRACKER_PUBLIC_URL",
+          global = true, help_heading = ACCESS)]
+    public_url: Option<String>,
+    /// File of allowed info hashes (hex, one a line); unset = every torrent [default: none].
+    #[arg(long, value_name = "FILE", env = "KPBT_TRACKER_ALLOWLIST", help_heading = ACCESS)]
+    allowlist: Option<PathBuf>,
+    /// How often the allowlist and passkey files are checked for changes, seconds.
+    #[arg(long, value_name = "SECS", env = "KPBT_TRACKER_ALLOWLIST_POLL", help_heading = ACCESS)]
+    allowlist_poll: Option<u32>,
+    /// Trust the client's `ip` parameter (lets a client point a swarm at any host).
+    #[arg(long, value_name = "BOOL", env = "KPBT_TRACKER_HONOR_IP_PARAM", help_heading = ACCESS)]
+    honor_ip_param: Option<bool>,
+    /// Take the client address from this header (behind your own reverse proxy only)
+    /// [default: none].
+    #[arg(long, value_name = "HEADER", env = "KPBT_TRACKER_REAL_IP_HEADER", help_heading = ACCESS)]
+    real_ip_header: Option<String>,
+
+    /// TOML config file (see `--print-config` for every key).
+    #[arg(long, value_name = "FILE", env = "KPBT_TRACKER_CONFIG", global = true, help_heading = FILES)]
+    config: Option<PathBuf>,
+    /// Print the effective config as TOML (every key) and exit.
+    #[arg(long, help_heading = FILES)]
+    print_config: bool,
     /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `kpbt_tracker=debug`.
     /// actix's per-connection parse errors are off by default: any client could flood
-    /// the log with them.
+    /// the log with them. Colour only when stderr is a terminal and NO_COLOR is unset.
     #[arg(
         long,
         env = "KPBT_TRACKER_LOG",
-        default_value = "info,actix_http::h1::dispatcher=off"
+        value_name = "FILTER",
+        default_value = "info,actix_http::h1::dispatcher=off",
+        help_heading = FILES
     )]
     log: String,
-    /// Print the effective config as TOML and exit.
-    #[arg(long)]
-    print_config: bool,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -93,67 +156,228 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Check that a tracker answers: GET URL, exit 0 on HTTP 2xx within 2 s, else print
+    /// why and exit 1. For container health checks (the image has no shell or curl).
+    Health {
+        /// The health endpoint to probe.
+        #[arg(default_value = probe::DEFAULT_URL)]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysAction {
-    /// Generate a new random 32-character key and print it.
+    /// Generate a new random 32-character key; print it and the announce URL to hand out
+    /// (set `--public-url` or `public_url` for the full URL). Creates the file (mode 0600).
     Add {
         /// Who or what the key is for (shown by `list`).
         #[arg(long)]
         note: Option<String>,
     },
-    /// Print every key: key, status, created (unix seconds), note.
+    /// Print every key: key, status, created and revoked times (UTC), note.
     List,
     /// Revoke a key; announces with it are refused from the next reload on.
-    Revoke { key: String },
+    Revoke {
+        /// The key, or the announce URL that contains it.
+        key: String,
+    },
+}
+
+/// Defaults shown by `--help`, taken from `Config::default()` (the one place they live),
+/// keyed by argument id. Flags for optional keys with a computed or no default say so in
+/// their help instead.
+fn defaults() -> Vec<(&'static str, String)> {
+    let d = Config::default();
+    let listen: Vec<String> = d.listen.iter().map(ToString::to_string).collect();
+    vec![
+        ("listen", listen.join(",")),
+        ("workers", d.workers.to_string()),
+        ("keep_alive", d.keep_alive_secs.to_string()),
+        (
+            "client_request_timeout",
+            d.client_request_timeout_ms.to_string(),
+        ),
+        (
+            "client_disconnect_timeout",
+            d.client_disconnect_timeout_ms.to_string(),
+        ),
+        (
+            "max_connections_per_worker",
+            d.max_connections_per_worker.to_string(),
+        ),
+        ("announce_interval", d.announce_interval_secs.to_string()),
+        ("numwant_default", d.numwant_default.to_string()),
+        ("numwant_max", d.numwant_max.to_string()),
+        ("reap_interval", d.reap_interval_secs.to_string()),
+        ("max_torrents", d.max_torrents.to_string()),
+        ("max_peers_per_torrent", d.max_peers_per_torrent.to_string()),
+        (
+            "max_peers_per_ip_per_torrent",
+            d.max_peers_per_ip_per_torrent.to_string(),
+        ),
+        ("max_query_len", d.max_query_len.to_string()),
+        ("max_header_bytes", d.max_header_bytes.to_string()),
+        ("max_scrape_hashes", d.max_scrape_hashes.to_string()),
+        ("rate_limit_per_min", d.rate_limit_per_min.to_string()),
+        ("rate_limit_burst", d.rate_limit_burst.to_string()),
+        (
+            "rate_limit_max_clients",
+            d.rate_limit_max_clients.to_string(),
+        ),
+        ("passkeys", d.passkeys.to_string()),
+        ("allowlist_poll", d.allowlist_poll_secs.to_string()),
+        ("honor_ip_param", d.honor_ip_param.to_string()),
+    ]
+}
+
+/// The clap command with the defaults filled in. Every argument is visited in declaration
+/// order because `mut_arg` moves the argument to the end, and `--help` orders its headings
+/// by where their first argument sits.
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let ids: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect();
+    let mut defaults = defaults();
+    ids.iter().fold(cmd, |cmd, id| {
+        let default = defaults
+            .iter()
+            .position(|(d, _)| d == id)
+            .map(|i| defaults.swap_remove(i).1);
+        cmd.mut_arg(id, |a| match default {
+            Some(v) => a.default_value(v),
+            None => a,
+        })
+    })
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    kpbt_tracker::config::resolve_listen(s)
 }
 
 impl Cli {
-    fn into_config(self) -> anyhow::Result<Config> {
+    /// Defaults < file < env < flags. `m` tells which values the user gave: those filled
+    /// in from [`defaults`] must not override the config file.
+    fn into_config(self, m: &ArgMatches) -> anyhow::Result<Config> {
+        let given = |id: &str| {
+            matches!(
+                m.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if !self.listen.is_empty() {
+        if given("listen") {
             c.listen = self.listen;
         }
         macro_rules! overlay {
             ($($flag:ident => $field:ident),* $(,)?) => {
-                $( if let Some(v) = self.$flag { c.$field = v; } )*
+                $( if let (true, Some(v)) = (given(stringify!($flag)), self.$flag) {
+                    c.$field = v;
+                } )*
             };
         }
         overlay!(
+            workers => workers,
+            keep_alive => keep_alive_secs,
+            client_request_timeout => client_request_timeout_ms,
+            client_disconnect_timeout => client_disconnect_timeout_ms,
+            max_connections_per_worker => max_connections_per_worker,
             announce_interval => announce_interval_secs,
-            reap_interval => reap_interval_secs,
             numwant_default => numwant_default,
             numwant_max => numwant_max,
+            reap_interval => reap_interval_secs,
             max_torrents => max_torrents,
             max_peers_per_torrent => max_peers_per_torrent,
-            honor_ip_param => honor_ip_param,
-            max_query_len => max_query_len,
-            workers => workers,
-            passkeys => passkeys,
-            rate_limit_per_min => rate_limit_per_min,
             max_peers_per_ip_per_torrent => max_peers_per_ip_per_torrent,
+            max_query_len => max_query_len,
+            max_header_bytes => max_header_bytes,
+            max_scrape_hashes => max_scrape_hashes,
+            rate_limit_per_min => rate_limit_per_min,
+            rate_limit_burst => rate_limit_burst,
+            rate_limit_max_clients => rate_limit_max_clients,
+            passkeys => passkeys,
+            allowlist_poll => allowlist_poll_secs,
+            honor_ip_param => honor_ip_param,
         );
-        if self.passkey_file.is_some() {
-            c.passkey_file = self.passkey_file;
+        // Keys with no default: present only when given.
+        macro_rules! overlay_optional {
+            ($($flag:ident => $field:ident),* $(,)?) => {
+                $( if self.$flag.is_some() { c.$field = self.$flag; } )*
+            };
         }
-        if self.min_interval.is_some() {
-            c.min_interval_secs = self.min_interval;
-        }
-        if self.peer_timeout.is_some() {
-            c.peer_timeout_secs = self.peer_timeout;
-        }
-        if self.real_ip_header.is_some() {
-            c.real_ip_header = self.real_ip_header;
-        }
-        if self.allowlist.is_some() {
-            c.allowlist = self.allowlist;
-        }
+        overlay_optional!(
+            min_interval => min_interval_secs,
+            peer_timeout => peer_timeout_secs,
+            passkey_file => passkey_file,
+            public_url => public_url,
+            allowlist => allowlist,
+            real_ip_header => real_ip_header,
+        );
         c.validate()?;
         Ok(c)
+    }
+}
+
+/// `secs` since the Unix epoch as RFC 3339 UTC, e.g. `2026-12-01T09:24:38Z`.
+fn utc_rfc3339(secs: u64) -> String {
+    // Days to civil date: Howard Hinnant's `civil_from_days` (proleptic Gregorian).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// The `keys list` table: a header, then one row per key, columns two spaces apart.
+fn key_table(keys: &[KeyEntry]) -> String {
+    let mut out = format!(
+        "{:<32}  {:<7}  {:<20}  {:<20}  NOTE\n",
+        "KEY", "STATUS", "CREATED", "REVOKED"
+    );
+    for e in keys {
+        let status = if e.revoked.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        let revoked = e.revoked.map_or_else(|| "-".to_owned(), utc_rfc3339);
+        let note = e.note.as_deref().unwrap_or("").replace(['\n', '\t'], " ");
+        let row = format!(
+            "{:<32}  {status:<7}  {:<20}  {revoked:<20}  {note}",
+            e.key,
+            utc_rfc3339(e.created)
+        );
+        out.push_str(row.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `revoke` takes the key or an announce/scrape URL that ends in it.
+fn key_argument(arg: &str) -> &str {
+    let no_query = arg.split(['?', '#']).next().unwrap_or(arg);
+    match no_query
+        .rsplit_once("/announce/")
+        .or_else(|| no_query.rsplit_once("/scrape/"))
+    {
+        Some((_, key)) => key.trim_end_matches('/'),
+        None => arg,
     }
 }
 
@@ -163,50 +387,108 @@ fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     let path = config.passkey_file.as_deref().context(
         "no passkey file: give --passkey-file FILE or set passkey_file in the --config file",
     )?;
-    let mut file = KeyFile::read(path)?;
+    let reload_note = format!(
+        "a running tracker picks the change up within {} s (allowlist_poll_secs), or at \
+         once on SIGHUP",
+        config.allowlist_poll_secs
+    );
     match action {
         KeysAction::Add { note } => {
+            let mut file = KeyFile::read(path)?;
             let key = file.add(note);
             file.write(path)?;
-            println!("{key}");
+            println!("key           {key}");
+            let url = config.announce_url(key.as_str());
+            if config.public_url.is_some() {
+                println!("announce URL  {url}");
+            } else {
+                println!("announce path {url}");
+                eprintln!(
+                    "note: hand out the tracker's URL followed by this path, e.g. \
+                     http://HOST:6969{url}; set public_url in the config (or --public-url \
+                     http://HOST:PORT) to have the full URL printed"
+                );
+            }
+            eprintln!("added to {}; {reload_note}", path.display());
         }
         KeysAction::List => {
-            for e in &file.keys {
-                let status = if e.revoked.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
-                let note = e.note.as_deref().unwrap_or("").replace(['\n', '\t'], " ");
-                println!("{}\t{status}\t{}\t{note}", e.key, e.created);
+            let file = KeyFile::read_existing(path)?;
+            print!("{}", key_table(&file.keys));
+            if file.keys.is_empty() {
+                eprintln!(
+                    "no keys in {}; add one with `kpbt-tracker keys add`",
+                    path.display()
+                );
             }
         }
         KeysAction::Revoke { key } => {
-            match file.revoke(&key) {
+            let key = key_argument(&key);
+            let mut file = KeyFile::read_existing(path)?;
+            match file.revoke(key) {
                 Ok(()) => {}
-                Err(PasskeyError::NoSuchKey) => anyhow::bail!("no such key in {}", path.display()),
+                Err(PasskeyError::NoSuchKey) => anyhow::bail!(
+                    "no such key in {} (`kpbt-tracker keys list` shows them)",
+                    path.display()
+                ),
+                Err(PasskeyError::AlreadyRevoked) => {
+                    anyhow::bail!("key {key} in {} is already revoked", path.display())
+                }
                 Err(e) => return Err(e.into()),
             }
             file.write(path)?;
             println!("revoked {key}");
+            eprintln!("{reload_note}");
         }
     }
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::parse();
+/// An error and its causes on one line, each cause once: our error types often include
+/// their source's text in their own message, which a plain chain would repeat.
+fn report(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+/// Colour only on a terminal, and never when NO_COLOR is set to anything non-empty
+/// (<https://no-color.org>).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
+}
+
+fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
+    let mut cli = cli;
     let command = cli.command.take();
+    if let Some(Command::Health { url }) = &command {
+        // Before the config: a probe must not depend on the tracker's settings.
+        let status = probe::check(url)?;
+        println!("ok: {url} answered HTTP {status}");
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .with_context(|| format!("bad --log filter {:?}", cli.log))?;
-    // Logs go to stderr (stdout is for --print-config); colours only on a terminal.
+    // Logs go to stderr (stdout is for --print-config and `keys`).
+    let colour = use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .init();
     let print = cli.print_config;
-    let config = cli.into_config()?;
+    let config = cli.into_config(matches)?;
     if let Some(Command::Keys { action }) = command {
         return keys(&config, action);
     }
@@ -214,7 +496,113 @@ fn main() -> anyhow::Result<()> {
         print!("{}", config.to_toml());
         return Ok(());
     }
-    actix_web::rt::System::new()
-        .block_on(kpbt_tracker::run(config))
-        .context("tracker failed")
+    actix_web::rt::System::new().block_on(kpbt_tracker::run(config))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let matches = command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli, &matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A user error: the message once, no backtrace (anyhow's Debug would print one
+        // under RUST_BACKTRACE=1), and no "Caused by" repeating it.
+        Err(e) => {
+            eprintln!("kpbt-tracker: error: {}", report(&e).trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_is_described_and_defaults_match_config() {
+        let cmd = command();
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            assert!(a.get_help().is_some(), "--{id} has no description");
+            assert!(a.get_help_heading().is_some(), "--{id} has no heading");
+        }
+        // A default for every flag that overlays a config key with one.
+        let with_default: Vec<&str> = cmd
+            .get_arguments()
+            .filter(|a| !a.get_default_values().is_empty())
+            .map(|a| a.get_id().as_str())
+            .collect();
+        for (id, _) in defaults() {
+            assert!(with_default.contains(&id), "{id}");
+        }
+        let m = command().try_get_matches_from(["kpbt-tracker"]).unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.into_config(&m).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_do_not_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(
+            &file,
+            "announce_interval_secs = 600\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let m = command()
+            .try_get_matches_from(["kpbt-tracker", "--config", file.to_str().unwrap()])
+            .unwrap();
+        let c = Cli::from_arg_matches(&m).unwrap().into_config(&m).unwrap();
+        assert_eq!(c.announce_interval_secs, 600);
+        assert_eq!(c.listen, ["127.0.0.1:1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        for (t, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (1_709_164_800, "2024-02-29T00:00:00Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+        ] {
+            assert_eq!(utc_rfc3339(t), want);
+        }
+    }
+
+    #[test]
+    fn errors_print_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let e = anyhow::Error::new(kpbt_tracker::StartError::Bind {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            source: io,
+        })
+        .context("starting");
+        let text = report(&e);
+        assert_eq!(text.matches("address in use").count(), 1, "{text}");
+        assert!(
+            text.starts_with("starting: binding 127.0.0.1:1: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
+    }
+
+    #[test]
+    fn revoke_takes_a_key_or_its_url() {
+        let k = "AbCdEfGhIjKlMnOpQrStUvWxYz012345";
+        assert_eq!(key_argument(k), k);
+        assert_eq!(key_argument(&format!("http://t:6969/announce/{k}")), k);
+        assert_eq!(key_argument(&format!("/announce/{k}?info_hash=x")), k);
+        assert_eq!(key_argument(&format!("https://t/x/scrape/{k}/")), k);
+    }
 }

@@ -3,8 +3,8 @@
 
 use kpbt_proto::announce::{AnnounceEvent, QueryError};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::store::StoreStats;
@@ -75,6 +75,33 @@ fn event_label(e: AnnounceEvent) -> &'static str {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
+        // The usual build/process series, so dashboards can show version, restarts and
+        // resource use without a node exporter.
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "kpbt_tracker_build_info",
+                "Always 1; the version label names the running build",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        let start_time = Gauge::new(
+            "kpbt_tracker_start_time_seconds",
+            "When the tracker started, in seconds since the Unix epoch",
+        )?;
+        start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        registry.register(Box::new(start_time))?;
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         let announces_vec = IntCounterVec::new(
             Opts::new(
                 "kpbt_tracker_announces_total",

@@ -73,11 +73,19 @@ pub enum PasskeyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("parsing passkey file {path}: {source}")]
+    /// Only the line and the parser's message: TOML errors quote the offending line, which
+    /// here may hold a key, and this error reaches logs.
+    #[error("parsing passkey file {path}: line {line}: {message}")]
     Parse {
         path: PathBuf,
-        source: Box<toml::de::Error>,
+        line: usize,
+        message: String,
     },
+    #[error(
+        "passkey file {path} does not exist; create it with \
+         `kpbt-tracker --passkey-file {path} keys add`"
+    )]
+    Missing { path: PathBuf },
     #[error("passkey file {path}: entry {index}: {problem}")]
     BadEntry {
         path: PathBuf,
@@ -128,7 +136,10 @@ impl KeyFile {
     pub fn parse(path: &Path, text: &str) -> Result<Self, PasskeyError> {
         let file: KeyFile = toml::from_str(text).map_err(|e| PasskeyError::Parse {
             path: path.to_owned(),
-            source: Box::new(e),
+            line: e.span().map_or(0, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            }),
+            message: e.message().trim_end().to_owned(),
         })?;
         let mut seen = std::collections::HashSet::new();
         for (index, e) in file.keys.iter().enumerate() {
@@ -157,10 +168,25 @@ impl KeyFile {
         }
     }
 
+    /// Reads a file that must exist (`list`, `revoke`): a missing one says how to create it.
+    pub fn read_existing(path: &Path) -> Result<Self, PasskeyError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(PasskeyError::Missing {
+                path: path.to_owned(),
+            }),
+            _ => Self::read(path),
+        }
+    }
+
     /// Writes the file atomically: a temp file in the same directory, fsync, rename over
     /// the old one, fsync the directory. A crash leaves either the old or the new file,
     /// and the running tracker never reads a half-written one.
+    ///
+    /// The keys are secrets: a new file is created 0600. A rewrite keeps the old file's
+    /// mode, and its owner and group where we may set them (as root), so an operator's
+    /// `chgrp kpbt; chmod 640` for a tracker running as another user survives `keys add`.
     pub fn write(&self, path: &Path) -> Result<(), PasskeyError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
         let err = |source| PasskeyError::Write {
             path: path.to_owned(),
             source,
@@ -178,8 +204,21 @@ impl KeyFile {
         );
         // Serializing strings and integers cannot fail.
         text.push_str(&toml::to_string(self).unwrap_or_default());
+        let old = std::fs::metadata(path).ok();
+        // A temp file left by a crashed run with our pid; create_new below must not follow
+        // whatever is at that name.
+        let _ = std::fs::remove_file(&tmp);
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            if let Some(m) = &old {
+                // Best effort: only root may give the file away; the mode is ours to set.
+                let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+                f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+            }
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
@@ -317,5 +356,48 @@ mod tests {
         assert!(KeyFile::parse(&path, "[[key]]\nkey = \"short\"\ncreated = 1\n").is_err());
         // No temp files left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn file_is_created_private_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        let mut f = KeyFile::default();
+        f.add(None);
+        f.write(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        // The operator opened it to a group: a rewrite keeps that.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        f.add(None);
+        f.write(&path).unwrap();
+        assert_eq!(mode(&path), 0o640);
+        assert_eq!(KeyFile::read(&path).unwrap().keys.len(), 2);
+        assert!(matches!(
+            KeyFile::read_existing(&dir.path().join("none.toml")),
+            Err(PasskeyError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_file() {
+        let key = "AbCdEfGhIjKlMnOpQrStUvWxYz012345";
+        let text = format!("[[key]]\nkey = \"{key}\"\ncreated = \"yesterday\"\n");
+        let err = KeyFile::parse(Path::new("/k.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(key), "{err}");
+        assert!(err.contains("/k.toml: line 3:"), "{err}");
+        let text = format!("[[key]]\nkey = \"{key}\n");
+        let err = KeyFile::parse(Path::new("/k.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(key), "{err}");
+        assert!(err.contains("line 2"), "{err}");
     }
 }

@@ -278,10 +278,10 @@ impl Store {
 
     /// `stopped`: removes the peer if known; never creates a swarm.
     fn stop(&self, hash: &InfoHash, ip: IpAddr, port: u16) -> AnnounceOutcome {
-        let Some(mut swarm) = self.swarms.get_mut(hash) else {
+        let Some(mut swarm_guard) = self.swarms.get_mut(hash) else {
             return AnnounceOutcome::default();
         };
-        let swarm = &mut *swarm;
+        let swarm = &mut *swarm_guard;
         let removed_seeder = match ip {
             IpAddr::V4(v4) => {
                 let ip = v4.octets();
@@ -303,12 +303,21 @@ impl Store {
             Some(false) => self.add_counts(0, -1, &mut swarm.seeders, 0),
             None => {}
         }
-        AnnounceOutcome {
+        let outcome = AnnounceOutcome {
             complete: swarm.seeders,
             incomplete: swarm.leechers(),
             peers: Vec::new(),
             counted_completion: false,
+        };
+        // The last peer left: drop the swarm now, as the reaper would, so the torrent
+        // count (and its gauge) falls at once. remove_if re-checks under the shard lock,
+        // in case an announce refilled it after we let go.
+        let emptied = swarm.len() == 0;
+        drop(swarm_guard);
+        if emptied && self.swarms.remove_if(hash, |_, s| s.len() == 0).is_some() {
+            self.torrents.fetch_sub(1, Ordering::Relaxed);
         }
+        outcome
     }
 
     /// Figures for each requested torrent (zeros for unknown ones), in request order.

@@ -158,6 +158,15 @@ fn stopped_removes_and_never_creates() {
             leechers: 0
         }
     );
+    // The last peer leaves: the torrent is gone at once, not at the next reap.
+    st.announce(&req(1, 2, 0, AnnounceEvent::Stopped), addr("10.0.0.2:1"), 0)
+        .unwrap();
+    assert_eq!(st.stats(), StoreStats::default());
+    assert_eq!(st.reap(u32::MAX), ReapReport::default());
+    // And it comes back on the next announce.
+    st.announce(&req(1, 2, 0, AnnounceEvent::Started), addr("10.0.0.2:1"), 0)
+        .unwrap();
+    assert_eq!(st.stats().torrents, 1);
 }
 
 #[test]

@@ -435,3 +435,84 @@ fn metrics_and_stats_endpoints() {
     assert_eq!(j["completed"], 1);
     assert_eq!(t.get("/health").text(), "ok\n");
 }
+
+/// The value of an unlabelled sample `name value`.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_have_build_process_and_start_series_and_prometheus_content_type() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let t = TestTracker::start(test_config());
+    let m = t.get("/metrics");
+    assert_eq!(
+        m.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    let text = m.text();
+    let build = format!(
+        "kpbt_tracker_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&build), "{text}");
+    let start = sample(&text, "kpbt_tracker_start_time_seconds").expect("start time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Set when the tracker started: after `before`, not later than now (one second of
+    // slack for the float rendering).
+    assert!(
+        start >= before.floor() - 1.0 && start <= now + 1.0,
+        "{start}"
+    );
+    // The process collector reads /proc/self: this process, so its figures are real.
+    let rss = sample(&text, "process_resident_memory_bytes").expect("rss");
+    assert!(rss > 1e6, "{rss}");
+    assert!(sample(&text, "process_open_fds").expect("fds") >= 3.0);
+    assert!(sample(&text, "process_start_time_seconds").is_some());
+    assert!(sample(&text, "process_cpu_seconds_total").is_some());
+}
+
+#[test]
+fn torrents_gauge_falls_when_the_last_peer_stops() {
+    let t = TestTracker::start(test_config());
+    t.bget(&announce_path(9, 1, 7001, 0, "&event=started"));
+    t.bget(&announce_path(9, 2, 7002, 5, "&event=started"));
+    let m = t.get("/metrics").text();
+    assert_eq!(sample(&m, "kpbt_tracker_torrents"), Some(1.0), "{m}");
+    t.bget(&announce_path(9, 1, 7001, 0, "&event=stopped"));
+    let m = t.get("/metrics").text();
+    assert_eq!(sample(&m, "kpbt_tracker_torrents"), Some(1.0), "{m}");
+    t.bget(&announce_path(9, 2, 7002, 5, "&event=stopped"));
+    // No reap in between (the reaper runs every reap_interval_secs; none has been due).
+    let m = t.get("/metrics").text();
+    assert_eq!(sample(&m, "kpbt_tracker_torrents"), Some(0.0), "{m}");
+    assert_eq!(sample(&m, "kpbt_tracker_seeders"), Some(0.0));
+    assert_eq!(sample(&m, "kpbt_tracker_leechers"), Some(0.0));
+    assert_eq!(sample(&m, "kpbt_tracker_peers_reaped_total"), Some(0.0));
+    let s: serde_json::Value = serde_json::from_slice(&t.get("/stats").body).unwrap();
+    assert_eq!(s["torrents"], 0);
+}
+
+#[test]
+fn root_page_names_the_endpoints() {
+    let t = TestTracker::start(test_config());
+    let r = t.get("/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    let text = r.text();
+    assert!(text.starts_with("kpbt-tracker "), "{text}");
+    for endpoint in ["/announce", "/scrape", "/stats", "/metrics", "/health"] {
+        assert!(
+            text.contains(&format!("GET {endpoint} ")),
+            "{endpoint}: {text}"
+        );
+    }
+    assert_eq!(t.get("/nothing-here").status, 404);
+}
