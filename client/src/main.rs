@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use kpbt_client::storage::WriteMode;
 use kpbt_client::units::{count, format_bytes};
 use kpbt_client::{Config, ProgressMode};
+use kpbt_proto::cli_text::{error_line, use_colour};
 use kpbt_proto::metainfo::Metainfo;
 use tracing_subscriber::EnvFilter;
 
@@ -476,29 +477,6 @@ fn default_torrent_path(source: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(file))
 }
 
-/// An error chain as one line, each cause once: `StorageError::Io` and friends already
-/// print their cause, and anyhow's `{:#}` would print it again after a colon.
-fn user_message(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if out.contains(&text) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(": ");
-        }
-        out.push_str(&text);
-    }
-    out
-}
-
-/// Colour only for a person at a terminal, and never when NO_COLOR is set
-/// (<https://no-color.org>): log files and CI logs get plain text.
-fn use_colour() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
@@ -511,7 +489,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(use_colour())
+        .with_ansi(use_colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .init();
     // Storage keeps descriptors in a bounded cache sized from this limit; raising the
     // soft limit to the hard one (often 1,024 → 524,288) lets that cache and the peer
@@ -530,7 +511,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {}", user_message(&e));
+            eprintln!("error: {}", error_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`types`]: `InfoHash`, `PeerId`, `PieceIndex` newtypes.
+//! - [`cli_text`]: one-line error chains and the colour rule, for both binaries.
 //! - [`bencode`]: bounded bencode decoder (with raw spans, for the info hash) and encoder.
 //! - [`magnet`]: magnet links (BEP 9) parsed from untrusted text and written for torrents.
 //! - [`metainfo`]: .torrent parsing and validation (BEP 3, 12, 27) and torrent building.
@@ -19,6 +20,7 @@
 
 pub mod announce;
 pub mod bencode;
+pub mod cli_text;
 pub mod compact;
 pub mod extension;
 #[doc(hidden)]

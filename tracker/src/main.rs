@@ -5,7 +5,6 @@
 //! defaults `--help` shows are filled in from `Config::default()` when the command is built
 //! ([`command`]), and a value that came from such a default is never overlaid.
 
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use kpbt_proto::cli_text::{error_line, use_colour};
 use kpbt_tracker::passkeys::{KeyEntry, KeyFile, PasskeyError};
 use kpbt_tracker::{probe, Config};
 
@@ -443,29 +443,6 @@ fn keys(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An error and its causes on one line, each cause once: our error types often include
-/// their source's text in their own message, which a plain chain would repeat.
-fn report(e: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if msg.contains(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
-}
-
-/// Colour only on a terminal, and never when NO_COLOR is set to anything non-empty
-/// (<https://no-color.org>).
-fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
-    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
-}
-
 fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     let mut cli = cli;
     let command = cli.command.take();
@@ -508,7 +485,7 @@ fn main() -> ExitCode {
         // A user error: the message once, no backtrace (anyhow's Debug would print one
         // under RUST_BACKTRACE=1), and no "Caused by" repeating it.
         Err(e) => {
-            eprintln!("kpbt-tracker: error: {}", report(&e).trim_end());
+            eprintln!("kpbt-tracker: error: {}", error_line(e.as_ref()).trim_end());
             ExitCode::FAILURE
         }
     }
@@ -571,30 +548,6 @@ mod tests {
         ] {
             assert_eq!(utc_rfc3339(t), want);
         }
-    }
-
-    #[test]
-    fn errors_print_each_cause_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
-        let e = anyhow::Error::new(kpbt_tracker::StartError::Bind {
-            addr: "127.0.0.1:1".parse().unwrap(),
-            source: io,
-        })
-        .context("starting");
-        let text = report(&e);
-        assert_eq!(text.matches("address in use").count(), 1, "{text}");
-        assert!(
-            text.starts_with("starting: binding 127.0.0.1:1: "),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn colour_only_on_a_terminal_without_no_color() {
-        assert!(use_colour(true, None));
-        assert!(use_colour(true, Some(OsStr::new(""))));
-        assert!(!use_colour(true, Some(OsStr::new("1"))));
-        assert!(!use_colour(false, None));
     }
 
     #[test]
