@@ -11,7 +11,7 @@ if ! command -v cargo-fuzz >/dev/null; then
   echo "cargo-fuzz not found: install it with 'cargo install cargo-fuzz'" >&2
   exit 1
 fi
-targets=${*:-bencode metainfo announce_query tracker_reply wire magnet}
+targets=${*:-bencode metainfo announce_query tracker_reply wire magnet udp_tracker}
 scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
 failed=()
 for target in $targets; do

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-for t in bencode metainfo announce_query tracker_reply wire; do mkdir -p "corpus/$t"; done
+for t in bencode metainfo announce_query tracker_reply wire udp_tracker; do mkdir -p "corpus/$t"; done
 rm -f corpus/metainfo/*.torrent corpus/bencode/*.torrent
 
 # Deterministic payloads: a single file and a small tree with an empty file.
@@ -67,5 +67,18 @@ frames = (struct.pack('>I', 0) + msg(0) + msg(1) + msg(2) + msg(3) + msg(4, stru
     + msg(8, struct.pack('>III', 1, 0, 16384)) + msg(9, b'\x1a\xe1') + msg(20, b'\x00d1:md11:ut_metadatai1eee'))
 w('corpus/wire/handshake-and-all-messages', hs + frames)
 w('corpus/wire/all-messages', frames)
+# UDP tracker datagrams (BEP 15, BEP 41), both directions
+PID = 0x41727101980
+w('corpus/udp_tracker/connect', struct.pack('>QII', PID, 0, 0x1234))
+w('corpus/udp_tracker/connect-response', struct.pack('>IIQ', 0, 0x1234, 0x0102030405060708))
+ann = struct.pack('>QII', 0x0102030405060708, 1, 7) + b'\x11'*20 + b'-KP0100-abcdefghijkl' + struct.pack('>QQQIIIiH', 0, 1000, 0, 2, 0, 0xcafe, -1, 6881)
+w('corpus/udp_tracker/announce', ann)
+w('corpus/udp_tracker/announce-bep41', ann + b'\x02\x2a/announce/0123456789abcdefghijklmnopqrstuv\x01\x00')
+w('corpus/udp_tracker/announce-bad-option', ann + b'\x02\x40/announce')
+w('corpus/udp_tracker/announce-response-v4', struct.pack('>IIIII', 1, 7, 1800, 1, 2) + bytes([127,0,0,1,0x1a,0xe1]))
+w('corpus/udp_tracker/announce-response-v6', struct.pack('>IIIII', 1, 7, 1800, 1, 2) + bytes(15) + b'\x01\x1a\xe1')
+w('corpus/udp_tracker/scrape', struct.pack('>QII', 0x0102030405060708, 2, 8) + b'\xaa'*20 + b'\xbb'*20)
+w('corpus/udp_tracker/scrape-response', struct.pack('>IIIIIIII', 2, 8, 1, 2, 3, 4, 5, 6))
+w('corpus/udp_tracker/error', struct.pack('>II', 3, 9) + b'connection id expired')
 PY
 echo "seed corpora written under $(pwd)/corpus"

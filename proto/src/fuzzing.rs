@@ -10,6 +10,7 @@ use crate::announce;
 use crate::bencode;
 use crate::metainfo::Metainfo;
 use crate::tracker_reply;
+use crate::udp;
 use crate::wire::{self, Bitfield, Message};
 use crate::PieceIndex;
 
@@ -120,6 +121,67 @@ fn extension_payload(payload: &[u8]) {
     }
 }
 
+/// UDP tracker datagrams (both directions) decode without panicking; a request or
+/// response that decodes re-encodes to the bytes it came from (up to the BEP 41 options'
+/// end for announces), and URL data never outgrows its input.
+pub fn udp_tracker(data: &[u8]) {
+    match udp::parse_request(data) {
+        Ok(udp::Request::Connect { transaction_id }) => {
+            assert_eq!(udp::encode_connect_request(transaction_id)[..], data[..16]);
+        }
+        Ok(udp::Request::Announce(a)) => {
+            let mut out = Vec::new();
+            udp::encode_announce_request(&mut out, &a);
+            assert_eq!(out, data);
+            let mut path = Vec::new();
+            if udp::url_data(a.options, &mut path).is_ok() {
+                assert!(path.len() <= a.options.len());
+            }
+        }
+        Ok(udp::Request::Scrape(s)) => {
+            assert!(s.len() <= udp::MAX_SCRAPE_HASHES);
+            let mut out = Vec::new();
+            udp::encode_scrape_request(&mut out, &s);
+            assert_eq!(out, data);
+        }
+        Err(e) => {
+            let _ = (e.transaction_id(), e.label());
+        }
+    }
+    for family in [udp::PeerFamily::V4, udp::PeerFamily::V6] {
+        let Ok(resp) = udp::parse_response(data, family) else {
+            continue;
+        };
+        let mut out = Vec::new();
+        match &resp {
+            udp::Response::Connect {
+                transaction_id,
+                connection_id,
+            } => {
+                udp::encode_connect_response(&mut out, *transaction_id, *connection_id);
+                assert_eq!(out[..], data[..16]);
+            }
+            udp::Response::Announce(a) => {
+                assert!(a.peers.len() <= udp::max_reply_peers(family));
+                assert!(a.peers.iter().all(|p| p.port() != 0));
+            }
+            udp::Response::Scrape {
+                transaction_id,
+                stats,
+            } => {
+                udp::encode_scrape_header(&mut out, *transaction_id);
+                stats
+                    .iter()
+                    .for_each(|s| udp::push_scrape_stats(&mut out, s));
+                assert_eq!(out, data);
+            }
+            udp::Response::Error { message, .. } => {
+                assert!(message.len() <= 3 * udp::MAX_ERROR_MESSAGE);
+            }
+        }
+    }
+}
+
 /// A fuzz entry point: takes hostile bytes, panics only on a broken invariant.
 pub type FuzzTarget = fn(&[u8]);
 
@@ -131,6 +193,7 @@ pub const TARGETS: &[(&str, FuzzTarget)] = &[
     ("tracker_reply", tracker_reply),
     ("wire", wire),
     ("magnet", magnet),
+    ("udp_tracker", udp_tracker),
 ];
 
 /// A magnet link that parses writes back to a link that parses to the same thing.

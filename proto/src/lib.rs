@@ -15,6 +15,7 @@
 //! - [`announce`]: tracker-side announce and scrape query parsing and reply encoding.
 //! - [`tracker_reply`]: client-side decoding of announce and scrape replies.
 //! - [`redact`]: passkeys and query values out of tracker URLs before they are logged.
+//! - [`udp`]: UDP tracker datagrams (BEP 15, BEP 41) and stateless connection ids.
 //! - [`wire`]: peer wire handshake and messages (BEP 3, with extension ids kept opaque).
 //! - `fuzzing`: fuzz entry points with invariant checks, shared by `fuzz/` and corpus replay.
 
@@ -30,6 +31,7 @@ pub mod metainfo;
 pub mod redact;
 pub mod tracker_reply;
 pub mod types;
+pub mod udp;
 pub mod wire;
 
 pub use types::{InfoHash, PeerId, PieceIndex};
