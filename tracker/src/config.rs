@@ -18,6 +18,14 @@ pub struct Config {
     /// once, when the config is loaded, to the first address it resolves to.
     #[serde(deserialize_with = "one_or_many_addrs")]
     pub listen: Vec<SocketAddr>,
+    /// UDP tracker (BEP 15) addresses; none by default. Each socket gets `workers`
+    /// threads, which serve the same swarms, limits and passkeys as HTTP.
+    #[serde(deserialize_with = "one_or_many_addrs")]
+    pub udp_listen: Vec<SocketAddr>,
+    /// Key for UDP connection ids, 32 hex digits. Unset means a random key per process;
+    /// set the same key on several instances behind one address so that each accepts the
+    /// ids the others hand out. A secret: anyone with it can forge connection ids.
+    pub udp_connection_key: Option<String>,
     /// `interval` sent to clients, in seconds. 1800 (30 min) is what opentracker and most
     /// public trackers send; private swarms that want faster peer discovery can lower it.
     pub announce_interval_secs: u32,
@@ -87,9 +95,10 @@ pub struct Config {
     /// itself refuses request heads it cannot buffer (about 32 KiB arriving piecewise)
     /// with a bare 431 before any handler runs.
     pub max_header_bytes: usize,
-    /// Most info hashes in one scrape.
+    /// Most info hashes in one scrape. The default is what fits one UDP datagram
+    /// (BEP 15), so both front ends have the same limit.
     pub max_scrape_hashes: usize,
-    /// HTTP worker threads; 0 means one per CPU.
+    /// HTTP worker threads, and threads per UDP socket; 0 means one per CPU.
     pub workers: usize,
 }
 
@@ -97,6 +106,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 6969))],
+            udp_listen: Vec::new(),
+            udp_connection_key: None,
             announce_interval_secs: 1800,
             min_interval_secs: None,
             peer_timeout_secs: None,
@@ -122,7 +133,7 @@ impl Default for Config {
             max_connections_per_worker: 25_000,
             max_query_len: kpbt_proto::announce::DEFAULT_MAX_QUERY_LEN,
             max_header_bytes: 8192,
-            max_scrape_hashes: 64,
+            max_scrape_hashes: kpbt_proto::udp::MAX_SCRAPE_HASHES,
             workers: 0,
         }
     }
@@ -159,6 +170,11 @@ impl Config {
             burst: self.rate_limit_burst,
             max_clients: self.rate_limit_max_clients,
         })
+    }
+
+    /// The configured UDP connection-id key, if any and well-formed.
+    pub fn connection_id_key(&self) -> Option<kpbt_proto::udp::ConnectionIdKey> {
+        kpbt_proto::udp::ConnectionIdKey::from_hex(self.udp_connection_key.as_deref()?)
     }
 
     /// The effective peer timeout.
@@ -208,6 +224,8 @@ impl Config {
             passkey_file = "/etc/kpbt/passkeys.toml".into(), "unset: no key file";
             public_url = "http://tracker.example:6969".into(),
                 "unset: `keys add` prints the /announce/<key> path only";
+            udp_connection_key = "00112233445566778899aabbccddeeff".into(),
+                "unset: a random key per process";
         }
         // Serializing a plain struct of strings, numbers and paths cannot fail, except for
         // non-UTF-8 paths, which we report in the output rather than refuse to print.
@@ -286,6 +304,9 @@ impl Config {
             return bad(
                 "client_request_timeout_ms and max_connections_per_worker must be positive",
             );
+        }
+        if self.udp_connection_key.is_some() && self.connection_id_key().is_none() {
+            return bad("udp_connection_key must be 32 hex digits");
         }
         if let Some(h) = &self.real_ip_header {
             if actix_web::http::header::HeaderName::from_bytes(h.as_bytes()).is_err() {
@@ -371,6 +392,8 @@ mod tests {
         full.rate_limit_per_min = 120;
         full.peer_timeout_secs = Some(400);
         full.min_interval_secs = Some(60);
+        full.udp_listen = vec!["[::1]:6969".parse().unwrap()];
+        full.udp_connection_key = Some("00112233445566778899aabbccddeeff".into());
         let back: Config = toml::from_str(&full.to_toml()).unwrap();
         assert_eq!(back, full);
     }
@@ -408,6 +431,10 @@ mod tests {
         c.max_peers_per_ip_per_torrent = 0;
         assert!(c.validate().is_err());
         c.max_peers_per_ip_per_torrent = 1;
+        c.udp_connection_key = Some("not hex".into());
+        assert!(c.validate().is_err());
+        c.udp_connection_key = Some("00112233445566778899AABBCCDDEEFF".into());
+        c.validate().unwrap();
         c.listen.clear();
         assert!(c.validate().is_err());
     }
@@ -470,6 +497,7 @@ mod tests {
             passkey_file: Some("/k".into()),
             min_interval_secs: Some(60),
             peer_timeout_secs: Some(4000),
+            udp_connection_key: Some("ffeeddccbbaa99887766554433221100".into()),
             ..Config::default()
         };
         let text = full.to_toml();

@@ -18,7 +18,7 @@ use kpbt_proto::announce::{
     parse_scrape_query, AnnounceEvent, AnnounceReply, AnnounceRequest, PeerListFormat, QueryError,
 };
 
-use crate::metrics::{Endpoint, Outcome};
+use crate::metrics::{Endpoint, Outcome, Protocol};
 use crate::passkeys::KeyStatus;
 use crate::AppState;
 
@@ -41,7 +41,7 @@ pub const PASSKEY_REQUIRED: &str =
 pub const RATE_LIMITED: &str = "rate limit exceeded";
 
 /// A refusal before the query is looked at: the metrics label and the client's text.
-type Refusal = (&'static str, &'static str);
+pub(crate) type Refusal = (&'static str, &'static str);
 
 /// The TCP peer, or the configured real-IP header's last entry: who to rate-limit (never
 /// the `ip` parameter, which the client chooses freely).
@@ -109,7 +109,7 @@ fn refused(state: &AppState, (label, text): Refusal) -> HttpResponse {
 }
 
 /// Checks the URL's passkey (`None`: plain `/announce` or `/scrape`) against the config.
-fn check_passkey(state: &AppState, key: Option<&str>) -> Result<(), Refusal> {
+pub(crate) fn check_passkey(state: &AppState, key: Option<&str>) -> Result<(), Refusal> {
     let refused = match (&state.passkeys, key) {
         (None, None) => return Ok(()),
         (None, Some(_)) => (
@@ -289,7 +289,7 @@ async fn scrape_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
 fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
-    state.metrics.scrapes.inc();
+    state.metrics.scrape_via(Protocol::Http);
     if let Err((label, text)) = admit(state, req).and_then(|()| check_passkey(state, key)) {
         state.metrics.failure(label);
         encode_failure(&mut body, text);
@@ -404,7 +404,7 @@ async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         seeders: s.seeders,
         leechers: s.leechers,
         announces: state.metrics.announces_total(),
-        scrapes: state.metrics.scrapes.get(),
+        scrapes: state.metrics.scrapes_total(),
         completed: state.metrics.completed.get(),
         uptime_secs: state.clock.now(),
     };

@@ -1,4 +1,5 @@
-//! kpbt-tracker: an HTTP BitTorrent tracker for private swarms (BEP 3, 7, 23, 48).
+//! kpbt-tracker: an HTTP and UDP BitTorrent tracker for private swarms (BEP 3, 7, 15, 23,
+//! 41, 48).
 //!
 //! [`start`] runs the server on listeners the caller bound (tests bind port 0), plus the
 //! background reaper and file poller; [`run`] is the binary's entry point, which also
@@ -9,7 +10,8 @@
 //! [`metrics`] (Prometheus), [`reload`] (watched files), [`allowlist`] (torrent filter),
 //! [`passkeys`] (per-user access keys), [`ratelimit`] (per-client request budget),
 //! [`background`] (a tracker on its own thread, for embedding and tests), [`probe`] (the
-//! `health` subcommand's HTTP check).
+//! `health` subcommand's HTTP check), [`udp`] (the BEP 15 front end on its own threads,
+//! over the same state as [`http`]).
 
 pub mod allowlist;
 pub mod background;
@@ -22,8 +24,9 @@ pub mod probe;
 pub mod ratelimit;
 pub mod reload;
 pub mod store;
+pub mod udp;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -141,6 +144,7 @@ pub struct Tracker {
     state: web::Data<AppState>,
     server: Server,
     local_addrs: Vec<SocketAddr>,
+    udp: udp::UdpServer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -158,14 +162,20 @@ impl Tracker {
         &self.local_addrs
     }
 
+    /// The UDP sockets' addresses.
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        self.udp.local_addrs()
+    }
+
     /// Stops the server via `handle.stop(graceful)`.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
     /// Runs until the server stops, then stops the background tasks.
-    pub async fn wait(self) -> std::io::Result<()> {
+    pub async fn wait(mut self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.udp.stop();
         for t in &self.tasks {
             t.abort();
         }
@@ -177,11 +187,21 @@ impl Tracker {
 /// called inside an actix runtime (`actix_web::rt::System`). Does not install signal
 /// handlers; see [`run`].
 pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, StartError> {
+    start_with_udp(config, listeners, Vec::new())
+}
+
+/// [`start`], plus UDP tracker sockets (already bound), each served by `workers` threads.
+pub fn start_with_udp(
+    config: Config,
+    listeners: Vec<TcpListener>,
+    udp_sockets: Vec<UdpSocket>,
+) -> Result<Tracker, StartError> {
     let state = web::Data::new(AppState::new(config)?);
     let workers = match state.config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let udp = udp::UdpServer::start(state.clone().into_inner(), udp_sockets, workers)?;
     let data = state.clone();
     let c = &state.config;
     let keep_alive = match c.keep_alive_secs {
@@ -213,6 +233,7 @@ pub fn start(config: Config, listeners: Vec<TcpListener>) -> Result<Tracker, Sta
         state,
         server,
         local_addrs,
+        udp,
         tasks,
     })
 }
@@ -280,13 +301,21 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         let l = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
         listeners.push(l);
     }
-    let tracker = start(config, listeners)?;
+    let mut udp_sockets = Vec::new();
+    for &addr in &config.udp_listen {
+        let s = UdpSocket::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+        udp_sockets.push(s);
+    }
+    let tracker = start_with_udp(config, listeners, udp_sockets)?;
     // Handlers first: the "listening" line tells scripts they may signal us now, and an
     // early SIGHUP must not hit the default action (terminate).
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
     for a in tracker.local_addrs() {
         tracing::info!("kpbt-tracker listening on http://{a}");
+    }
+    for a in tracker.udp_addrs() {
+        tracing::info!("kpbt-tracker listening on udp://{a}");
     }
     let handle = tracker.handle();
     let state = tracker.state.clone();

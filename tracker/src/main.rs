@@ -23,7 +23,7 @@ const LIMITS: &str = "Request limits";
 const ACCESS: &str = "Access control";
 const FILES: &str = "Config file and logging";
 
-/// HTTP BitTorrent tracker for private swarms.
+/// HTTP and UDP BitTorrent tracker for private swarms.
 ///
 /// Settings come from defaults, then --config FILE (TOML), then KPBT_TRACKER_* environment
 /// variables, then flags. `--print-config` prints every key with the value in effect, a
@@ -35,7 +35,16 @@ struct Cli {
     #[arg(long, value_name = "ADDR", env = "KPBT_TRACKER_LISTEN", value_delimiter = ',',
           value_parser = parse_listen, help_heading = LISTENING)]
     listen: Vec<SocketAddr>,
-    /// HTTP worker threads (0 = one per CPU).
+    /// UDP tracker (BEP 15) address; repeat or comma-separate for several (none by default).
+    #[arg(long, value_name = "ADDR", env = "KPBT_TRACKER_UDP_LISTEN", value_delimiter = ',',
+          value_parser = parse_listen, help_heading = LISTENING)]
+    udp_listen: Vec<SocketAddr>,
+    /// Key for UDP connection ids (32 hex digits), the same on every instance behind one
+    /// address; random per process when unset.
+    #[arg(long, value_name = "HEX", env = "KPBT_TRACKER_UDP_CONNECTION_KEY",
+          hide_env_values = true, help_heading = LISTENING)]
+    udp_connection_key: Option<String>,
+    /// HTTP worker threads, and threads per UDP socket (0 = one per CPU).
     #[arg(long, value_name = "N", env = "KPBT_TRACKER_WORKERS", help_heading = LISTENING)]
     workers: Option<usize>,
     /// Close idle keep-alive connections after this many seconds (0 = no keep-alive).
@@ -273,6 +282,9 @@ impl Cli {
         if given("listen") {
             c.listen = self.listen;
         }
+        if given("udp_listen") {
+            c.udp_listen = self.udp_listen;
+        }
         macro_rules! overlay {
             ($($flag:ident => $field:ident),* $(,)?) => {
                 $( if let (true, Some(v)) = (given(stringify!($flag)), self.$flag) {
@@ -316,6 +328,7 @@ impl Cli {
             public_url => public_url,
             allowlist => allowlist,
             real_ip_header => real_ip_header,
+            udp_connection_key => udp_connection_key,
         );
         c.validate()?;
         Ok(c)

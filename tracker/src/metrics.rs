@@ -16,6 +16,34 @@ pub enum Endpoint {
     Scrape,
 }
 
+/// Which front end a request came through (the `protocol` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Udp,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 2] = [Protocol::Http, Protocol::Udp];
+
+    fn label(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// Failure reasons only the UDP front end produces (malformed datagrams that still get
+/// an error reply, and the UDP-only refusals).
+pub const UDP_FAILURE_LABELS: [&str; 5] = [
+    "udp_bad_action",
+    "udp_short_announce",
+    "udp_bad_options",
+    "udp_bad_path",
+    "bad_connection_id",
+];
+
 /// Announce outcomes as labelled in `kpbt_tracker_announces_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -41,9 +69,14 @@ pub const OTHER_FAILURE_LABELS: [&str; 11] = [
 
 pub struct Metrics {
     registry: Registry,
-    /// Indexed by [event][outcome].
-    announces: [[IntCounter; 2]; 4],
-    pub scrapes: IntCounter,
+    /// Indexed by [protocol][event][outcome].
+    announces: [[[IntCounter; 2]; 4]; 2],
+    /// Indexed by protocol.
+    scrapes: [IntCounter; 2],
+    /// UDP connect requests answered with a connection id.
+    pub udp_connects: IntCounter,
+    /// UDP datagrams dropped without a reply (not BEP 15, or no transaction to answer).
+    pub udp_dropped: IntCounter,
     failures: Vec<(&'static str, IntCounter)>,
     durations: [Histogram; 2],
     pub torrents: IntGauge,
@@ -105,14 +138,23 @@ impl Metrics {
         let announces_vec = IntCounterVec::new(
             Opts::new(
                 "kpbt_tracker_announces_total",
-                "Announce requests by event and outcome",
+                "Announce requests by front end, event and outcome",
             ),
-            &["event", "outcome"],
+            &["protocol", "event", "outcome"],
         )?;
         registry.register(Box::new(announces_vec.clone()))?;
-        let announces = AnnounceEvent::ALL.map(|e| {
-            ["ok", "failure"].map(|o| announces_vec.with_label_values(&[event_label(e), o]))
+        let announces = Protocol::ALL.map(|p| {
+            AnnounceEvent::ALL.map(|e| {
+                ["ok", "failure"]
+                    .map(|o| announces_vec.with_label_values(&[p.label(), event_label(e), o]))
+            })
         });
+        let scrapes_vec = IntCounterVec::new(
+            Opts::new("kpbt_tracker_scrapes_total", "Scrape requests by front end"),
+            &["protocol"],
+        )?;
+        registry.register(Box::new(scrapes_vec.clone()))?;
+        let scrapes = Protocol::ALL.map(|p| scrapes_vec.with_label_values(&[p.label()]));
         let failures_vec = IntCounterVec::new(
             Opts::new(
                 "kpbt_tracker_failures_total",
@@ -124,6 +166,7 @@ impl Metrics {
         let failures = QueryError::LABELS
             .iter()
             .chain(OTHER_FAILURE_LABELS.iter())
+            .chain(UDP_FAILURE_LABELS.iter())
             .map(|&l| (l, failures_vec.with_label_values(&[l])))
             .collect();
         let durations_vec = HistogramVec::new(
@@ -151,7 +194,14 @@ impl Metrics {
             Ok(g)
         };
         Ok(Metrics {
-            scrapes: counter("kpbt_tracker_scrapes_total", "Scrape requests")?,
+            udp_connects: counter(
+                "kpbt_tracker_udp_connects_total",
+                "UDP connect requests answered with a connection id",
+            )?,
+            udp_dropped: counter(
+                "kpbt_tracker_udp_dropped_total",
+                "UDP datagrams dropped without a reply (malformed, or rate-limited connects)",
+            )?,
             torrents: gauge("kpbt_tracker_torrents", "Torrents with at least one peer")?,
             seeders: gauge("kpbt_tracker_seeders", "Seeding peers")?,
             leechers: gauge("kpbt_tracker_leechers", "Leeching peers")?,
@@ -177,13 +227,28 @@ impl Metrics {
             )?,
             registry,
             announces,
+            scrapes,
             failures,
             durations,
         })
     }
 
+    /// Counts an HTTP announce.
     pub fn announce(&self, event: AnnounceEvent, outcome: Outcome) {
-        self.announces[event_index(event)][outcome as usize].inc();
+        self.announce_via(Protocol::Http, event, outcome);
+    }
+
+    pub fn announce_via(&self, protocol: Protocol, event: AnnounceEvent, outcome: Outcome) {
+        self.announces[protocol as usize][event_index(event)][outcome as usize].inc();
+    }
+
+    pub fn scrape_via(&self, protocol: Protocol) {
+        self.scrapes[protocol as usize].inc();
+    }
+
+    /// Total scrapes so far, all front ends.
+    pub fn scrapes_total(&self) -> u64 {
+        self.scrapes.iter().map(IntCounter::get).sum()
     }
 
     /// Counts a failure; `reason` must be one of the fixed labels (others are ignored).
@@ -199,7 +264,12 @@ impl Metrics {
 
     /// Total announces so far, all events and outcomes.
     pub fn announces_total(&self) -> u64 {
-        self.announces.iter().flatten().map(IntCounter::get).sum()
+        self.announces
+            .iter()
+            .flatten()
+            .flatten()
+            .map(IntCounter::get)
+            .sum()
     }
 
     pub fn set_store_gauges(&self, s: StoreStats) {

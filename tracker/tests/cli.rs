@@ -57,6 +57,43 @@ fn flags_override_env_override_file() {
 }
 
 #[test]
+fn udp_listen_and_key_come_from_file_env_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tracker.toml");
+    std::fs::write(&file, "udp_listen = \"127.0.0.1:7001\"\n").unwrap();
+    let cfg = printed(bin().arg("--config").arg(&file));
+    assert_eq!(cfg.udp_listen, ["127.0.0.1:7001".parse().unwrap()]);
+    let cfg = printed(
+        bin()
+            .arg("--config")
+            .arg(&file)
+            .env("KPBT_TRACKER_UDP_LISTEN", "127.0.0.1:7002,[::1]:7003")
+            .env(
+                "KPBT_TRACKER_UDP_CONNECTION_KEY",
+                "000102030405060708090a0b0c0d0e0f",
+            ),
+    );
+    assert_eq!(cfg.udp_listen.len(), 2);
+    assert_eq!(
+        cfg.udp_connection_key.as_deref(),
+        Some("000102030405060708090a0b0c0d0e0f")
+    );
+    let cfg = printed(
+        bin()
+            .args(["--udp-listen", "127.0.0.1:7004"])
+            .arg("--config")
+            .arg(&file),
+    );
+    assert_eq!(cfg.udp_listen, ["127.0.0.1:7004".parse().unwrap()]);
+    let out = bin()
+        .args(["--udp-connection-key", "nothex", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("udp_connection_key"));
+}
+
+#[test]
 fn bad_config_is_refused_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tracker.toml");

@@ -419,8 +419,12 @@ fn metrics_and_stats_endpoints() {
             .parse::<f64>()
             .unwrap_or_else(|_| panic!("bad sample {line}"));
     }
-    assert!(text.contains("kpbt_tracker_announces_total{event=\"completed\",outcome=\"ok\"} 1"));
-    assert!(text.contains("kpbt_tracker_announces_total{event=\"started\",outcome=\"ok\"} 1"));
+    assert!(text.contains(
+        "kpbt_tracker_announces_total{event=\"completed\",outcome=\"ok\",protocol=\"http\"} 1"
+    ));
+    assert!(text.contains(
+        "kpbt_tracker_announces_total{event=\"started\",outcome=\"ok\",protocol=\"http\"} 1"
+    ));
     assert!(text.contains("kpbt_tracker_completed_total 1"));
     assert!(text.contains("kpbt_tracker_seeders 1"));
     assert!(text.contains("kpbt_tracker_request_duration_seconds_count{endpoint=\"announce\"} 3"));

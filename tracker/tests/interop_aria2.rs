@@ -50,11 +50,15 @@ fn aria2_seeder_and_downloader_meet_through_kpbt_tracker() {
     // only the seeder remains.
     let m = t.get("/metrics").text();
     assert!(
-        m.contains("kpbt_tracker_announces_total{event=\"started\",outcome=\"ok\"} 2"),
+        m.contains(
+            "kpbt_tracker_announces_total{event=\"started\",outcome=\"ok\",protocol=\"http\"} 2"
+        ),
         "{m}"
     );
     assert!(
-        m.contains("kpbt_tracker_announces_total{event=\"stopped\",outcome=\"ok\"} 1"),
+        m.contains(
+            "kpbt_tracker_announces_total{event=\"stopped\",outcome=\"ok\",protocol=\"http\"} 1"
+        ),
         "{m}"
     );
     let s = scrape(&t, &ih);
