@@ -5,7 +5,8 @@
 //! - `torrent`: shared piece state, hashing/writing pipeline, smart ban, the torrent task.
 //! - `peer`: one task per peer connection (wire protocol, download pipeline, uploads).
 //! - `peer_ext`: the extension protocol on one connection (BEP 10 handshake, serving BEP 9 metadata).
-//! - [`tracker`]: HTTP(S) announce loop with BEP 12 tiers and back-off.
+//! - [`tracker`]: announce loop over HTTP(S) and UDP trackers, BEP 12 tiers, back-off.
+//! - [`tracker_udp`]: the BEP 15 client (with BEP 41 URL data), used by [`tracker`].
 //! - [`picker`]: rarest-first/endgame block picker (pure).
 //! - [`choker`]: reciprocation-based unchoke decisions (pure).
 //! - [`storage`]: files on disk, safe paths, positioned I/O, verification.
@@ -37,6 +38,7 @@ pub mod session;
 pub mod storage;
 mod torrent;
 pub mod tracker;
+pub mod tracker_udp;
 pub mod units;
 
 pub use progress::ProgressMode;

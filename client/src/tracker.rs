@@ -1,4 +1,5 @@
-//! The announce loop: HTTP(S) announces over BEP 12 tiers (working tracker moved to the
+//! The announce loop: HTTP(S) and UDP (BEP 15, via [`crate::tracker_udp`]) announces over
+//! BEP 12 tiers (working tracker moved to the
 //! front of its tier), started/completed/stopped events, re-announce on the tracker's
 //! interval (earlier, within `min interval`, when short of peers), exponential back-off
 //! while trackers are down, and failure/warning reasons surfaced to the user.
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::torrent::Shared;
+use crate::tracker_udp::{Retry, UdpClient, UdpTrackerError};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
@@ -47,7 +49,7 @@ pub enum AnnounceError {
     BadReply { tracker: String, detail: String },
     #[error("{tracker}: reply larger than {MAX_REPLY_BYTES} bytes")]
     TooLarge { tracker: String },
-    #[error("no HTTP(S) tracker in the torrent")]
+    #[error("no HTTP(S) or UDP tracker in the torrent")]
     NoTrackers,
 }
 
@@ -106,17 +108,19 @@ pub(crate) struct Announcer {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Keeps only trackers we can speak to; UDP trackers (BEP 15) are not supported yet.
+/// Keeps only trackers we can speak to: HTTP(S) and UDP (BEP 15).
 pub fn usable_tiers(tiers: &[Vec<String>]) -> Vec<Vec<String>> {
     tiers
         .iter()
         .map(|t| {
             t.iter()
                 .filter(|u| {
-                    let ok = u.starts_with("http://") || u.starts_with("https://");
+                    let ok = u.starts_with("http://")
+                        || u.starts_with("https://")
+                        || u.starts_with("udp://");
                     if !ok {
                         warn!(
-                            "skipping tracker {}: only HTTP(S) trackers are supported",
+                            "skipping tracker {}: only HTTP(S) and UDP trackers are supported",
                             redact::tracker_url(u)
                         );
                     }
@@ -151,6 +155,7 @@ impl Announcer {
             Err(e) => return warn!("cannot build HTTP client for trackers: {e}"),
         };
         let key = format!("{:08x}", rand::random::<u32>());
+        let mut udp = UdpClient::new(Retry::DEFAULT);
         let mut tracker_id: Option<Vec<u8>> = None;
         // `completed` is sent once, only if we finish during this session.
         let mut completed_pending = false;
@@ -166,7 +171,7 @@ impl Announcer {
                 AnnounceEvent::None
             };
             let req = self.request(event, &key, tracker_id.clone());
-            let wait = match self.announce_tiers(&client, &req).await {
+            let wait = match self.announce_tiers(&client, &mut udp, &req).await {
                 Ok(reply) => {
                     announced = true;
                     backoff = MIN_BACKOFF;
@@ -242,11 +247,21 @@ impl Announcer {
         let finished_unreported = completed_pending || (completed_watch && *self.complete.borrow());
         if announced {
             if finished_unreported {
-                self.final_announce(&client, AnnounceEvent::Completed, &key, tracker_id.clone())
-                    .await;
-            }
-            self.final_announce(&client, AnnounceEvent::Stopped, &key, tracker_id)
+                self.final_announce(
+                    (&client, &mut udp),
+                    AnnounceEvent::Completed,
+                    &key,
+                    tracker_id.clone(),
+                )
                 .await;
+            }
+            self.final_announce(
+                (&client, &mut udp),
+                AnnounceEvent::Stopped,
+                &key,
+                tracker_id,
+            )
+            .await;
         }
     }
 
@@ -254,13 +269,13 @@ impl Announcer {
     /// cannot hold up shutdown; failures only matter to the debug log.
     async fn final_announce(
         &mut self,
-        client: &reqwest::Client,
+        (client, udp): (&reqwest::Client, &mut UdpClient),
         event: AnnounceEvent,
         key: &str,
         tracker_id: Option<Vec<u8>>,
     ) {
         let req = self.request(event, key, tracker_id);
-        match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(client, &req)).await {
+        match tokio::time::timeout(STOPPED_TIMEOUT, self.announce_tiers(client, udp, &req)).await {
             Ok(Ok(_)) => debug!(?event, "final announce sent"),
             Ok(Err(e)) => debug!(?event, "final announce failed: {e}"),
             Err(_) => debug!(?event, "final announce timed out"),
@@ -315,9 +330,10 @@ impl Announcer {
     async fn announce_tiers(
         &mut self,
         client: &reqwest::Client,
+        udp: &mut UdpClient,
         req: &AnnounceRequest,
     ) -> Result<AnnounceReply, AnnounceError> {
-        announce_tiers(client, &mut self.tiers, req).await
+        announce_tiers(client, udp, &mut self.tiers, req).await
     }
 }
 
@@ -326,6 +342,7 @@ impl Announcer {
 /// when another tracker follows; the caller reports the last one with what it does next.
 pub async fn announce_tiers(
     client: &reqwest::Client,
+    udp: &mut UdpClient,
     tiers: &mut [Vec<String>],
     req: &AnnounceRequest,
 ) -> Result<AnnounceReply, AnnounceError> {
@@ -336,7 +353,13 @@ pub async fn announce_tiers(
         .flat_map(|(t, tier)| (0..tier.len()).map(move |i| (t, i)))
         .collect();
     for (n, &(t, i)) in order.iter().enumerate() {
-        match announce_once(client, &tiers[t][i], req).await {
+        let url = &tiers[t][i];
+        let result = if url.starts_with("udp://") {
+            udp.announce(url, req).await.map_err(|e| udp_error(url, e))
+        } else {
+            announce_once(client, url, req).await
+        };
+        match result {
             Ok(r) => {
                 let u = tiers[t].remove(i);
                 tiers[t].insert(0, u);
@@ -354,6 +377,28 @@ pub async fn announce_tiers(
         }
     }
     Err(last)
+}
+
+/// A UDP tracker's failure in the same terms as an HTTP one (so a refusal about the
+/// passkey backs off the same way), naming the tracker by its redacted URL.
+fn udp_error(url: &str, e: UdpTrackerError) -> AnnounceError {
+    let tracker = redact::tracker_url(url);
+    match e {
+        UdpTrackerError::Refused(reason) => AnnounceError::Refused { tracker, reason },
+        e @ (UdpTrackerError::Io(_)
+        | UdpTrackerError::Timeout(_)
+        | UdpTrackerError::Resolve(_)
+        | UdpTrackerError::NoAddress) => AnnounceError::Unreachable {
+            tracker,
+            cause: e.to_string(),
+        },
+        e @ (UdpTrackerError::BadUrl | UdpTrackerError::Reply(_) | UdpTrackerError::WrongKind) => {
+            AnnounceError::BadReply {
+                tracker,
+                detail: e.to_string(),
+            }
+        }
+    }
 }
 
 /// One HTTP announce to `url`.
@@ -506,7 +551,7 @@ mod tests {
         let (later_tier, mut later_seen) = fake_tracker(b"d8:intervali60e5:peers0:e").await;
         let mut tiers = vec![vec![dead.clone(), good.clone()], vec![later_tier]];
         let c = reqwest::Client::new();
-        announce_tiers(&c, &mut tiers, &request(AnnounceEvent::None))
+        announce_tiers(&c, &mut udp(), &mut tiers, &request(AnnounceEvent::None))
             .await
             .unwrap();
         assert_eq!(
@@ -540,7 +585,7 @@ mod tests {
             );
         }
         let mut tiers = vec![vec![bad_compact, not_bencode, oversized, good.clone()]];
-        let reply = announce_tiers(&c, &mut tiers, &request(AnnounceEvent::None))
+        let reply = announce_tiers(&c, &mut udp(), &mut tiers, &request(AnnounceEvent::None))
             .await
             .unwrap();
         assert_eq!(reply.peers, vec!["127.0.0.1:6881".parse().unwrap()]);
@@ -597,12 +642,19 @@ mod tests {
         assert!(!refused("rate limited: slow down").is_permanent());
     }
 
+    fn udp() -> UdpClient {
+        UdpClient::new(Retry::DEFAULT)
+    }
+
     #[test]
-    fn udp_trackers_are_skipped_and_empty_tiers_dropped() {
+    fn unknown_schemes_are_skipped_and_empty_tiers_dropped() {
         let tiers = vec![
-            vec!["udp://x:1".to_string()],
-            vec!["udp://y:1".into(), "https://z/a".into()],
+            vec!["wss://x:1".to_string()],
+            vec!["udp://y:1".into(), "ftp://q".into(), "https://z/a".into()],
         ];
-        assert_eq!(usable_tiers(&tiers), vec![vec!["https://z/a".to_string()]]);
+        assert_eq!(
+            usable_tiers(&tiers),
+            vec![vec!["udp://y:1".to_string(), "https://z/a".to_string()]]
+        );
     }
 }
