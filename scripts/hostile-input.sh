@@ -35,6 +35,7 @@ step "tracker: malformed queries" -p kpbt-tracker --test http -- \
 step "tracker: limits + slow clients" -p kpbt-tracker --test limits
 step "tracker: passkeys (HTTP)" -p kpbt-tracker --test passkeys
 step "tracker: keys CLI + restart" -p kpbt-tracker --test keys_cli
+step "tracker: UDP front end" -p kpbt-tracker --test udp
 step "tracker: units (limiter, keys)" -p kpbt-tracker --lib -- \
   ratelimit:: passkeys:: per_ip_cap allowlist:: store::tests
 # Query codec: proptests (never panics, round trips) and differential checks.
@@ -45,7 +46,7 @@ step "proto: fuzz corpus replay" -p kpbt-proto --test corpus_replay
 if [[ ${SKIP_CLIENT:-0} != 1 ]]; then
   step "client: hostile peers" -p kpbt-client --test hostile
   step "client: hostile peer wire" -p kpbt-client --test hostile_wire
-  step "client: bad tracker replies" -p kpbt-client --lib -- tracker::tests::malformed
+  step "client: bad tracker replies" -p kpbt-client --lib -- tracker::tests::malformed tracker_udp::
 fi
 
 if [[ $fuzz_seconds == 0 ]]; then
@@ -54,7 +55,7 @@ elif command -v cargo-fuzz >/dev/null; then
   echo "== fuzz: ${fuzz_seconds}s per target"
   if FUZZ_SECONDS=$fuzz_seconds fuzz/run.sh >"$log/fuzz.log" 2>&1; then
     runs=$(grep -Eo '^Done [0-9]+ runs' "$log/fuzz.log" | awk '{s+=$2} END {print s+0}')
-    summary+=("fuzz: 5 targets x ${fuzz_seconds}s, ${runs} runs, no crash")
+    summary+=("fuzz: 6 targets x ${fuzz_seconds}s, ${runs} runs, no crash")
   else
     failed=1
     tail -n 30 "$log/fuzz.log" >&2

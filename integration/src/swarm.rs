@@ -77,10 +77,28 @@ fn walk(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Which of the tracker's front ends the swarm's .torrent announces to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackerProtocol {
+    Http,
+    /// `udp://` only (BEP 15); the tracker also listens on UDP, same port number.
+    Udp,
+}
+
 impl Swarm {
     /// Writes a multi-file payload of about `size` bytes, makes its private .torrent
-    /// announcing to this swarm's tracker container, and starts that tracker.
+    /// announcing to this swarm's tracker container over HTTP, and starts that tracker.
     pub async fn new(test: &str, size: u64, piece_length: u32) -> Result<Swarm> {
+        Self::new_with(test, size, piece_length, TrackerProtocol::Http).await
+    }
+
+    /// [`Swarm::new`] with the .torrent's only tracker on `protocol`.
+    pub async fn new_with(
+        test: &str,
+        size: u64,
+        piece_length: u32,
+        protocol: TrackerProtocol,
+    ) -> Result<Swarm> {
         let prefix = format!("kpbt-it-{}-{test}", std::process::id());
         let network = format!("{prefix}-net");
         let tracker_name = format!("{prefix}-tracker");
@@ -97,7 +115,11 @@ impl Swarm {
         }
         let torrent_dir = dir.path().join("torrent");
         std::fs::create_dir_all(&torrent_dir)?;
-        let announce = format!("http://{tracker_name}:{TRACKER_PORT}/announce");
+        let scheme = match protocol {
+            TrackerProtocol::Http => "http",
+            TrackerProtocol::Udp => "udp",
+        };
+        let announce = format!("{scheme}://{tracker_name}:{TRACKER_PORT}/announce");
         let plan = kpbt_client::create::plan(kpbt_client::create::CreateOptions {
             path: root.clone(),
             trackers: vec![vec![announce]],
@@ -118,6 +140,10 @@ impl Swarm {
             .with_env_var("NO_COLOR", "1")
             .with_cmd([
                 "--listen".to_string(),
+                format!("0.0.0.0:{TRACKER_PORT}"),
+                // Always on, so an HTTP swarm's tracker runs the same code; only the
+                // .torrent decides which front end the peers use.
+                "--udp-listen".into(),
                 format!("0.0.0.0:{TRACKER_PORT}"),
                 "--announce-interval".into(),
                 ANNOUNCE_INTERVAL.to_string(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use kpbt_integration::docker::setup;
-use kpbt_integration::swarm::{count, metric, tail, Peer, Role, Swarm};
+use kpbt_integration::swarm::{count, metric, tail, Peer, Role, Swarm, TrackerProtocol};
 
 const MIB: u64 = 1024 * 1024;
 const PIECE: u32 = 256 * 1024;
@@ -246,6 +246,36 @@ fn field(line: &str, before: &str, after: &str) -> Result<f64> {
         .and_then(|r| r.split(after).next())
         .ok_or_else(|| anyhow::anyhow!("cannot find {before:?}..{after:?} in {line:?}"))?;
     Ok(rest.trim().parse()?)
+}
+
+/// The same swarm with only a `udp://` tracker in the .torrent: every announce must go
+/// over BEP 15, and the swarm completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swarm_with_only_a_udp_tracker() {
+    run("swarm_with_only_a_udp_tracker", async {
+        let swarm = Swarm::new_with("udp", 16 * MIB, PIECE, TrackerProtocol::Udp).await?;
+        let _seeder = swarm.start_peer("seeder", Role::Seeder, None).await?;
+        let peers = leechers(&swarm, 3, || Role::Leecher, None).await?;
+        wait_all_complete(&peers).await?;
+        for p in &peers {
+            swarm.assert_same_payload(p);
+        }
+        let m = swarm.metrics().await?;
+        let udp: f64 = m
+            .lines()
+            .filter(|l| {
+                l.starts_with("kpbt_tracker_announces_total") && l.contains("protocol=\"udp\"")
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        let all = metric(&m, "kpbt_tracker_announces_total").unwrap_or(0.0);
+        ensure!(
+            udp >= 4.0 && udp == all,
+            "udp announces {udp} of {all}\n{m}"
+        );
+        Ok(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

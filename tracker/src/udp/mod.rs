@@ -2,10 +2,11 @@
 //! [`handler`], which answers from the same [`crate::AppState`] the HTTP front end uses.
 //!
 //! Each socket is served by `workers` plain threads doing blocking `recv_from` /
-//! `send_to` on clones of it (the kernel hands each datagram to one of them). Measured
-//! against a tokio `UdpSocket` loop this does less per datagram: no readiness polling, no
-//! task wake-ups, and nothing else shares the thread (see docs/benchmarks.md). Each thread
-//! owns its receive and reply buffers, so a datagram costs no allocation beyond what the
+//! `send_to` on clones of it (the kernel hands each datagram to one of them): two system
+//! calls per datagram and nothing else, where a tokio `UdpSocket` loop adds readiness
+//! polling and task wake-ups on a runtime shared with other work. (A tokio variant was not
+//! measured; the server CPU cost per response is in docs/benchmarks.md.) Each thread owns
+//! its receive and reply buffers, so a datagram costs no allocation beyond what the
 //! store's peer selection returns.
 
 mod handler;
