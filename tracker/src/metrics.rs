@@ -7,7 +7,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::store::StoreStats;
+use crate::store::{Op, StoreMetrics, StoreStats};
 
 /// HTTP endpoints timed by the request-duration histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub enum Outcome {
 
 /// Failure reasons that are not query-parse errors. Together with
 /// [`QueryError::LABELS`] these are the only `reason` label values.
-pub const OTHER_FAILURE_LABELS: [&str; 11] = [
+pub const OTHER_FAILURE_LABELS: [&str; 12] = [
     "not_allowlisted",
     "torrent_limit",
     "swarm_full",
@@ -37,6 +37,7 @@ pub const OTHER_FAILURE_LABELS: [&str; 11] = [
     "passkey_unexpected",
     "rate_limited",
     "headers_too_large",
+    "store_unavailable",
 ];
 
 pub struct Metrics {
@@ -54,6 +55,8 @@ pub struct Metrics {
     pub allowlist_rejections: IntCounter,
     pub passkey_rejections: IntCounter,
     pub rate_limited: IntCounter,
+    pub suspicious_addresses: IntCounter,
+    store: StoreMetrics,
 }
 
 fn event_index(e: AnnounceEvent) -> usize {
@@ -140,6 +143,32 @@ impl Metrics {
         registry.register(Box::new(durations_vec.clone()))?;
         let durations = ["announce", "scrape"].map(|e| durations_vec.with_label_values(&[e]));
 
+        let store_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "kpbt_tracker_store_duration_seconds",
+                "Round-trip time of swarm-store calls, by operation",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+                0.1, 0.5, 2.0,
+            ]),
+            &["op"],
+        )?;
+        registry.register(Box::new(store_latency.clone()))?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "kpbt_tracker_store_errors_total",
+                "Swarm-store calls that failed or timed out, by operation",
+            ),
+            &["op"],
+        )?;
+        registry.register(Box::new(store_errors.clone()))?;
+        // Create every label up front so the series exist (at 0) before the first error.
+        for op in Op::ALL {
+            store_errors.with_label_values(&[op.label()]);
+            store_latency.with_label_values(&[op.label()]);
+        }
+
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
@@ -175,6 +204,15 @@ impl Metrics {
                 "kpbt_tracker_rate_limited_total",
                 "Requests refused by the per-client rate limit (any endpoint)",
             )?,
+            suspicious_addresses: counter(
+                "kpbt_tracker_suspicious_client_addresses_total",
+                "Announces from loopback (while listening elsewhere) or a Docker bridge gateway: \
+                 usually a proxy or published port hiding the real peer address",
+            )?,
+            store: StoreMetrics {
+                latency: store_latency,
+                errors: store_errors,
+            },
             registry,
             announces,
             failures,
@@ -200,6 +238,11 @@ impl Metrics {
     /// Total announces so far, all events and outcomes.
     pub fn announces_total(&self) -> u64 {
         self.announces.iter().flatten().map(IntCounter::get).sum()
+    }
+
+    /// Handles the swarm store reports its timings and errors to.
+    pub fn store_metrics(&self) -> StoreMetrics {
+        self.store.clone()
     }
 
     pub fn set_store_gauges(&self, s: StoreStats) {

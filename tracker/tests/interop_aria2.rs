@@ -17,7 +17,7 @@ use kpbt_testkit::{
 const WAIT: Duration = Duration::from_secs(60);
 
 fn scrape(t: &TestTracker, ih: &[u8; 20]) -> kpbt_proto::announce::ScrapeStats {
-    t.state.store.scrape(&[InfoHash(*ih)])[0].1
+    block_on(t.state.store.scrape(&[InfoHash(*ih)])).expect("memory store")[0].1
 }
 
 #[test]
