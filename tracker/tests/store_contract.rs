@@ -216,10 +216,11 @@ async fn stopped_removes_the_peer_and_never_creates_a_swarm(kind: Kind) {
     let o = ann(&s, 1, 2, 5, AnnounceEvent::None, T0 + 1).await;
     assert!(o.peers.is_empty(), "the stopped peer is gone");
     ann(&s, 1, 2, 5, AnnounceEvent::Stopped, T0 + 2).await;
-    // Empty swarms go at the next reap, whenever it comes.
-    let r = s.reap(T0 + 3).await.unwrap();
-    assert_eq!((r.peers_removed, r.torrents_removed), (0, 1));
+    // The last peer's `stopped` drops the swarm at once.
     assert_eq!(s.stats().await.unwrap(), StoreStats::default());
+    assert_eq!(scrape_one(&s, 1).await, ScrapeStats::default());
+    let r = s.reap(T0 + 3).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (0, 0));
 }
 
 async fn expiry_drops_only_peers_past_the_timeout(kind: Kind) {

@@ -74,8 +74,16 @@ if event == 3 then
     redis.call('ZREM', L, addr)
     drop(addr)
   end
-  -- An emptied swarm gets index score 0: the next reap removes it, as the memory store
-  -- drops empty swarms on its next pass.
+  if redis.call('ZCARD', S) + redis.call('ZCARD', L) == 0 then
+    -- The last peer left: the swarm goes at once (its `downloaded` count with it), as in
+    -- the memory store, so the torrent count falls immediately.
+    redis.call('DEL', S, L, P)
+    redis.call('ZREM', IX, name)
+    redis.call('HINCRBY', ST, 't', -1)
+    if s0 > 0 then redis.call('HINCRBY', ST, 's', -s0) end
+    if l0 > 0 then redis.call('HINCRBY', ST, 'l', -l0) end
+    return {0, 0, 0, 0}
+  end
   return reply(0, 0, {})
 end
 
