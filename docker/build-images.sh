@@ -17,3 +17,9 @@ for image in tracker client; do
   size=$(docker image inspect -f '{{.Size}}' "kpbt/$image:$tag")
   echo "built kpbt/$image:$tag ($((size / 1024 / 1024)) MiB)"
 done
+# kpbt/redis:dev and kpbt/haproxy:dev, the Redis and haproxy images of docker/compose-ha.yml and the Redis container tests:
+# Debian packages on an offline-built Debian base (needs root and debootstrap the first
+# time). KPBT_HA_IMAGES=0 skips them.
+if [[ ${KPBT_HA_IMAGES:-1} != 0 ]]; then
+  "$here/build-ha-images.sh"
+fi

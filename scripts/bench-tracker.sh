@@ -11,9 +11,11 @@
 #    (tracker/examples/load_peers.rs); RSS growth / peers, for both trackers. Plus the
 #    in-process store figure (tracker/examples/store_mem.rs).
 #
-# Contenders (TRACKERS, default all five): `kpbt` (kpbt-tracker, default workers: one per
+# Contenders (TRACKERS, default all six): `kpbt` (kpbt-tracker, default workers: one per
 # core), `kpbt-w1` (kpbt-tracker --workers 1: one serving thread like opentracker, leaving
-# the other core to wrk), `opentracker`, `torrust` (torrust-tracker 3.0.0, public mode,
+# the other core to wrk), `kpbt-redis` (kpbt-tracker, default workers, with
+# `--store redis://`: a fresh redis-server per run, no persistence, on $REDIS_CPUS —
+# default the wrk core — so the tracker's core does only tracker work), `opentracker`, `torrust` (torrust-tracker 3.0.0, public mode,
 # from `cargo install torrust-tracker --locked`; TORRUST=path, else PATH or
 # /opt/torrust/bin; left out with a warning when missing), and `actix-empty`
 # (tracker/examples/empty_actix.rs: actix-web with a handler that does nothing, i.e. the
@@ -24,9 +26,14 @@
 # wrk share both cores, like a real box serving clients). Set TRACKER_CPUS=0 WRK_CPUS=1
 # to pin with taskset (each tracker then gets exactly one core).
 #
+# For kpbt-redis the script also reports CPU time per announce of the tracker and of
+# redis-server (from /proc during the wrk run) and, in the memory part, Redis
+# used_memory growth per peer: the figures docs/benchmarks.md (## Tracker on Redis)
+# derives the N-instance estimate from.
+#
 # Usage: scripts/bench-tracker.sh            (env: DURATION RUNS CONNS PEERS MEM_TORRENTS
-#                                             TRACKER_CPUS WRK_CPUS SKIP_MEM SKIP_WRK
-#                                             TRACKERS)
+#                                             TRACKER_CPUS WRK_CPUS REDIS_CPUS SKIP_MEM
+#                                             SKIP_WRK TRACKERS)
 # Output: a summary on stdout and in bench-out/tracker/summary.md (raw wrk lines beside it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,14 +45,20 @@ PEERS=${PEERS:-1000000}
 MEM_TORRENTS=${MEM_TORRENTS:-100000}
 TRACKER_CPUS=${TRACKER_CPUS:-}
 WRK_CPUS=${WRK_CPUS:-}
+REDIS_CPUS=${REDIS_CPUS:-$WRK_CPUS}
 OUT=${OUT:-bench-out/tracker}
 TORRUST=${TORRUST:-$(command -v torrust-tracker || echo /opt/torrust/bin/torrust-tracker)}
-read -r -a TRACKERS <<<"${TRACKERS:-kpbt kpbt-w1 opentracker torrust actix-empty}"
+read -r -a TRACKERS <<<"${TRACKERS:-kpbt kpbt-w1 kpbt-redis opentracker torrust actix-empty}"
+if [[ " ${TRACKERS[*]} " == *" kpbt-redis "* ]] && ! command -v redis-server >/dev/null; then
+  echo "missing redis-server for kpbt-redis: apt-get install redis-server (scripts/install-deps.sh)" >&2
+  exit 1
+fi
 if [[ " ${TRACKERS[*]} " == *" torrust "* && ! -x $TORRUST ]]; then
   echo "WARNING: torrust-tracker not found (cargo install torrust-tracker --locked, or TORRUST=path); leaving it out" >&2
   read -r -a TRACKERS <<<"$(tr ' ' '\n' <<<"${TRACKERS[*]}" | grep -vx torrust | tr '\n' ' ')"
 fi
-TARGET=${CARGO_TARGET_DIR:-target}/release
+# TARGET: where the release binaries are; SKIP_BUILD=1 uses them as they are.
+TARGET=${TARGET:-${CARGO_TARGET_DIR:-target}/release}
 
 for tool in wrk opentracker python3 curl; do
   command -v "$tool" >/dev/null || {
@@ -54,9 +67,11 @@ for tool in wrk opentracker python3 curl; do
   }
 done
 
-echo "==> building kpbt-tracker (release)"
-cargo build --release -p kpbt-tracker --bin kpbt-tracker --example load_peers --example store_mem \
-  --example empty_actix
+if [[ -z ${SKIP_BUILD:-} ]]; then
+  echo "==> building kpbt-tracker (release)"
+  cargo build --release -p kpbt-tracker --bin kpbt-tracker --example load_peers --example store_mem \
+    --example empty_actix
+fi
 
 mkdir -p "$OUT"
 : >"$OUT/raw.txt"
@@ -104,6 +119,32 @@ EOF
 chmod 644 "$work"/*.txt
 export KPBT_BENCH_HASHES=$work/hashes.enc
 
+redis_pid=
+redis_port=
+start_redis() { # a fresh, empty redis-server without persistence -> redis_pid, redis_port
+  redis_port=$(free_port)
+  local pre=()
+  [[ -n $REDIS_CPUS ]] && pre=(taskset -c "$REDIS_CPUS")
+  "${pre[@]}" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$work" --logfile "$work/redis.log" &
+  redis_pid=$!
+  pids+=("$redis_pid")
+  for _ in $(seq 1 200); do
+    [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] && return 0
+    sleep 0.05
+  done
+  echo "redis-server never answered PING" >&2
+  return 1
+}
+stop_redis() {
+  [[ -n $redis_pid ]] || return 0
+  kill "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+  redis_pid=
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, clock ticks
+redis_mem() { redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
+
 tracker_pid=
 start_tracker() { # start_tracker NAME ALLOWLIST -> sets port, tracker_pid
   local name=$1 allow=$2
@@ -116,6 +157,11 @@ start_tracker() { # start_tracker NAME ALLOWLIST -> sets port, tracker_pid
     kpbt-w1)
       "${pre[@]}" "$TARGET/kpbt-tracker" --listen "127.0.0.1:$port" --allowlist "$allow" --log warn \
         --workers 1 &
+      ;;
+    kpbt-redis)
+      start_redis
+      "${pre[@]}" "$TARGET/kpbt-tracker" --listen "127.0.0.1:$port" --allowlist "$allow" --log warn \
+        --store "redis://127.0.0.1:$redis_port" &
       ;;
     actix-empty) "${pre[@]}" "$TARGET/examples/empty_actix" "127.0.0.1:$port" & ;;
     torrust)
@@ -149,6 +195,7 @@ stop_tracker() { # SIGTERM, then SIGKILL after 3 s (torrust drains connections f
   done
   kill -9 "$tracker_pid" 2>/dev/null || true
   wait "$tracker_pid" 2>/dev/null || true
+  stop_redis
 }
 
 sanity_check() { # a real announce must succeed (not a failure reason)
@@ -175,8 +222,22 @@ if [[ -z ${SKIP_WRK:-} ]]; then
         start_tracker "$name" "$work/whitelist.txt"
         sanity_check "$name"
         export KPBT_BENCH_SEED=$run
+        t0=$(cpu_ticks "$tracker_pid")
+        [[ -n $redis_pid ]] && r0=$(cpu_ticks "$redis_pid")
         line=$(pin "$WRK_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s "${hdr[@]}" \
           -s scripts/bench-tracker.lua "http://127.0.0.1:$port/" | grep '^RESULT')
+        t1=$(cpu_ticks "$tracker_pid")
+        if [[ -n $redis_pid ]]; then
+          # CPU microseconds per request of each process (clock ticks are 1/CLK_TCK s).
+          r1=$(cpu_ticks "$redis_pid")
+          reqs=$(sed -E 's/.* requests=([0-9]+).*/\1/' <<<"$line")
+          hz=$(getconf CLK_TCK)
+          cpu=$(awk -v t=$((t1 - t0)) -v r=$((r1 - r0)) -v n="$reqs" -v hz="$hz" \
+            'BEGIN {printf "tracker_cpu_us=%.1f redis_cpu_us=%.1f", t*1e6/hz/n, r*1e6/hz/n}')
+          line="$line $cpu"
+          results[$name.$mode.tcpu]+="$(sed -E 's/.*tracker_cpu_us=([0-9.]+).*/\1/' <<<"$line") "
+          results[$name.$mode.rcpu]+="$(sed -E 's/.*redis_cpu_us=([0-9.]+).*/\1/' <<<"$line") "
+        fi
         stop_tracker
         echo "$name $mode run$run $line" | tee -a "$OUT/raw.txt"
         rps=$(sed -E 's/.* rps=([0-9]+).*/\1/' <<<"$line")
@@ -211,17 +272,34 @@ summary=$OUT/summary.md
            }'
       done
     done
+    if [[ " ${TRACKERS[*]} " == *" kpbt-redis "* && " ${TRACKERS[*]} " == *" kpbt "* ]]; then
+      echo
+      for mode in close keepalive; do
+        awk -v m="$mode" -v r="$(med "kpbt-redis.$mode.rps")" -v k="$(med "kpbt.$mode.rps")" \
+          -v tc="$(med "kpbt-redis.$mode.tcpu")" -v rc="$(med "kpbt-redis.$mode.rcpu")" \
+          'BEGIN {printf "kpbt-redis %s: %.2fx the memory store; CPU per announce: tracker %.1f us, redis-server %.1f us\n", m, r / k, tc, rc}'
+      done
+    fi
   fi
 } | tee "$summary"
 
 if [[ -z ${SKIP_MEM:-} ]]; then
   "$TARGET/examples/load_peers" --hashes "$MEM_TORRENTS" >"$work/mem-whitelist.txt"
   chmod 644 "$work/mem-whitelist.txt"
-  for name in kpbt opentracker; do
+  for name in kpbt opentracker kpbt-redis; do
+    [[ $name != kpbt-redis || " ${TRACKERS[*]} " == *" kpbt-redis "* ]] || continue
     start_tracker "$name" "$work/mem-whitelist.txt"
     before=$(rss_kb "$tracker_pid")
+    [[ -n $redis_pid ]] && rbefore=$(redis_mem)
     load=$("$TARGET/examples/load_peers" "127.0.0.1:$port" "$PEERS" "$MEM_TORRENTS" 2)
     after=$(rss_kb "$tracker_pid")
+    if [[ -n $redis_pid ]]; then
+      rafter=$(redis_mem)
+      awk -v b="$rbefore" -v a="$rafter" -v p="$PEERS" -v t="$MEM_TORRENTS" \
+        -v s="$(($(redis-cli -p "$redis_port" hget kpbt:st s) + $(redis-cli -p "$redis_port" hget kpbt:st l)))" \
+        'BEGIN {printf "memory redis-server: %d peers over %d torrents: used_memory %.1f -> %.1f MiB, %.1f bytes/peer (the store counts %s peers)\n", p, t, b/1048576, a/1048576, (a-b)/p, s}' |
+        tee -a "$summary"
+    fi
     stop_tracker
     awk -v n="$name" -v b="$before" -v a="$after" -v p="$PEERS" -v t="$MEM_TORRENTS" -v l="$load" \
       'BEGIN {printf "memory %s: %d peers over %d torrents via HTTP: RSS %.1f -> %.1f MiB, %.1f bytes/peer (%s)\n", n, p, t, b/1024, a/1024, (a-b)*1024/p, l}' |

@@ -37,7 +37,7 @@ step "tracker: passkeys (HTTP)" -p kpbt-tracker --test passkeys
 step "tracker: keys CLI + restart" -p kpbt-tracker --test keys_cli
 step "tracker: UDP front end" -p kpbt-tracker --test udp
 step "tracker: units (limiter, keys)" -p kpbt-tracker --lib -- \
-  ratelimit:: passkeys:: per_ip_cap allowlist:: store::tests
+  ratelimit:: passkeys:: per_ip_cap allowlist:: store::memory::tests clientaddr::
 # Query codec: proptests (never panics, round trips) and differential checks.
 step "proto: announce proptests" -p kpbt-tracker --test proto_announce
 # Codecs: bencode, metainfo, compact, tracker replies, peer wire, announce fixtures.

@@ -7,6 +7,7 @@
 #                    transmission-create
 #   opentracker      opentracker       reference tracker (interop tests)
 #   mktorrent        mktorrent         .torrent creation
+#   redis-server     redis-server      the tracker's Redis store tests and benchmark
 #   wrk              wrk               HTTP load generator (tracker benchmarks)
 #   hyperfine        hyperfine         command benchmarking
 #   prometheus       promtool          metrics/rules checking
@@ -14,7 +15,7 @@
 #   (shell lint)     shellcheck        from the apt package of the same name
 #
 # Env: KPBT_DEPS_MINIMAL=1 installs only what `scripts/test.sh` needs
-# (aria2, transmission-cli, opentracker, mktorrent).
+# (aria2, transmission-cli, opentracker, mktorrent, redis-server).
 set -euo pipefail
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -27,6 +28,7 @@ required=(
   transmission-create:transmission-cli
   opentracker:opentracker
   mktorrent:mktorrent
+  redis-server:redis-server
 )
 optional=(
   wrk:wrk
@@ -69,7 +71,8 @@ else
     "${sudo[@]}" apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
   fi
   log "apt-get install ${missing[*]}"
-  # policy-rc.d 101: don't let postinst scripts start daemons (prometheus, opentracker).
+  # policy-rc.d 101: don't let postinst scripts start daemons (prometheus, opentracker,
+  # redis-server: the tests start their own on free ports).
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [[ ! -e $policy ]]; then

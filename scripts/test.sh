@@ -4,6 +4,7 @@
 #
 # Interop tests need aria2c, transmission-cli, opentracker and mktorrent
 # (scripts/install-deps.sh); set KPBT_SKIP_INTEROP=1 to skip them instead.
+# The tracker's Redis store tests need redis-server (same script); KPBT_SKIP_REDIS=1 skips.
 # Container tests (kpbt-integration) need a Docker engine; KPBT_SKIP_DOCKER=1 skips them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

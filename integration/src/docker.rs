@@ -9,9 +9,20 @@ use std::sync::OnceLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-/// Images the tests run; built by `docker/build-images.sh`.
-pub const TRACKER_IMAGE: (&str, &str) = ("kpbt/tracker", "dev");
-pub const CLIENT_IMAGE: (&str, &str) = ("kpbt/client", "dev");
+/// Images the tests run; built by `docker/build-images.sh` (tag `$KPBT_IMAGE_TAG`,
+/// default `dev`, so several checkouts on one engine keep their own).
+pub const TRACKER_IMAGE: &str = "kpbt/tracker";
+pub const CLIENT_IMAGE: &str = "kpbt/client";
+/// Debian's redis-server on the offline Debian base (`docker/build-ha-images.sh`).
+pub const REDIS_IMAGE: (&str, &str) = ("kpbt/redis", "dev");
+
+/// The tag of the kpbt images under test.
+pub fn image_tag() -> String {
+    std::env::var("KPBT_IMAGE_TAG")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "dev".to_owned())
+}
 
 const UNREACHABLE: &str =
     "Docker engine not reachable: start dockerd or set KPBT_SKIP_DOCKER=1 to skip the container tests";
@@ -77,7 +88,12 @@ fn prepare() -> Result<(), String> {
             return Err(format!("{} failed: {status}", script.display()));
         }
     }
-    for (name, tag) in [TRACKER_IMAGE, CLIENT_IMAGE] {
+    let tag = image_tag();
+    for (name, tag) in [
+        (TRACKER_IMAGE, tag.as_str()),
+        (CLIENT_IMAGE, tag.as_str()),
+        REDIS_IMAGE,
+    ] {
         let ok = Command::new("timeout")
             .args([
                 "60",

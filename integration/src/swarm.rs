@@ -1,6 +1,7 @@
-//! A kpbt swarm in containers: a per-test Docker network, a tracker container, seeder
-//! and leecher containers with bind-mounted per-test directories, and host-side checks
-//! (tracker /health, /stats, /metrics; pieces on disk hashed against the torrent).
+//! A kpbt swarm in containers: a per-test Docker network, one tracker container (memory
+//! store) or several sharing a Redis container, seeder and leecher containers with
+//! bind-mounted per-test directories, and host-side checks (tracker /health, /stats,
+//! /metrics; pieces on disk hashed against the torrent).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -9,19 +10,20 @@ use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use kpbt_proto::metainfo::Metainfo;
 use sha1::{Digest, Sha1};
 use testcontainers::core::{AccessMode, IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use crate::docker::{CLIENT_IMAGE, TRACKER_IMAGE};
+use crate::docker::{image_tag, CLIENT_IMAGE, REDIS_IMAGE, TRACKER_IMAGE};
 
 /// The tracker's announce interval inside the tests, seconds: short, so a restarted
 /// tracker learns the swarm again quickly.
 pub const ANNOUNCE_INTERVAL: u32 = 5;
-const TRACKER_PORT: u16 = 6969;
+pub const TRACKER_PORT: u16 = 6969;
+const REDIS_PORT: u16 = 6379;
 /// Torrent file name inside the per-test directory (mounted at /torrent).
 const TORRENT: &str = "swarm.torrent";
 
@@ -32,7 +34,9 @@ pub struct Swarm {
     pub prefix: String,
     pub network: String,
     pub meta: Metainfo,
-    tracker: ContainerAsync<GenericImage>,
+    /// Tracker 0 is the first tier of `swarm.torrent`.
+    trackers: Vec<ContainerAsync<GenericImage>>,
+    redis: Option<ContainerAsync<GenericImage>>,
     // Last: removed after the containers that write into it.
     dir: tempfile::TempDir,
 }
@@ -43,6 +47,24 @@ pub struct Peer {
     /// Host directory mounted at the peer's data dir (holds NAME/... of the torrent).
     pub data: PathBuf,
     pub container: ContainerAsync<GenericImage>,
+}
+
+/// Where the swarm's trackers keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// One tracker, memory store.
+    Memory,
+    /// `trackers` instances on one Redis container.
+    Redis { trackers: usize },
+}
+
+/// Which .torrent a peer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announce {
+    /// Every tracker, each its own BEP 12 tier, in order.
+    Tiers,
+    /// Only tracker `i`.
+    Only(usize),
 }
 
 /// What a client container runs.
@@ -89,7 +111,14 @@ impl Swarm {
     /// Writes a multi-file payload of about `size` bytes, makes its private .torrent
     /// announcing to this swarm's tracker container over HTTP, and starts that tracker.
     pub async fn new(test: &str, size: u64, piece_length: u32) -> Result<Swarm> {
-        Self::new_with(test, size, piece_length, TrackerProtocol::Http).await
+        Self::build(
+            test,
+            size,
+            piece_length,
+            Store::Memory,
+            TrackerProtocol::Http,
+        )
+        .await
     }
 
     /// [`Swarm::new`] with the .torrent's only tracker on `protocol`.
@@ -99,9 +128,34 @@ impl Swarm {
         piece_length: u32,
         protocol: TrackerProtocol,
     ) -> Result<Swarm> {
+        Self::build(test, size, piece_length, Store::Memory, protocol).await
+    }
+
+    /// [`Swarm::new`] with the trackers `store` says.
+    pub async fn with_store(
+        test: &str,
+        size: u64,
+        piece_length: u32,
+        store: Store,
+    ) -> Result<Swarm> {
+        Self::build(test, size, piece_length, store, TrackerProtocol::Http).await
+    }
+
+    async fn build(
+        test: &str,
+        size: u64,
+        piece_length: u32,
+        store: Store,
+        protocol: TrackerProtocol,
+    ) -> Result<Swarm> {
         let prefix = format!("kpbt-it-{}-{test}", std::process::id());
         let network = format!("{prefix}-net");
-        let tracker_name = format!("{prefix}-tracker");
+        let n_trackers = match store {
+            Store::Memory => 1,
+            Store::Redis { trackers } => trackers.max(1),
+        };
+        let tracker_names: Vec<String> =
+            (0..n_trackers).map(|i| tracker_name(&prefix, i)).collect();
         let dir = tempfile::Builder::new().prefix("kpbt-it-").tempdir()?;
         let root = dir.path().join("payload").join("kpbt-swarm");
         let files = [
@@ -119,50 +173,74 @@ impl Swarm {
             TrackerProtocol::Http => "http",
             TrackerProtocol::Udp => "udp",
         };
-        let announce = format!("{scheme}://{tracker_name}:{TRACKER_PORT}/announce");
-        let plan = kpbt_client::create::plan(kpbt_client::create::CreateOptions {
-            path: root.clone(),
-            trackers: vec![vec![announce]],
-            piece_length: Some(piece_length),
-            private: true,
-            comment: Some(format!("kpbt-integration {test}")),
-        })?;
-        let (bytes, _) = kpbt_client::create::build(&plan, 2, &AtomicU64::new(0))?;
-        std::fs::write(torrent_dir.join(TORRENT), &bytes)?;
-        let meta = Metainfo::from_bytes(&bytes)?;
+        let url = |name: &String| format!("{scheme}://{name}:{TRACKER_PORT}/announce");
+        // The same info dict under different announce keys: one info hash, one swarm.
+        let mut meta = None;
+        let mut write_torrent = |file: String, tiers: Vec<Vec<String>>| -> Result<()> {
+            let plan = kpbt_client::create::plan(kpbt_client::create::CreateOptions {
+                path: root.clone(),
+                trackers: tiers,
+                piece_length: Some(piece_length),
+                private: true,
+                comment: Some(format!("kpbt-integration {test}")),
+            })?;
+            let (bytes, _) = kpbt_client::create::build(&plan, 2, &AtomicU64::new(0))?;
+            std::fs::write(torrent_dir.join(file), &bytes)?;
+            let m = Metainfo::from_bytes(&bytes)?;
+            if let Some(first) = &meta {
+                let first: &Metainfo = first;
+                ensure!(
+                    first.info_hash == m.info_hash,
+                    "torrents differ in info hash"
+                );
+            } else {
+                meta = Some(m);
+            }
+            Ok(())
+        };
+        write_torrent(
+            TORRENT.into(),
+            tracker_names.iter().map(|n| vec![url(n)]).collect(),
+        )?;
+        if n_trackers > 1 {
+            for (i, n) in tracker_names.iter().enumerate() {
+                write_torrent(format!("swarm-{i}.torrent"), vec![vec![url(n)]])?;
+            }
+        }
+        let meta = meta.context("no torrent written")?;
         open_dir(dir.path())?;
 
-        let tracker = GenericImage::new(TRACKER_IMAGE.0, TRACKER_IMAGE.1)
-            .with_exposed_port(TRACKER_PORT.tcp())
-            .with_wait_for(WaitFor::Nothing)
-            .with_network(&network)
-            .with_container_name(&tracker_name)
-            .with_env_var("NO_COLOR", "1")
-            .with_cmd([
-                "--listen".to_string(),
-                format!("0.0.0.0:{TRACKER_PORT}"),
-                // Always on, so an HTTP swarm's tracker runs the same code; only the
-                // .torrent decides which front end the peers use.
-                "--udp-listen".into(),
-                format!("0.0.0.0:{TRACKER_PORT}"),
-                "--announce-interval".into(),
-                ANNOUNCE_INTERVAL.to_string(),
-                "--min-interval".into(),
-                "1".into(),
-            ])
-            .with_startup_timeout(Duration::from_secs(60))
-            .start()
-            .await
-            .context("starting the tracker container")?;
+        let (redis, store_url) = match store {
+            Store::Memory => (None, None),
+            Store::Redis { .. } => {
+                let name = format!("{prefix}-redis");
+                let c = start_redis(&name, &network, &[]).await?;
+                (Some(c), Some(format!("redis://{name}:{REDIS_PORT}")))
+            }
+        };
+        let mut trackers = Vec::new();
+        for name in &tracker_names {
+            trackers.push(start_tracker(name, &network, store_url.as_deref()).await?);
+        }
         let swarm = Swarm {
             prefix,
             network,
             meta,
-            tracker,
+            trackers,
+            redis,
             dir,
         };
-        swarm.wait_tracker_healthy(Duration::from_secs(30)).await?;
+        for i in 0..n_trackers {
+            swarm
+                .wait_tracker_healthy_at(i, Duration::from_secs(30))
+                .await?;
+        }
         Ok(swarm)
+    }
+
+    /// How many tracker containers the swarm has.
+    pub fn tracker_count(&self) -> usize {
+        self.trackers.len()
     }
 
     /// Host directory holding `NAME/...` of the original payload.
@@ -176,23 +254,39 @@ impl Swarm {
 
     /// The tracker's published address on the host (changes when it restarts).
     pub async fn tracker_addr(&self) -> Result<SocketAddr> {
-        let port = self.tracker.get_host_port_ipv4(TRACKER_PORT.tcp()).await?;
+        self.tracker_addr_at(0).await
+    }
+
+    /// Tracker `i`'s published address on the host.
+    pub async fn tracker_addr_at(&self, i: usize) -> Result<SocketAddr> {
+        let port = self.trackers[i]
+            .get_host_port_ipv4(TRACKER_PORT.tcp())
+            .await?;
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     async fn http_get(&self, path: &'static str) -> Result<(u16, Vec<u8>)> {
-        let addr = self.tracker_addr().await?;
+        self.http_get_at(0, path.to_owned()).await
+    }
+
+    /// GET `path` (already percent-encoded) from tracker `i`.
+    pub async fn http_get_at(&self, i: usize, path: String) -> Result<(u16, Vec<u8>)> {
+        let addr = self.tracker_addr_at(i).await?;
         tokio::task::spawn_blocking(move || {
-            kpbt_testkit::http_get(addr, path, Duration::from_secs(3))
+            kpbt_testkit::http_get(addr, &path, Duration::from_secs(3))
+                .with_context(|| format!("GET {path} from tracker {addr}"))
         })
         .await?
-        .with_context(|| format!("GET {path} from the tracker"))
     }
 
     pub async fn wait_tracker_healthy(&self, timeout: Duration) -> Result<()> {
+        self.wait_tracker_healthy_at(0, timeout).await
+    }
+
+    pub async fn wait_tracker_healthy_at(&self, i: usize, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.http_get("/health").await {
+            match self.http_get_at(i, "/health".into()).await {
                 Ok((200, _)) => return Ok(()),
                 r if Instant::now() > deadline => {
                     bail!("tracker not healthy in {timeout:?}: {r:?}")
@@ -204,7 +298,12 @@ impl Swarm {
 
     /// The tracker's /stats, decoded.
     pub async fn stats(&self) -> Result<serde_json::Value> {
-        let (status, body) = self.http_get("/stats").await?;
+        self.stats_at(0).await
+    }
+
+    /// Tracker `i`'s /stats, decoded.
+    pub async fn stats_at(&self, i: usize) -> Result<serde_json::Value> {
+        let (status, body) = self.http_get_at(i, "/stats".into()).await?;
         if status != 200 {
             bail!("/stats answered {status}");
         }
@@ -218,9 +317,20 @@ impl Swarm {
         timeout: Duration,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> Result<serde_json::Value> {
+        self.wait_stats_at(0, what, timeout, pred).await
+    }
+
+    /// [`Swarm::wait_stats`] on tracker `i`.
+    pub async fn wait_stats_at(
+        &self,
+        i: usize,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let s = self.stats().await;
+            let s = self.stats_at(i).await;
             if let Ok(s) = &s {
                 if pred(s) {
                     return Ok(s.clone());
@@ -244,18 +354,57 @@ impl Swarm {
 
     /// Stops the tracker container (SIGTERM) and starts it again; waits for /health.
     pub async fn restart_tracker(&self) -> Result<()> {
-        self.tracker.stop().await?;
-        self.tracker.start().await?;
+        self.trackers[0].stop().await?;
+        self.trackers[0].start().await?;
         self.wait_tracker_healthy(Duration::from_secs(30)).await
     }
 
+    /// SIGKILLs tracker `i` (it stays down).
+    pub fn kill_tracker(&self, i: usize) -> Result<()> {
+        docker_kill(self.trackers[i].id())
+    }
+
+    /// Whether tracker `i`'s container is still running.
+    pub async fn tracker_running(&self, i: usize) -> Result<bool> {
+        Ok(self.trackers[i].is_running().await?)
+    }
+
+    /// Stops the Redis container and starts it again (no persistence: it comes back
+    /// empty), calling `during` while it is down.
+    pub async fn restart_redis<F: std::future::Future<Output = Result<()>>>(
+        &self,
+        during: impl FnOnce() -> F,
+    ) -> Result<()> {
+        let redis = self.redis.as_ref().context("this swarm has no Redis")?;
+        redis.stop().await?;
+        let checked = during().await;
+        redis.start().await?;
+        checked
+    }
+
     pub async fn tracker_logs(&self) -> String {
-        logs(&self.tracker).await
+        logs(&self.trackers[0]).await
+    }
+
+    pub async fn tracker_logs_at(&self, i: usize) -> String {
+        logs(&self.trackers[i]).await
     }
 
     /// Starts a client container on the swarm network. `cpus` caps its CPU share (a
     /// slow peer keeps a transfer in flight long enough to act on it).
     pub async fn start_peer(&self, name: &str, role: Role, cpus: Option<f64>) -> Result<Peer> {
+        self.start_peer_with(name, role, cpus, Announce::Tiers)
+            .await
+    }
+
+    /// [`Swarm::start_peer`] announcing as `announce` says.
+    pub async fn start_peer_with(
+        &self,
+        name: &str,
+        role: Role,
+        cpus: Option<f64>,
+        announce: Announce,
+    ) -> Result<Peer> {
         let data = match role {
             Role::Seeder => self.payload_dir(),
             _ => {
@@ -265,7 +414,10 @@ impl Swarm {
                 d
             }
         };
-        let torrent = format!("/torrent/{TORRENT}");
+        let torrent = match announce {
+            Announce::Only(i) if self.trackers.len() > 1 => format!("/torrent/swarm-{i}.torrent"),
+            _ => format!("/torrent/{TORRENT}"),
+        };
         let mut cmd: Vec<String> = match role {
             Role::Seeder => vec!["seed".into(), torrent, "/data".into()],
             _ => vec!["download".into(), torrent, "-o".into(), "/data".into()],
@@ -274,7 +426,7 @@ impl Swarm {
             cmd.push("--seed".into());
         }
         cmd.extend(["--port".into(), "6881".into()]);
-        let mut req = GenericImage::new(CLIENT_IMAGE.0, CLIENT_IMAGE.1)
+        let mut req = GenericImage::new(CLIENT_IMAGE, &image_tag())
             .with_wait_for(WaitFor::message_on_stderr("torrent started"))
             .with_network(&self.network)
             .with_container_name(format!("{}-{name}", self.prefix))
@@ -406,24 +558,7 @@ impl Peer {
 
     /// SIGKILL, as the OOM killer or a power cut would: no clean shutdown.
     pub fn kill(&self) -> Result<()> {
-        let out = Command::new("timeout")
-            .args([
-                "30",
-                "docker",
-                "kill",
-                "--signal",
-                "KILL",
-                self.container.id(),
-            ])
-            .output()?;
-        if !out.status.success() {
-            return Err(anyhow!(
-                "docker kill {}: {}",
-                self.name,
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
+        docker_kill(self.container.id()).with_context(|| format!("killing {}", self.name))
     }
 
     /// Waits until the container has exited; returns its exit code.
@@ -439,6 +574,99 @@ impl Peer {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// `docker kill --signal KILL ID`.
+pub fn docker_kill(id: &str) -> Result<()> {
+    let out = Command::new("timeout")
+        .args(["30", "docker", "kill", "--signal", "KILL", id])
+        .output()?;
+    if !out.status.success() {
+        return Err(anyhow!(
+            "docker kill {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}
+
+/// Container name of tracker `i` of a swarm (`-tracker`, `-tracker1`, ...).
+pub fn tracker_name(prefix: &str, i: usize) -> String {
+    match i {
+        0 => format!("{prefix}-tracker"),
+        i => format!("{prefix}-tracker{i}"),
+    }
+}
+
+/// Starts a kpbt-tracker container on `network` (`store`: a `--store` URL, else memory),
+/// with the tests' short announce interval; does not wait for /health.
+pub async fn start_tracker(
+    name: &str,
+    network: &str,
+    store: Option<&str>,
+) -> Result<ContainerAsync<GenericImage>> {
+    let mut cmd = vec![
+        "--listen".to_string(),
+        format!("0.0.0.0:{TRACKER_PORT}"),
+        // Always on, so an HTTP swarm's tracker runs the same code; only the .torrent
+        // decides which front end the peers use.
+        "--udp-listen".into(),
+        format!("0.0.0.0:{TRACKER_PORT}"),
+        "--announce-interval".into(),
+        ANNOUNCE_INTERVAL.to_string(),
+        "--min-interval".into(),
+        "1".into(),
+    ];
+    if let Some(s) = store {
+        cmd.extend([
+            "--store".into(),
+            s.into(),
+            "--reap-interval".into(),
+            "5".into(),
+        ]);
+    }
+    GenericImage::new(TRACKER_IMAGE, &image_tag())
+        .with_exposed_port(TRACKER_PORT.tcp())
+        .with_wait_for(WaitFor::Nothing)
+        .with_network(network)
+        .with_container_name(name)
+        .with_env_var("NO_COLOR", "1")
+        .with_cmd(cmd)
+        .with_startup_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .with_context(|| format!("starting tracker container {name}"))
+}
+
+/// Starts a kpbt/redis container on `network` without persistence, `extra` appended to
+/// its arguments, and waits until it accepts connections.
+pub async fn start_redis(
+    name: &str,
+    network: &str,
+    extra: &[&str],
+) -> Result<ContainerAsync<GenericImage>> {
+    let mut cmd: Vec<String> = [
+        "--bind",
+        "0.0.0.0",
+        "--protected-mode",
+        "no",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(String::from)
+    .to_vec();
+    cmd.extend(extra.iter().map(|s| s.to_string()));
+    GenericImage::new(REDIS_IMAGE.0, REDIS_IMAGE.1)
+        .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+        .with_network(network)
+        .with_container_name(name)
+        .with_cmd(cmd)
+        .with_startup_timeout(Duration::from_secs(60))
+        .start()
+        .await
+        .with_context(|| format!("starting redis container {name}"))
 }
 
 pub fn tail(log: &str, lines: usize) -> String {

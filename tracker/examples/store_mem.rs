@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest};
 use kpbt_proto::{InfoHash, PeerId};
-use kpbt_tracker::{Store, StoreLimits};
+use kpbt_tracker::{MemoryStore, StoreLimits};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -34,7 +34,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let torrents: u32 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let store = Store::new(StoreLimits {
+    let store = MemoryStore::new(StoreLimits {
         max_torrents: 10_000_000,
         max_peers_per_torrent: 1_000_000,
         max_peers_per_ip: usize::MAX,

@@ -45,11 +45,12 @@ pub struct Config {
     pub max_torrents: usize,
     /// Most peers per torrent; new peers beyond it fail (existing ones keep announcing).
     pub max_peers_per_torrent: usize,
-    /// Use the client's `ip` parameter instead of the connection address. Off by default
-    /// because it lets any client point a swarm at an arbitrary host.
+    /// Use the client's `ip` parameter instead of the connection address, for requests
+    /// from `trusted_proxies` only. Off by default because it lets a client point a swarm
+    /// at an arbitrary host.
     pub honor_ip_param: bool,
     /// Take the client address from this header (e.g. `X-Forwarded-For`, last entry)
-    /// instead of the TCP peer. Only set this behind a reverse proxy you control.
+    /// instead of the TCP peer, for requests from `trusted_proxies` only.
     pub real_ip_header: Option<String>,
     /// File of allowed info hashes (40 hex digits a line, `#` comments). When set, only
     /// these torrents are tracked. Reloaded when it changes and on SIGHUP.
@@ -100,6 +101,17 @@ pub struct Config {
     pub max_scrape_hashes: usize,
     /// HTTP worker threads, and threads per UDP socket; 0 means one per CPU.
     pub workers: usize,
+    /// Where swarm state lives: `memory` (this process; the default), `redis://HOST:PORT[/DB]`
+    /// (`rediss://` for TLS) to share it between tracker instances, or
+    /// `redis-cluster://H1:P1,H2:P2,...` for a Redis Cluster.
+    pub store: String,
+    /// A store call that takes longer than this fails: the announce gets a failure reason
+    /// saying the tracker's storage is unavailable, and `/health` reports unhealthy.
+    pub store_timeout_ms: u64,
+    /// Networks (CIDRs, e.g. `10.0.0.0/8`, `::1/128`) of reverse proxies whose
+    /// `real_ip_header` (and, with `honor_ip_param`, `ip=`) is believed. From any other
+    /// address both are ignored and the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -135,6 +147,9 @@ impl Default for Config {
             max_header_bytes: 8192,
             max_scrape_hashes: kpbt_proto::udp::MAX_SCRAPE_HASHES,
             workers: 0,
+            store: "memory".to_owned(),
+            store_timeout_ms: 1000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -175,6 +190,18 @@ impl Config {
     /// The configured UDP connection-id key, if any and well-formed.
     pub fn connection_id_key(&self) -> Option<kpbt_proto::udp::ConnectionIdKey> {
         kpbt_proto::udp::ConnectionIdKey::from_hex(self.udp_connection_key.as_deref()?)
+    }
+
+    /// The sizing rules the swarm store enforces.
+    pub fn store_limits(&self) -> crate::store::StoreLimits {
+        crate::store::StoreLimits {
+            max_torrents: self.max_torrents,
+            max_peers_per_torrent: self.max_peers_per_torrent,
+            max_peers_per_ip: self.max_peers_per_ip_per_torrent,
+            numwant_default: self.numwant_default,
+            numwant_max: self.numwant_max,
+            peer_timeout_secs: self.peer_timeout(),
+        }
     }
 
     /// The effective peer timeout.
@@ -325,6 +352,24 @@ impl Config {
                 )));
             }
         }
+        if (self.real_ip_header.is_some() || self.honor_ip_param) && self.trusted_proxies.is_empty()
+        {
+            return bad(
+                "real_ip_header and honor_ip_param need trusted_proxies: the proxy \
+                 networks (CIDRs) allowed to name the client address",
+            );
+        }
+        for c in &self.trusted_proxies {
+            if let Err(e) = c.parse::<crate::clientaddr::Cidr>() {
+                return Err(ConfigError::Invalid(format!("trusted_proxies: {e}")));
+            }
+        }
+        if let Err(e) = self.store.parse::<crate::store::StoreSpec>() {
+            return Err(ConfigError::Invalid(e.to_string()));
+        }
+        if self.store_timeout_ms == 0 {
+            return bad("store_timeout_ms must be positive");
+        }
         Ok(())
     }
 }
@@ -386,6 +431,8 @@ mod tests {
         assert_eq!(back, d);
         let mut full = d.clone();
         full.real_ip_header = Some("X-Forwarded-For".into());
+        full.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()];
+        full.store = "redis-cluster://r1:7000,r2:7000".into();
         full.allowlist = Some("/etc/kpbt/allow.txt".into());
         full.passkeys = true;
         full.passkey_file = Some("/etc/kpbt/passkeys.toml".into());
@@ -422,6 +469,19 @@ mod tests {
         c.numwant_default = 10;
         c.real_ip_header = Some("bad header".into());
         assert!(c.validate().is_err());
+        c.real_ip_header = Some("X-Real-IP".into());
+        assert!(
+            c.validate().is_err(),
+            "a real-IP header needs trusted proxies"
+        );
+        c.trusted_proxies = vec!["10.0.0.0/33".into()];
+        assert!(c.validate().is_err());
+        c.trusted_proxies = vec!["10.0.0.0/8".into()];
+        c.validate().unwrap();
+        c.store = "mysql://x".into();
+        assert!(c.validate().is_err());
+        c.store = "redis://127.0.0.1:6379/1".into();
+        c.validate().unwrap();
         c.real_ip_header = None;
         c.listen = Config::default().listen;
         c.passkeys = true;

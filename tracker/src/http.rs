@@ -1,7 +1,8 @@
 //! HTTP routes. Handlers only translate between HTTP and the store: they read the raw query
 //! string (never actix's `Query` extractor, which would mangle binary info hashes), call
-//! into [`crate::AppState`], and always answer announce/scrape with HTTP 200 and a bencoded
-//! body, because a `failure reason` is what BitTorrent clients read and show.
+//! the swarm-store seam in [`crate::AppState`] (not knowing which store runs), and always
+//! answer announce/scrape with HTTP 200 and a bencoded body, because a `failure reason` is
+//! what BitTorrent clients read and show.
 //!
 //! Every request except `/health` first passes `admit`: the header-size cap, then the
 //! per-client rate limit (announce/scrape answer a `failure reason`, the other endpoints
@@ -15,12 +16,13 @@ use actix_web::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{web, HttpRequest, HttpResponse};
 use kpbt_proto::announce::{
     encode_announce_reply, encode_failure, encode_scrape_reply, parse_announce_query_limited,
-    parse_scrape_query, AnnounceEvent, AnnounceReply, AnnounceRequest, PeerListFormat, QueryError,
+    parse_scrape_query, AnnounceEvent, AnnounceReply, PeerListFormat, QueryError,
 };
 
 use crate::metrics::{Endpoint, Outcome, Protocol};
 use crate::passkeys::KeyStatus;
-use crate::AppState;
+use crate::state::AppState;
+use crate::store::Health;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -43,28 +45,18 @@ pub const RATE_LIMITED: &str = "rate limit exceeded";
 /// A refusal before the query is looked at: the metrics label and the client's text.
 pub(crate) type Refusal = (&'static str, &'static str);
 
-/// The TCP peer, or the configured real-IP header's last entry: who to rate-limit (never
-/// the `ip` parameter, which the client chooses freely).
-fn connection_ip(state: &AppState, req: &HttpRequest) -> Option<IpAddr> {
-    if let Some(name) = &state.real_ip_header {
-        if let Some(ip) = req
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(header_ip)
-        {
-            return Some(ip);
-        }
-    }
-    req.peer_addr().map(|a| a.ip())
-}
-
-/// The last entry of a forwarding header: the one our own proxy appended.
-fn header_ip(value: &str) -> Option<IpAddr> {
-    let last = value.rsplit(',').next()?.trim();
-    last.parse::<IpAddr>()
-        .ok()
-        .or_else(|| last.parse::<SocketAddr>().ok().map(|a| a.ip()))
+/// The client's address through the one resolver ([`crate::clientaddr::AddrResolver`]):
+/// the TCP peer, or what a trusted proxy says (its header, or `ip=` when `ip_param` is
+/// given and allowed). Rate limiting passes `None`: the client must not pick its budget.
+fn client_ip(state: &AppState, req: &HttpRequest, ip_param: Option<IpAddr>) -> Option<IpAddr> {
+    let header = state
+        .addrs
+        .header()
+        .and_then(|name| req.headers().get(name))
+        .map(|v| v.as_bytes());
+    state
+        .addrs
+        .resolve(req.peer_addr().map(|a| a.ip()), header, ip_param)
 }
 
 /// Sent when the request headers exceed `max_header_bytes`.
@@ -84,7 +76,7 @@ fn admit(state: &AppState, req: &HttpRequest) -> Result<(), Refusal> {
     let Some(limiter) = &state.limiter else {
         return Ok(());
     };
-    let Some(ip) = connection_ip(state, req) else {
+    let Some(ip) = client_ip(state, req, None) else {
         return Ok(());
     };
     if limiter.allow(ip, Instant::now()) {
@@ -136,14 +128,14 @@ fn bencoded(body: Vec<u8>) -> HttpResponse {
 }
 
 async fn announce(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    announce_with(&req, &state, None)
+    announce_with(&req, &state, None).await
 }
 
 /// The key is taken raw from the path (not via `web::Path<String>`, whose decoding would
 /// turn a non-UTF-8 escape into a 404 instead of a bencoded "unknown passkey").
 async fn announce_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let key = req.match_info().get("passkey").unwrap_or("");
-    announce_with(&req, &state, Some(key))
+    announce_with(&req, &state, Some(key)).await
 }
 
 /// The request target as it may appear in logs: a passkey in the path becomes `<key>` and
@@ -169,7 +161,7 @@ pub fn loggable_target(path: &str, query: &str) -> String {
     out
 }
 
-fn announce_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
+async fn announce_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
     match admit(state, req).and_then(|()| check_passkey(state, key)) {
@@ -181,7 +173,7 @@ fn announce_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> Http
             );
             fail(state, &mut body, AnnounceEvent::None, label, text)
         }
-        Ok(()) => announce_body(state, req, &mut body),
+        Ok(()) => announce_body(state, req, &mut body).await,
     }
     state
         .metrics
@@ -203,7 +195,7 @@ fn fail(
     encode_failure(out, text);
 }
 
-fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
+async fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
     let raw = req.query_string().as_bytes();
     let parsed = match parse_announce_query_limited(raw, state.config.max_query_len) {
         Ok(r) => r,
@@ -223,7 +215,7 @@ fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
             );
         }
     }
-    let Some(ip) = client_ip(state, req, &parsed) else {
+    let Some(ip) = client_ip(state, req, parsed.ip) else {
         return fail(
             state,
             out,
@@ -232,10 +224,12 @@ fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
             "cannot determine client address",
         );
     };
+    state.note_client_addr(ip);
     let now = state.clock.now();
     match state
         .store
         .announce(&parsed, SocketAddr::new(ip, parsed.port), now)
+        .await
     {
         Ok(outcome) => {
             if outcome.counted_completion {
@@ -261,32 +255,18 @@ fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
     }
 }
 
-/// The address other peers should connect to: the `ip` parameter if allowed, else the
-/// configured real-IP header (last entry: the one our own proxy appended), else the TCP peer.
-fn client_ip(state: &AppState, req: &HttpRequest, parsed: &AnnounceRequest) -> Option<IpAddr> {
-    if state.config.honor_ip_param {
-        if let Some(ip) = parsed.ip {
-            return Some(ip);
-        }
-    }
-    if let Some(name) = &state.real_ip_header {
-        return header_ip(req.headers().get(name)?.to_str().ok()?);
-    }
-    req.peer_addr().map(|a| a.ip())
-}
-
 async fn scrape(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    scrape_with(&req, &state, None)
+    scrape_with(&req, &state, None).await
 }
 
 /// The key is taken raw from the path (not via `web::Path<String>`, whose decoding would
 /// turn a non-UTF-8 escape into a 404 instead of a bencoded "unknown passkey").
 async fn scrape_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let key = req.match_info().get("passkey").unwrap_or("");
-    scrape_with(&req, &state, Some(key))
+    scrape_with(&req, &state, Some(key)).await
 }
 
-fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
+async fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
     let started = Instant::now();
     let mut body = Vec::with_capacity(256);
     state.metrics.scrape_via(Protocol::Http);
@@ -305,7 +285,13 @@ fn scrape_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpRe
         parse_scrape_query(raw, state.config.max_scrape_hashes)
     };
     match hashes {
-        Ok(hashes) => encode_scrape_reply(&mut body, &state.store.scrape(&hashes)),
+        Ok(hashes) => match state.store.scrape(&hashes).await {
+            Ok(files) => encode_scrape_reply(&mut body, &files),
+            Err(e) => {
+                state.metrics.failure("store_unavailable");
+                encode_failure(&mut body, &e.to_string());
+            }
+        },
         Err(e) => {
             state.metrics.failure(e.label());
             encode_failure(&mut body, &e.to_string());
@@ -321,7 +307,8 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(r) = admit(&state, &req) {
         return refused(&state, r);
     }
-    state.metrics.set_store_gauges(state.store.stats());
+    // A failing store leaves the gauges at their last values; the error counter says why.
+    let _ = state.refresh_gauges().await;
     HttpResponse::Ok()
         .insert_header((
             CONTENT_TYPE,
@@ -349,14 +336,21 @@ pub const INDEX: &str = concat!(
     "GET /scrape             scrape (BEP 48; /scrape/<passkey> when passkeys are on)\n",
     "GET /stats              totals as JSON\n",
     "GET /metrics            Prometheus metrics\n",
-    "GET /health             \"ok\" while serving\n",
+    "GET /health             \"ok\" while serving (503 while the swarm store fails)\n",
 );
 
-/// Not rate-limited: a constant answer, and load balancers probe it from one address.
-async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
-        .body("ok\n")
+/// Not rate-limited: load balancers probe it from one address. `ok`, or 503 with the
+/// reason when the swarm store does not answer (so a balancer can route around it).
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let text = HeaderValue::from_static("text/plain");
+    match state.store.health().await {
+        Health::Ok => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, text))
+            .body("ok\n"),
+        Health::Unhealthy(why) => HttpResponse::ServiceUnavailable()
+            .insert_header((CONTENT_TYPE, text))
+            .body(format!("unhealthy: {} store: {why}\n", state.store.kind())),
+    }
 }
 
 #[cfg(test)]
@@ -385,6 +379,9 @@ mod tests {
 
 #[derive(serde::Serialize)]
 struct Stats {
+    /// `memory`, `redis` or `redis-cluster`: for a shared store, the swarm figures are
+    /// those of every instance together; the request counters are this instance's.
+    store: &'static str,
     torrents: u64,
     seeders: u64,
     leechers: u64,
@@ -398,15 +395,23 @@ async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Err(r) = admit(&state, &req) {
         return refused(&state, r);
     }
-    let s = state.store.stats();
+    let s = match state.refresh_gauges().await {
+        Ok(s) => s,
+        Err(e) => {
+            return HttpResponse::ServiceUnavailable()
+                .insert_header((CONTENT_TYPE, HeaderValue::from_static("text/plain")))
+                .body(format!("{e}\n"))
+        }
+    };
     let body = Stats {
+        store: state.store.kind(),
         torrents: s.torrents,
         seeders: s.seeders,
         leechers: s.leechers,
         announces: state.metrics.announces_total(),
         scrapes: state.metrics.scrapes_total(),
         completed: state.metrics.completed.get(),
-        uptime_secs: state.clock.now(),
+        uptime_secs: state.clock.uptime(),
     };
     HttpResponse::Ok().json(body)
 }

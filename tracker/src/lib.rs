@@ -6,15 +6,21 @@
 //! binds the configured addresses and handles SIGINT/SIGTERM (graceful stop) and SIGHUP
 //! (reload the allowlist and passkey file).
 //!
-//! Modules: [`config`] (settings), [`store`] (all swarm state), [`http`] (handlers),
+//! Modules: [`config`] (settings), [`state`] ([`AppState`], what the handlers share),
+//! [`store`] (the swarm-store seam; [`store::memory`] in-process, [`store::redis`] shared
+//! in Redis), [`http`] (handlers), [`clientaddr`] (who a request comes from),
 //! [`metrics`] (Prometheus), [`reload`] (watched files), [`allowlist`] (torrent filter),
 //! [`passkeys`] (per-user access keys), [`ratelimit`] (per-client request budget),
 //! [`background`] (a tracker on its own thread, for embedding and tests), [`probe`] (the
 //! `health` subcommand's HTTP check), [`udp`] (the BEP 15 front end on its own threads,
 //! over the same state as [`http`]).
+//!
+//! Imports run one way: `http`, `udp` → `state` → `store`, `config`, ...; `config` →
+//! `store` (for [`StoreLimits`]); the store knows nothing of the config or the front ends.
 
 pub mod allowlist;
 pub mod background;
+pub mod clientaddr;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -23,6 +29,7 @@ mod peers;
 pub mod probe;
 pub mod ratelimit;
 pub mod reload;
+pub mod state;
 pub mod store;
 pub mod udp;
 
@@ -30,7 +37,6 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::http::header::HeaderName;
 use actix_web::{web, App, HttpServer};
 
 pub use allowlist::Allowlist;
@@ -38,106 +44,8 @@ pub use config::Config;
 pub use metrics::Metrics;
 pub use passkeys::Passkeys;
 pub use ratelimit::RateLimiter;
-use reload::Reload;
-pub use store::{Clock, ReapReport, Store, StoreLimits};
-
-/// Why the tracker could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] config::ConfigError),
-    #[error(transparent)]
-    Allowlist(#[from] allowlist::AllowlistError),
-    #[error(transparent)]
-    Passkeys(#[from] passkeys::PasskeyError),
-    #[error("setting up metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-    #[error("binding {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// Everything the handlers share.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub metrics: Metrics,
-    pub allowlist: Option<Allowlist>,
-    /// Present when `passkeys = true`.
-    pub passkeys: Option<Passkeys>,
-    /// Present when `rate_limit_per_min > 0`.
-    pub limiter: Option<RateLimiter>,
-    pub clock: Clock,
-    real_ip_header: Option<HeaderName>,
-}
-
-impl AppState {
-    pub fn new(config: Config) -> Result<Self, StartError> {
-        config.validate()?;
-        let allowlist = config
-            .allowlist
-            .as_deref()
-            .map(|p| Allowlist::load("allowlist", p))
-            .transpose()?;
-        let passkeys = match (&config.passkey_file, config.passkeys) {
-            (Some(p), true) => Some(Passkeys::load("passkeys", p)?),
-            _ => None,
-        };
-        let limiter = config
-            .rate_limit()
-            .map(|l| RateLimiter::new(l, std::time::Instant::now()));
-        let real_ip_header = match &config.real_ip_header {
-            Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                config::ConfigError::Invalid("real_ip_header is not a valid header name".into())
-            })?),
-            None => None,
-        };
-        Ok(AppState {
-            store: Store::new(StoreLimits::from_config(&config)),
-            metrics: Metrics::new()?,
-            allowlist,
-            passkeys,
-            limiter,
-            clock: Clock::new(),
-            real_ip_header,
-            config,
-        })
-    }
-
-    /// One reaper pass at `now`, updating the metrics.
-    pub fn reap(&self, now: store::Secs) -> ReapReport {
-        let report = self.store.reap(now);
-        self.metrics.peers_reaped.inc_by(report.peers_removed);
-        self.metrics.set_store_gauges(self.store.stats());
-        report
-    }
-
-    /// Re-reads the allowlist file now. `Ok(None)` if none is configured.
-    pub fn reload_allowlist(&self) -> Result<Option<usize>, allowlist::AllowlistError> {
-        self.allowlist.as_ref().map(Allowlist::reload).transpose()
-    }
-
-    /// Re-reads the passkey file now. `Ok(None)` if passkeys are off.
-    pub fn reload_passkeys(&self) -> Result<Option<usize>, passkeys::PasskeyError> {
-        self.passkeys.as_ref().map(Passkeys::reload).transpose()
-    }
-
-    /// Every file the tracker watches (polled for changes, reloaded on SIGHUP).
-    pub fn watched_files(&self) -> Vec<&dyn Reload> {
-        let mut v: Vec<&dyn Reload> = Vec::new();
-        if let Some(a) = &self.allowlist {
-            v.push(a);
-        }
-        if let Some(p) = &self.passkeys {
-            v.push(p);
-        }
-        v
-    }
-}
+pub use state::{AppState, StartError};
+pub use store::{Clock, MemoryStore, ReapReport, StoreLimits, SwarmStore};
 
 /// A started tracker. Await [`Tracker::wait`] to run it to completion.
 pub struct Tracker {
@@ -197,6 +105,10 @@ pub fn start_with_udp(
     udp_sockets: Vec<UdpSocket>,
 ) -> Result<Tracker, StartError> {
     let state = web::Data::new(AppState::new(config)?);
+    for w in state.startup_warnings() {
+        tracing::warn!("{w}");
+    }
+    tracing::info!("swarm store: {}", state.store.kind());
     let workers = match state.config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -266,15 +178,17 @@ async fn reaper(state: web::Data<AppState>) {
     tick.tick().await; // the first tick is immediate; nothing to reap yet
     loop {
         tick.tick().await;
-        let r = state.reap(state.clock.now());
         if let Some(l) = &state.limiter {
             l.sweep(std::time::Instant::now());
         }
-        tracing::debug!(
-            peers = r.peers_removed,
-            torrents = r.torrents_removed,
-            "reaped"
-        );
+        // A failing store is counted and logged by the seam; the next tick retries.
+        if let Ok(r) = state.reap(state.clock.now()).await {
+            tracing::debug!(
+                peers = r.peers_removed,
+                torrents = r.torrents_removed,
+                "reaped"
+            );
+        }
     }
 }
 

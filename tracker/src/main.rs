@@ -89,6 +89,13 @@ struct Cli {
     /// Most peers one IP address may hold in one swarm (loopback is exempt).
     #[arg(long, value_name = "N", env = "KPBT_TRACKER_MAX_PEERS_PER_IP_PER_TORRENT", help_heading = SWARMS)]
     max_peers_per_ip_per_torrent: Option<usize>,
+    /// Where swarm state lives: memory, redis://HOST:PORT[/DB], rediss://... (TLS), or
+    /// redis-cluster://H1:P1,H2:P2,... (shared by several tracker instances).
+    #[arg(long, value_name = "STORE", env = "KPBT_TRACKER_STORE", help_heading = SWARMS)]
+    store: Option<String>,
+    /// Store calls slower than this fail with "storage unavailable", milliseconds.
+    #[arg(long, value_name = "MS", env = "KPBT_TRACKER_STORE_TIMEOUT_MS", help_heading = SWARMS)]
+    store_timeout_ms: Option<u64>,
 
     /// Longest accepted announce/scrape query string, bytes.
     #[arg(long, value_name = "BYTES", env = "KPBT_TRACKER_MAX_QUERY_LEN", help_heading = LIMITS)]
@@ -129,10 +136,14 @@ struct Cli {
     /// Trust the client's `ip` parameter (lets a client point a swarm at any host).
     #[arg(long, value_name = "BOOL", env = "KPBT_TRACKER_HONOR_IP_PARAM", help_heading = ACCESS)]
     honor_ip_param: Option<bool>,
-    /// Take the client address from this header (behind your own reverse proxy only)
-    /// [default: none].
+    /// Take the client address from this header, for requests from --trusted-proxies
+    /// only [default: none].
     #[arg(long, value_name = "HEADER", env = "KPBT_TRACKER_REAL_IP_HEADER", help_heading = ACCESS)]
     real_ip_header: Option<String>,
+    /// Networks (CIDRs) of proxies whose real-IP header / `ip=` is believed; repeat or
+    /// comma-separate [default: none].
+    #[arg(long, value_name = "CIDR", env = "KPBT_TRACKER_TRUSTED_PROXIES", value_delimiter = ',', help_heading = ACCESS)]
+    trusted_proxies: Vec<String>,
 
     /// TOML config file (see `--print-config` for every key).
     #[arg(long, value_name = "FILE", env = "KPBT_TRACKER_CONFIG", global = true, help_heading = FILES)]
@@ -314,7 +325,12 @@ impl Cli {
             passkeys => passkeys,
             allowlist_poll => allowlist_poll_secs,
             honor_ip_param => honor_ip_param,
+            store => store,
+            store_timeout_ms => store_timeout_ms,
         );
+        if !self.trusted_proxies.is_empty() {
+            c.trusted_proxies = self.trusted_proxies;
+        }
         // Keys with no default: present only when given.
         macro_rules! overlay_optional {
             ($($flag:ident => $field:ident),* $(,)?) => {

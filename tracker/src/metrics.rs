@@ -7,7 +7,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::store::StoreStats;
+use crate::store::{Op, StoreMetrics, StoreStats};
 
 /// HTTP endpoints timed by the request-duration histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub enum Outcome {
 
 /// Failure reasons that are not query-parse errors. Together with
 /// [`QueryError::LABELS`] these are the only `reason` label values.
-pub const OTHER_FAILURE_LABELS: [&str; 11] = [
+pub const OTHER_FAILURE_LABELS: [&str; 12] = [
     "not_allowlisted",
     "torrent_limit",
     "swarm_full",
@@ -65,6 +65,7 @@ pub const OTHER_FAILURE_LABELS: [&str; 11] = [
     "passkey_unexpected",
     "rate_limited",
     "headers_too_large",
+    "store_unavailable",
 ];
 
 pub struct Metrics {
@@ -87,6 +88,8 @@ pub struct Metrics {
     pub allowlist_rejections: IntCounter,
     pub passkey_rejections: IntCounter,
     pub rate_limited: IntCounter,
+    pub suspicious_addresses: IntCounter,
+    store: StoreMetrics,
 }
 
 fn event_index(e: AnnounceEvent) -> usize {
@@ -183,6 +186,32 @@ impl Metrics {
         registry.register(Box::new(durations_vec.clone()))?;
         let durations = ["announce", "scrape"].map(|e| durations_vec.with_label_values(&[e]));
 
+        let store_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "kpbt_tracker_store_duration_seconds",
+                "Round-trip time of swarm-store calls, by operation",
+            )
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+                0.1, 0.5, 2.0,
+            ]),
+            &["op"],
+        )?;
+        registry.register(Box::new(store_latency.clone()))?;
+        let store_errors = IntCounterVec::new(
+            Opts::new(
+                "kpbt_tracker_store_errors_total",
+                "Swarm-store calls that failed or timed out, by operation",
+            ),
+            &["op"],
+        )?;
+        registry.register(Box::new(store_errors.clone()))?;
+        // Create every label up front so the series exist (at 0) before the first error.
+        for op in Op::ALL {
+            store_errors.with_label_values(&[op.label()]);
+            store_latency.with_label_values(&[op.label()]);
+        }
+
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
@@ -225,6 +254,15 @@ impl Metrics {
                 "kpbt_tracker_rate_limited_total",
                 "Requests refused by the per-client rate limit (any endpoint)",
             )?,
+            suspicious_addresses: counter(
+                "kpbt_tracker_suspicious_client_addresses_total",
+                "Announces from loopback (while listening elsewhere) or a Docker bridge gateway: \
+                 usually a proxy or published port hiding the real peer address",
+            )?,
+            store: StoreMetrics {
+                latency: store_latency,
+                errors: store_errors,
+            },
             registry,
             announces,
             scrapes,
@@ -270,6 +308,11 @@ impl Metrics {
             .flatten()
             .map(IntCounter::get)
             .sum()
+    }
+
+    /// Handles the swarm store reports its timings and errors to.
+    pub fn store_metrics(&self) -> StoreMetrics {
+        self.store.clone()
     }
 
     pub fn set_store_gauges(&self, s: StoreStats) {

@@ -17,6 +17,7 @@ fn sa(s: &str) -> SocketAddr {
 fn xff_config() -> kpbt_tracker::Config {
     kpbt_tracker::Config {
         real_ip_header: Some("X-Forwarded-For".into()),
+        trusted_proxies: vec!["127.0.0.0/8".into()],
         ..test_config()
     }
 }
@@ -166,12 +167,29 @@ fn ipv6_peers_go_in_peers6_via_header() {
         panic!()
     };
     assert_eq!(int(f, "incomplete"), 3);
-    // Without the header the request cannot be attributed.
+    // Without the header the one resolver falls back to the TCP peer (as the rate
+    // limiter always did), so the announce counts and is attributed to the proxy.
     let no_header = t.bget(&announce_path(6, 5, 9005, 0, ""));
-    assert_eq!(
-        failure(&no_header).as_deref(),
-        Some("cannot determine client address")
+    assert_eq!(failure(&no_header), None);
+    let other = announce_as(&t, "10.0.0.7", &announce_path(6, 6, 9006, 10, ""));
+    assert!(compact_peers(&other).contains(&sa("127.0.0.1:9005")));
+}
+
+#[test]
+fn forwarded_header_and_ip_param_are_ignored_from_untrusted_addresses() {
+    let t = TestTracker::start(kpbt_tracker::Config {
+        real_ip_header: Some("X-Forwarded-For".into()),
+        honor_ip_param: true,
+        trusted_proxies: vec!["10.0.0.0/8".into()],
+        ..test_config()
+    });
+    announce_as(
+        &t,
+        "10.0.0.1",
+        &announce_path(8, 1, 7001, 10, "&ip=10.9.9.9"),
     );
+    let d = t.bget(&announce_path(8, 2, 7002, 10, ""));
+    assert_eq!(compact_peers(&d), [sa("127.0.0.1:7001")]);
 }
 
 #[test]
@@ -221,6 +239,7 @@ fn ip_parameter_only_honoured_when_enabled() {
     assert_eq!(compact_peers(&d), [sa("127.0.0.1:2001")]);
     let t = TestTracker::start(kpbt_tracker::Config {
         honor_ip_param: true,
+        trusted_proxies: vec!["127.0.0.0/8".into()],
         ..test_config()
     });
     t.bget(&announce_path(9, 1, 2001, 10, "&ip=10.9.9.9"));
@@ -369,8 +388,13 @@ fn reaping_with_an_injected_time() {
     t.bget(&announce_path(1, 2, 1002, 0, ""));
     let after = t.state.clock.now();
     let timeout = t.state.config.peer_timeout();
-    assert_eq!(t.state.reap(before + timeout - 1).peers_removed, 0);
-    let r = t.state.reap(after + timeout + 1);
+    assert_eq!(
+        block_on(t.state.reap(before + timeout - 1))
+            .unwrap()
+            .peers_removed,
+        0
+    );
+    let r = block_on(t.state.reap(after + timeout + 1)).unwrap();
     assert_eq!((r.peers_removed, r.torrents_removed), (2, 1));
     let s = t.bget(&format!("/scrape?info_hash={}", enc(&[1; 20])));
     let Some(Value::Dict(files)) = s.get(&b"files"[..]) else {

@@ -17,7 +17,7 @@ use kpbt_testkit::{
 const WAIT: Duration = Duration::from_secs(60);
 
 fn scrape(t: &TestTracker, ih: &[u8; 20]) -> kpbt_proto::announce::ScrapeStats {
-    t.state.store.scrape(&[InfoHash(*ih)])[0].1
+    block_on(t.state.store.scrape(&[InfoHash(*ih)])).expect("memory store")[0].1
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn aria2_seeder_and_downloader_meet_through_kpbt_udp_tracker() {
     write_random_file(&data, 2 * 1024 * 1024 + 321, 43).expect("payload");
     let torrent = mktorrent(&data, &t.udp_announce_url(), 16, false);
     let ih = InfoHash(info_hash(&torrent));
-    let scrape = || t.state().store.scrape(&[ih])[0].1;
+    let scrape = || block_on(t.state().store.scrape(&[ih])).expect("memory store")[0].1;
     let dht = |name: &str| {
         [
             "--enable-dht=true".to_string(),

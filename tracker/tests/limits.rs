@@ -17,6 +17,7 @@ fn xff(ip: &str) -> [(&str, &str); 1] {
 fn xff_config() -> kpbt_tracker::Config {
     kpbt_tracker::Config {
         real_ip_header: Some("X-Forwarded-For".into()),
+        trusted_proxies: vec!["127.0.0.0/8".into()],
         ..test_config()
     }
 }

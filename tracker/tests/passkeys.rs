@@ -77,7 +77,7 @@ fn valid_missing_unknown_and_revoked_keys() {
         );
     }
     // The store never saw the refused announces.
-    assert_eq!(t.state.store.stats().leechers, 1);
+    assert_eq!(block_on(t.state.store.stats()).unwrap().leechers, 1);
 }
 
 #[test]

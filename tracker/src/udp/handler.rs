@@ -31,16 +31,23 @@ pub(crate) struct Handler {
     key: ConnectionIdKey,
     path: Vec<u8>,
     hashes: Vec<InfoHash>,
+    /// The swarm store is async (Redis is remote); each socket thread drives its calls
+    /// on its own current-thread runtime. The memory store's calls complete at once.
+    rt: tokio::runtime::Runtime,
 }
 
 impl Handler {
-    pub fn new(state: Arc<AppState>, key: ConnectionIdKey) -> Self {
-        Handler {
+    pub fn new(state: Arc<AppState>, key: ConnectionIdKey) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Handler {
             state,
             key,
             path: Vec::with_capacity(udp::MAX_DATAGRAM),
             hashes: Vec::with_capacity(udp::MAX_SCRAPE_HASHES),
-        }
+            rt,
+        })
     }
 
     /// Handles datagram `d` from `from` at `now_unix` (seconds since the epoch, for
@@ -133,10 +140,12 @@ impl Handler {
             (true, Some(claimed)) => claimed,
             _ => ip,
         };
-        match state
-            .store
-            .announce(&req, SocketAddr::new(peer_ip, a.port), state.clock.now())
-        {
+        let announced = self.rt.block_on(state.store.announce(
+            &req,
+            SocketAddr::new(peer_ip, a.port),
+            state.clock.now(),
+        ));
+        match announced {
             Ok(outcome) => {
                 if outcome.counted_completion {
                     state.metrics.completed.inc();
@@ -190,9 +199,14 @@ impl Handler {
         }
         self.hashes.clear();
         self.hashes.extend(s.info_hashes());
-        udp::encode_scrape_header(out, tid);
-        for (_, stats) in state.store.scrape(&self.hashes) {
-            udp::push_scrape_stats(out, &stats);
+        match self.rt.block_on(state.store.scrape(&self.hashes)) {
+            Ok(files) => {
+                udp::encode_scrape_header(out, tid);
+                for (_, stats) in files {
+                    udp::push_scrape_stats(out, &stats);
+                }
+            }
+            Err(e) => self.refuse(out, tid, "store_unavailable", &e.to_string()),
         }
     }
 }

@@ -63,7 +63,7 @@ impl UdpServer {
             server.addrs.push(addr);
             for i in 0..threads_per_socket.max(1) {
                 let s = socket.try_clone()?;
-                let handler = handler::Handler::new(state.clone(), key.clone());
+                let handler = handler::Handler::new(state.clone(), key.clone())?;
                 let stop = stop.clone();
                 let thread = std::thread::Builder::new()
                     .name(format!("kpbt-udp-{}-{i}", addr.port()))

@@ -206,3 +206,13 @@ pub fn test_config() -> Config {
         ..Config::default()
     }
 }
+
+/// Runs a store call to completion from a plain test thread (the memory store answers at
+/// once; this only drives the future).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(f)
+}

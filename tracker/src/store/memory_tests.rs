@@ -38,7 +38,7 @@ fn addr(s: &str) -> SocketAddr {
 
 #[test]
 fn peers_find_each_other_but_never_themselves() {
-    let st = Store::new(limits());
+    let st = MemoryStore::new(limits());
     let a = st
         .announce(
             &req(1, 1, 10, AnnounceEvent::Started),
@@ -81,7 +81,7 @@ fn peers_find_each_other_but_never_themselves() {
 
 #[test]
 fn seeders_get_only_leechers_and_completion_counts_once() {
-    let st = Store::new(limits());
+    let st = MemoryStore::new(limits());
     st.announce(&req(1, 1, 0, AnnounceEvent::Started), addr("10.0.0.1:1"), 0)
         .unwrap();
     st.announce(&req(1, 2, 5, AnnounceEvent::Started), addr("10.0.0.2:1"), 0)
@@ -136,7 +136,7 @@ fn seeders_get_only_leechers_and_completion_counts_once() {
 
 #[test]
 fn stopped_removes_and_never_creates() {
-    let st = Store::new(limits());
+    let st = MemoryStore::new(limits());
     let o = st
         .announce(&req(7, 1, 5, AnnounceEvent::Stopped), addr("10.0.0.1:1"), 0)
         .unwrap();
@@ -171,7 +171,7 @@ fn stopped_removes_and_never_creates() {
 
 #[test]
 fn peers_are_keyed_by_address_not_peer_id() {
-    let st = Store::new(limits());
+    let st = MemoryStore::new(limits());
     st.announce(&req(1, 1, 5, AnnounceEvent::Started), addr("10.0.0.1:1"), 0)
         .unwrap();
     // Another host claims the same peer id: it becomes a second peer, the first stays.
@@ -207,7 +207,7 @@ fn peers_are_keyed_by_address_not_peer_id() {
 
 #[test]
 fn limits_refuse_without_allocating() {
-    let st = Store::new(limits());
+    let st = MemoryStore::new(limits());
     for h in 1..=3 {
         st.announce(&req(h, 1, 5, AnnounceEvent::Started), addr("10.0.0.1:1"), 0)
             .unwrap();
@@ -244,7 +244,7 @@ fn limits_refuse_without_allocating() {
 
 #[test]
 fn reap_uses_the_given_time() {
-    let st = Store::new(limits());
+    let st = MemoryStore::new(limits());
     st.announce(&req(1, 1, 0, AnnounceEvent::None), addr("10.0.0.1:1"), 10)
         .unwrap();
     st.announce(&req(1, 2, 5, AnnounceEvent::None), addr("10.0.0.2:1"), 50)
@@ -294,7 +294,7 @@ fn reap_uses_the_given_time() {
 
 #[test]
 fn selection_is_capped_and_spread() {
-    let st = Store::new(StoreLimits {
+    let st = MemoryStore::new(StoreLimits {
         max_peers_per_torrent: 1000,
         numwant_max: 10,
         ..limits()

@@ -1,124 +1,22 @@
-//! The swarm store: the single owner of tracker state (torrent → peers), behind a small
-//! `announce` / `scrape` / `reap` API that takes the current time as an argument.
+//! The in-process swarm store (dashmap): torrent → peers in this process's memory, behind
+//! the same `announce` / `scrape` / `reap` calls as the seam, answered synchronously.
 //!
-//! Time is `u32` seconds since the tracker started ([`Clock`]), which keeps per-peer state
-//! small and lets tests drive reaping without sleeping.
+//! Times are [`Secs`] passed in by the caller, which keeps per-peer state small and lets
+//! tests drive reaping without sleeping.
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::time::Instant;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
 use kpbt_proto::{InfoHash, PeerId};
 
+use super::{AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats};
 use crate::peers::{IpBytes, Peer, PeerList, Upsert};
-
-/// Seconds since the tracker started.
-pub type Secs = u32;
-
-/// Monotonic source of [`Secs`].
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    pub fn new() -> Self {
-        Clock {
-            start: Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> Secs {
-        // 136 years of uptime fit in u32 seconds; saturate rather than wrap beyond that.
-        u32::try_from(self.start.elapsed().as_secs()).unwrap_or(u32::MAX)
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Sizing rules the store enforces.
-#[derive(Debug, Clone, Copy)]
-pub struct StoreLimits {
-    pub max_torrents: usize,
-    pub max_peers_per_torrent: usize,
-    /// Slots one IP may hold in one swarm (loopback exempt).
-    pub max_peers_per_ip: usize,
-    pub numwant_default: u32,
-    pub numwant_max: u32,
-    pub peer_timeout_secs: u32,
-}
-
-impl StoreLimits {
-    pub fn from_config(c: &crate::Config) -> Self {
-        StoreLimits {
-            max_torrents: c.max_torrents,
-            max_peers_per_torrent: c.max_peers_per_torrent,
-            max_peers_per_ip: c.max_peers_per_ip_per_torrent,
-            numwant_default: c.numwant_default,
-            numwant_max: c.numwant_max,
-            peer_timeout_secs: c.peer_timeout(),
-        }
-    }
-}
-
-/// Announces the store refuses; nothing is allocated for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AnnounceError {
-    #[error("tracker is full: too many torrents")]
-    TooManyTorrents,
-    #[error("swarm is full: too many peers")]
-    SwarmFull,
-    #[error("too many peers from your address in this swarm")]
-    TooManyFromAddress,
-}
-
-impl AnnounceError {
-    pub fn label(self) -> &'static str {
-        match self {
-            AnnounceError::TooManyTorrents => "torrent_limit",
-            AnnounceError::SwarmFull => "swarm_full",
-            AnnounceError::TooManyFromAddress => "address_limit",
-        }
-    }
-}
-
-/// The result of an accepted announce.
-#[derive(Debug, Clone, Default)]
-pub struct AnnounceOutcome {
-    /// Seeders in the swarm, including the announcing peer.
-    pub complete: u32,
-    /// Leechers in the swarm, including the announcing peer.
-    pub incomplete: u32,
-    /// Other peers for the client, never itself; leechers only if the client seeds.
-    pub peers: Vec<ReplyPeer>,
-    /// Whether this announce was counted as a completed download.
-    pub counted_completion: bool,
-}
-
-/// What one reaper pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReapReport {
-    pub peers_removed: u64,
-    pub torrents_removed: u64,
-}
-
-/// Store-wide totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StoreStats {
-    pub torrents: u64,
-    pub seeders: u64,
-    pub leechers: u64,
-}
 
 #[derive(Debug, Default)]
 struct Swarm {
@@ -147,7 +45,7 @@ enum Family {
 }
 
 /// All torrents and their peers.
-pub struct Store {
+pub struct MemoryStore {
     swarms: DashMap<InfoHash, Swarm>,
     /// Hashes (ip, port) for the per-swarm indexes; randomly keyed against flooding.
     hasher: RandomState,
@@ -158,9 +56,9 @@ pub struct Store {
     leechers: AtomicI64,
 }
 
-impl Store {
+impl MemoryStore {
     pub fn new(limits: StoreLimits) -> Self {
-        Store {
+        MemoryStore {
             swarms: DashMap::new(),
             hasher: RandomState::new(),
             limits,
@@ -473,5 +371,5 @@ fn take_from<A: IpBytes>(
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
+#[path = "memory_tests.rs"]
 mod tests;

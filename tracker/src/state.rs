@@ -1,0 +1,180 @@
+//! [`AppState`]: everything the front ends share (config, the swarm store, metrics,
+//! allowlist, passkeys, rate limiter, client-address resolver), built from a [`Config`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use actix_web::http::header::HeaderName;
+
+use crate::allowlist::{self, Allowlist};
+use crate::clientaddr::{AddrResolver, Cidr};
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::passkeys::{self, Passkeys};
+use crate::ratelimit::RateLimiter;
+use crate::reload::Reload;
+use crate::store::{self, Clock, ReapReport, StoreSpec, StoreStats, StoreUnavailable, SwarmStore};
+
+/// Why the tracker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Allowlist(#[from] allowlist::AllowlistError),
+    #[error(transparent)]
+    Passkeys(#[from] passkeys::PasskeyError),
+    #[error("setting up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Store(#[from] store::StoreSpecError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub store: SwarmStore,
+    pub metrics: Metrics,
+    pub allowlist: Option<Allowlist>,
+    /// Present when `passkeys = true`.
+    pub passkeys: Option<Passkeys>,
+    /// Present when `rate_limit_per_min > 0`.
+    pub limiter: Option<RateLimiter>,
+    pub clock: Clock,
+    pub addrs: AddrResolver,
+    /// Set once the first suspicious client address has been logged.
+    warned_suspicious: AtomicBool,
+}
+
+impl AppState {
+    /// Builds the state; must run inside a tokio runtime when the store is Redis (its
+    /// connection lives there), though nothing is sent to Redis yet.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let allowlist = config
+            .allowlist
+            .as_deref()
+            .map(|p| Allowlist::load("allowlist", p))
+            .transpose()?;
+        let passkeys = match (&config.passkey_file, config.passkeys) {
+            (Some(p), true) => Some(Passkeys::load("passkeys", p)?),
+            _ => None,
+        };
+        let limiter = config
+            .rate_limit()
+            .map(|l| RateLimiter::new(l, std::time::Instant::now()));
+        let invalid = |m: String| StartError::Config(config::ConfigError::Invalid(m));
+        let header = match &config.real_ip_header {
+            Some(h) => Some(
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| invalid("real_ip_header is not a valid header name".into()))?,
+            ),
+            None => None,
+        };
+        let trusted = config
+            .trusted_proxies
+            .iter()
+            .map(|c| c.parse::<Cidr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("trusted_proxies: {e}")))?;
+        let addrs = AddrResolver::new(trusted, header, config.honor_ip_param, &config.listen);
+        let spec: StoreSpec = config.store.parse()?;
+        let metrics = Metrics::new()?;
+        let mut store = SwarmStore::open(
+            &spec,
+            config.store_limits(),
+            Duration::from_millis(config.store_timeout_ms),
+        )?;
+        store.set_metrics(metrics.store_metrics());
+        Ok(AppState {
+            store,
+            metrics,
+            allowlist,
+            passkeys,
+            limiter,
+            clock: Clock::new(),
+            addrs,
+            warned_suspicious: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    /// Start-up warnings about the setup (logged by [`crate::start`]).
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let public = self.config.listen.iter().any(|a| !a.ip().is_loopback());
+        if public && self.config.trusted_proxies.is_empty() && crate::clientaddr::in_container() {
+            w.push(
+                "running in a container with no trusted_proxies: if clients reach this \
+                 tracker through published ports, every peer may appear as the Docker \
+                 bridge address (172.17.0.1); use host networking, or a proxy listed in \
+                 trusted_proxies with real_ip_header. Such announces are counted in \
+                 kpbt_tracker_suspicious_client_addresses_total"
+                    .to_owned(),
+            );
+        }
+        w
+    }
+
+    /// Counts (and logs once) an announce whose address is probably not the peer's own.
+    pub fn note_client_addr(&self, ip: std::net::IpAddr) {
+        if !self.addrs.suspicious(ip) {
+            return;
+        }
+        self.metrics.suspicious_addresses.inc();
+        if !self.warned_suspicious.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "announce from {ip}: loopback or a Docker bridge gateway while listening on \
+                 {:?}; peers given this address cannot reach it. Behind a proxy or Docker \
+                 port publishing, set trusted_proxies and real_ip_header (counted in \
+                 kpbt_tracker_suspicious_client_addresses_total; logged once)",
+                self.config.listen
+            );
+        }
+    }
+
+    /// One reaper pass at `now`, updating the metrics.
+    pub async fn reap(&self, now: store::Secs) -> Result<ReapReport, StoreUnavailable> {
+        let report = self.store.reap(now).await?;
+        self.metrics.peers_reaped.inc_by(report.peers_removed);
+        self.refresh_gauges().await?;
+        Ok(report)
+    }
+
+    /// Reads the store's totals into the gauges, and returns them.
+    pub async fn refresh_gauges(&self) -> Result<StoreStats, StoreUnavailable> {
+        let s = self.store.stats().await?;
+        self.metrics.set_store_gauges(s);
+        Ok(s)
+    }
+
+    /// Re-reads the allowlist file now. `Ok(None)` if none is configured.
+    pub fn reload_allowlist(&self) -> Result<Option<usize>, allowlist::AllowlistError> {
+        self.allowlist.as_ref().map(Allowlist::reload).transpose()
+    }
+
+    /// Re-reads the passkey file now. `Ok(None)` if passkeys are off.
+    pub fn reload_passkeys(&self) -> Result<Option<usize>, passkeys::PasskeyError> {
+        self.passkeys.as_ref().map(Passkeys::reload).transpose()
+    }
+
+    /// Every file the tracker watches (polled for changes, reloaded on SIGHUP).
+    pub fn watched_files(&self) -> Vec<&dyn Reload> {
+        let mut v: Vec<&dyn Reload> = Vec::new();
+        if let Some(a) = &self.allowlist {
+            v.push(a);
+        }
+        if let Some(p) = &self.passkeys {
+            v.push(p);
+        }
+        v
+    }
+}

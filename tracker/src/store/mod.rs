@@ -1,0 +1,402 @@
+//! The swarm-store seam: [`SwarmStore`] is what the front ends (HTTP, and UDP) call to
+//! announce, scrape, read totals, reap and check health, whichever store runs behind it.
+//!
+//! Two stores implement it: [`memory::MemoryStore`] (dashmap in this process, the default;
+//! its answers are ready at once) and [`redis::RedisStore`] (state in Redis or a Redis
+//! Cluster, shared by several tracker instances). Callers pass already-parsed requests and
+//! get back what they encode; they never see which store answered.
+//!
+//! Times are [`Secs`], wall-clock Unix seconds from [`Clock`]: where several instances
+//! share state they must agree on who is stale, and a restart must not reset it.
+//!
+//! Every call is timed into the store latency histogram; remote failures and calls slower
+//! than the configured timeout become [`StoreUnavailable`], are counted, and mark the
+//! store unhealthy until a call succeeds again.
+
+pub mod memory;
+pub mod redis;
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kpbt_proto::announce::{AnnounceRequest, ReplyPeer, ScrapeStats};
+use kpbt_proto::InfoHash;
+use prometheus::{HistogramVec, IntCounterVec};
+
+pub use memory::MemoryStore;
+pub use redis::{RedisStore, StoreSpec, StoreSpecError};
+
+/// Wall-clock seconds since the Unix epoch (u32 lasts until 2106).
+pub type Secs = u32;
+
+/// The tracker's time source: wall-clock seconds, advanced by a monotonic clock so that a
+/// clock step while running cannot make every peer look stale (or fresh) at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    start_unix: u64,
+}
+
+impl Clock {
+    pub fn new() -> Self {
+        let start_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Clock {
+            start: Instant::now(),
+            start_unix,
+        }
+    }
+
+    /// Now, in wall-clock [`Secs`].
+    pub fn now(&self) -> Secs {
+        let t = self.start_unix + self.start.elapsed().as_secs();
+        u32::try_from(t).unwrap_or(u32::MAX)
+    }
+
+    /// Seconds since this clock was created (the tracker's uptime).
+    pub fn uptime(&self) -> u32 {
+        u32::try_from(self.start.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sizing rules the store enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    pub max_torrents: usize,
+    pub max_peers_per_torrent: usize,
+    /// Slots one IP may hold in one swarm (loopback exempt).
+    pub max_peers_per_ip: usize,
+    pub numwant_default: u32,
+    pub numwant_max: u32,
+    pub peer_timeout_secs: u32,
+}
+
+impl StoreLimits {
+    /// Peers the client gets for its `numwant` (or the default), capped.
+    pub fn numwant(&self, asked: Option<u32>) -> u32 {
+        asked.unwrap_or(self.numwant_default).min(self.numwant_max)
+    }
+}
+
+/// Sent when the shared store cannot be reached in time.
+pub const STORE_UNAVAILABLE: &str =
+    "tracker storage is unavailable, try again later (the tracker is up; its database is not)";
+
+/// Announces the store refuses; nothing is allocated for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnnounceError {
+    #[error("tracker is full: too many torrents")]
+    TooManyTorrents,
+    #[error("swarm is full: too many peers")]
+    SwarmFull,
+    #[error("too many peers from your address in this swarm")]
+    TooManyFromAddress,
+    #[error("{}", STORE_UNAVAILABLE)]
+    Unavailable,
+}
+
+impl AnnounceError {
+    pub fn label(self) -> &'static str {
+        match self {
+            AnnounceError::TooManyTorrents => "torrent_limit",
+            AnnounceError::SwarmFull => "swarm_full",
+            AnnounceError::TooManyFromAddress => "address_limit",
+            AnnounceError::Unavailable => "store_unavailable",
+        }
+    }
+}
+
+/// The store could not answer (Redis down, slow, or refusing); details are logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", STORE_UNAVAILABLE)]
+pub struct StoreUnavailable;
+
+impl From<StoreUnavailable> for AnnounceError {
+    fn from(_: StoreUnavailable) -> Self {
+        AnnounceError::Unavailable
+    }
+}
+
+/// The result of an accepted announce.
+#[derive(Debug, Clone, Default)]
+pub struct AnnounceOutcome {
+    /// Seeders in the swarm, including the announcing peer.
+    pub complete: u32,
+    /// Leechers in the swarm, including the announcing peer.
+    pub incomplete: u32,
+    /// Other peers for the client, never itself; leechers only if the client seeds.
+    pub peers: Vec<ReplyPeer>,
+    /// Whether this announce was counted as a completed download.
+    pub counted_completion: bool,
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReapReport {
+    pub peers_removed: u64,
+    pub torrents_removed: u64,
+}
+
+/// Store-wide totals (over every instance sharing the store).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    pub torrents: u64,
+    pub seeders: u64,
+    pub leechers: u64,
+}
+
+/// The store's health as `/health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    Unhealthy(String),
+}
+
+/// Store operations, as labelled in the latency histogram and error counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Announce,
+    Scrape,
+    Stats,
+    Reap,
+    Ping,
+}
+
+impl Op {
+    pub const ALL: [Op; 5] = [Op::Announce, Op::Scrape, Op::Stats, Op::Reap, Op::Ping];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Announce => "announce",
+            Op::Scrape => "scrape",
+            Op::Stats => "stats",
+            Op::Reap => "reap",
+            Op::Ping => "ping",
+        }
+    }
+}
+
+/// Where the seam reports timings and errors (handles into the tracker's registry).
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// `op` label; seconds per store call.
+    pub latency: HistogramVec,
+    /// `op` label; failed or timed-out store calls.
+    pub errors: IntCounterVec,
+}
+
+enum Backend {
+    Memory(MemoryStore),
+    Redis(Box<RedisStore>),
+}
+
+/// The one store the front ends talk to.
+pub struct SwarmStore {
+    backend: Backend,
+    limits: StoreLimits,
+    timeout: Duration,
+    metrics: Option<StoreMetrics>,
+    /// The last failure's description while the store is failing; `None` when healthy.
+    failing: Mutex<Option<String>>,
+}
+
+impl SwarmStore {
+    /// The in-process store.
+    pub fn memory(limits: StoreLimits) -> Self {
+        Self::with(Backend::Memory(MemoryStore::new(limits)), limits)
+    }
+
+    /// The store `spec` names. Redis connects lazily (and reconnects by itself), so this
+    /// succeeds while Redis is down; calls then fail until it is reachable.
+    pub fn open(
+        spec: &StoreSpec,
+        limits: StoreLimits,
+        timeout: Duration,
+    ) -> Result<Self, StoreSpecError> {
+        let backend = match spec {
+            StoreSpec::Memory => Backend::Memory(MemoryStore::new(limits)),
+            other => Backend::Redis(Box::new(RedisStore::open(other, limits, timeout)?)),
+        };
+        let mut s = Self::with(backend, limits);
+        s.timeout = timeout;
+        Ok(s)
+    }
+
+    fn with(backend: Backend, limits: StoreLimits) -> Self {
+        SwarmStore {
+            backend,
+            limits,
+            timeout: Duration::from_secs(1),
+            metrics: None,
+            failing: Mutex::new(None),
+        }
+    }
+
+    /// Reports timings and errors to `metrics` from now on.
+    pub fn set_metrics(&mut self, metrics: StoreMetrics) {
+        self.metrics = Some(metrics);
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    /// `memory`, `redis` or `redis-cluster`.
+    pub fn kind(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(r) => r.kind(),
+        }
+    }
+
+    /// The in-process store, if that is what runs (memory reports, tests).
+    pub fn as_memory(&self) -> Option<&MemoryStore> {
+        match &self.backend {
+            Backend::Memory(m) => Some(m),
+            Backend::Redis(_) => None,
+        }
+    }
+
+    /// Records an announce from `peer` (the address other peers should connect to).
+    pub async fn announce(
+        &self,
+        req: &AnnounceRequest,
+        peer: SocketAddr,
+        now: Secs,
+    ) -> Result<AnnounceOutcome, AnnounceError> {
+        match &self.backend {
+            Backend::Memory(m) => self.timed(Op::Announce, || m.announce(req, peer, now)),
+            Backend::Redis(r) => {
+                match self.remote(Op::Announce, r.announce(req, peer, now)).await {
+                    Ok(result) => result,
+                    Err(StoreUnavailable) => Err(AnnounceError::Unavailable),
+                }
+            }
+        }
+    }
+
+    /// Figures for each requested torrent (zeros for unknown ones), in request order.
+    pub async fn scrape(
+        &self,
+        hashes: &[InfoHash],
+    ) -> Result<Vec<(InfoHash, ScrapeStats)>, StoreUnavailable> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(self.timed(Op::Scrape, || m.scrape(hashes))),
+            Backend::Redis(r) => self.remote(Op::Scrape, r.scrape(hashes)).await,
+        }
+    }
+
+    /// Totals over the whole store (every instance's swarms, for a shared store).
+    pub async fn stats(&self) -> Result<StoreStats, StoreUnavailable> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.stats()),
+            Backend::Redis(r) => self.remote(Op::Stats, r.stats()).await,
+        }
+    }
+
+    /// Drops peers not seen for `peer_timeout_secs` before `now`, and swarms left empty.
+    /// With a shared store every instance reaps; the passes are idempotent.
+    pub async fn reap(&self, now: Secs) -> Result<ReapReport, StoreUnavailable> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(self.timed(Op::Reap, || m.reap(now))),
+            // Reaping walks many keys: give it more time than a request.
+            Backend::Redis(r) => {
+                let t = self.timeout * 10;
+                self.remote_within(Op::Reap, t, r.reap(now)).await
+            }
+        }
+    }
+
+    /// Whether the store answers now (a PING for Redis, within the timeout).
+    pub async fn health(&self) -> Health {
+        match &self.backend {
+            Backend::Memory(_) => Health::Ok,
+            Backend::Redis(r) => match self.remote(Op::Ping, r.ping()).await {
+                Ok(()) => Health::Ok,
+                Err(StoreUnavailable) => Health::Unhealthy(
+                    self.failure()
+                        .unwrap_or_else(|| format!("{} store did not answer", self.kind())),
+                ),
+            },
+        }
+    }
+
+    /// The last failure's description, while the store is failing.
+    pub fn failure(&self) -> Option<String> {
+        self.failing.lock().map_or(None, |f| f.clone())
+    }
+
+    fn timed<T>(&self, op: Op, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.observe(op, started);
+        out
+    }
+
+    fn observe(&self, op: Op, started: Instant) {
+        if let Some(m) = &self.metrics {
+            m.latency
+                .with_label_values(&[op.label()])
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    async fn remote<T>(
+        &self,
+        op: Op,
+        fut: impl std::future::Future<Output = Result<T, redis::RemoteError>>,
+    ) -> Result<T, StoreUnavailable> {
+        self.remote_within(op, self.timeout, fut).await
+    }
+
+    /// Runs a remote call with a deadline: a hung connection must never hang a request.
+    async fn remote_within<T>(
+        &self,
+        op: Op,
+        timeout: Duration,
+        fut: impl std::future::Future<Output = Result<T, redis::RemoteError>>,
+    ) -> Result<T, StoreUnavailable> {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "{} store did not answer within {} ms",
+                self.kind(),
+                timeout.as_millis()
+            )),
+        };
+        self.observe(op, started);
+        match result {
+            Ok(v) => {
+                if let Ok(mut f) = self.failing.lock() {
+                    if f.take().is_some() {
+                        tracing::info!("{} store answering again", self.kind());
+                    }
+                }
+                Ok(v)
+            }
+            Err(why) => {
+                if let Some(m) = &self.metrics {
+                    m.errors.with_label_values(&[op.label()]).inc();
+                }
+                if let Ok(mut f) = self.failing.lock() {
+                    // Log the first failure of a run, not every request while it lasts.
+                    if f.is_none() {
+                        tracing::warn!("{} store failing ({}): {why}", self.kind(), op.label());
+                    }
+                    *f = Some(why);
+                }
+                Err(StoreUnavailable)
+            }
+        }
+    }
+}

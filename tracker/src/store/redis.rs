@@ -1,0 +1,572 @@
+//! The Redis store: swarm state in one Redis server or a Redis Cluster, shared by every
+//! tracker instance pointed at it, and the `store = ...` setting that selects it.
+//!
+//! Key layout. A swarm's keys share one hash tag, the info hash in hex, so each swarm
+//! lives in one cluster slot and an announce is one Lua script call (one round trip),
+//! whatever the swarm's size:
+//! - `{H}s`, `{H}l`: sorted sets of seeders and leechers; member = the peer's address
+//!   (4 or 16 IP bytes, then the port big-endian, the compact form), score = last seen
+//!   (wall-clock seconds). Counts are `ZCARD`s; stale peers are found by score.
+//! - `{H}p`: hash of address → peer id (20 bytes), IP bytes → peers from that IP (the
+//!   per-IP cap), and `d` → completed downloads. Field lengths (6/18, 4/16, 1) cannot
+//!   collide.
+//!
+//! Totals and the reaper's index live in *buckets* that share the swarm's slot, so the
+//! same script updates them atomically: `kpbt:ix{T}` (sorted set: swarm → its oldest
+//! peer's last-seen, 0 when empty) and `kpbt:st{T}` (hash: `t` torrents, `s` seeders,
+//! `l` leechers). A single Redis has one bucket (`T` empty); a cluster has one per slot,
+//! `T` a `{tag}` of that slot. `/stats` sums the buckets; the reaper visits only the
+//! swarms whose oldest peer is stale (a range query on the index), never all keys.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
+use kpbt_proto::{InfoHash, PeerId};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use super::{AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats};
+
+/// Which store to run: the `store` setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// In this process (the default).
+    Memory,
+    /// One Redis server: `redis://HOST:PORT[/DB]` or `rediss://` (TLS).
+    Redis(String),
+    /// A Redis Cluster, given by some of its nodes (`redis://` or `rediss://` URLs).
+    Cluster(Vec<String>),
+}
+
+/// A `store` value that is not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store {given:?}: {why} (expected memory, redis://HOST:PORT[/DB], rediss://..., or redis-cluster://H1:P1,H2:P2,...)")]
+pub struct StoreSpecError {
+    given: String,
+    why: String,
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = StoreSpecError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |why: String| StoreSpecError {
+            given: s.to_owned(),
+            why,
+        };
+        let check = |url: &str| {
+            redis::Client::open(url)
+                .map(drop)
+                .map_err(|e| err(format!("{url}: {e}")))
+        };
+        if s == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        for (prefix, scheme) in [
+            ("redis-cluster://", "redis"),
+            ("rediss-cluster://", "rediss"),
+        ] {
+            if let Some(rest) = s.strip_prefix(prefix) {
+                let nodes: Vec<String> = rest
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| format!("{scheme}://{n}"))
+                    .collect();
+                if nodes.is_empty() {
+                    return Err(err("no cluster nodes given".into()));
+                }
+                for n in &nodes {
+                    check(n)?;
+                }
+                return Ok(StoreSpec::Cluster(nodes));
+            }
+        }
+        if s.starts_with("redis://") || s.starts_with("rediss://") {
+            check(s)?;
+            return Ok(StoreSpec::Redis(s.to_owned()));
+        }
+        Err(err("unknown kind of store".into()))
+    }
+}
+
+/// Why a Redis call failed (the seam turns it into "storage unavailable").
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(String),
+}
+
+static ANNOUNCE: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(include_str!("redis_announce.lua")));
+static REAP: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(include_str!("redis_reap.lua")));
+static SCRAPE: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(include_str!("redis_scrape.lua")));
+
+/// Swarms one reap script call removes at most, so no call blocks Redis for long.
+const REAP_BATCH: usize = 256;
+/// Bucket calls in flight at once when a cluster's 16384 buckets are summed or reaped.
+const BUCKET_CONCURRENCY: usize = 256;
+
+enum Conn {
+    Single(ConnectionManager),
+    /// Connected on first use (the client fails while no node answers; it is retried
+    /// on the next call).
+    Cluster(Box<ClusterConn>),
+}
+
+struct ClusterConn {
+    client: ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
+}
+
+/// A connection handle for one call; both kinds are cheap clones of a multiplexed link.
+#[derive(Clone)]
+enum Handle {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Handle {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Handle::Single(c) => c.req_packed_command(cmd),
+            Handle::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Handle::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Handle::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Handle::Single(c) => c.get_db(),
+            Handle::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Swarm state in Redis.
+pub struct RedisStore {
+    conn: Conn,
+    limits: StoreLimits,
+    /// Bucket tags: one empty tag (single server) or one `{tag}` per cluster slot.
+    buckets: Arc<Vec<String>>,
+    /// Torrents at the last stats read; a cluster can only enforce `max_torrents`
+    /// approximately, from this (a single server checks its one bucket exactly).
+    torrents_seen: AtomicU64,
+}
+
+impl RedisStore {
+    /// Prepares the connection; nothing is sent until the first call.
+    pub fn open(
+        spec: &StoreSpec,
+        limits: StoreLimits,
+        timeout: Duration,
+    ) -> Result<Self, StoreSpecError> {
+        let bad = |why: String| StoreSpecError {
+            given: format!("{spec:?}"),
+            why,
+        };
+        let (conn, buckets) = match spec {
+            StoreSpec::Memory => return Err(bad("not a Redis store".into())),
+            StoreSpec::Redis(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(|e| bad(e.to_string()))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    // Reconnect attempts are made by the manager on later calls too; a
+                    // short series here keeps a call within its deadline.
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let m = ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| bad(e.to_string()))?;
+                (Conn::Single(m), vec![String::new()])
+            }
+            StoreSpec::Cluster(nodes) => {
+                let client = ClusterClient::builder(nodes.iter().map(String::as_str))
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+                let conn = Conn::Cluster(Box::new(ClusterConn {
+                    client,
+                    conn: tokio::sync::OnceCell::new(),
+                }));
+                (conn, slot_tags())
+            }
+        };
+        Ok(RedisStore {
+            conn,
+            limits,
+            buckets: Arc::new(buckets),
+            torrents_seen: AtomicU64::new(0),
+        })
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.conn {
+            Conn::Single(_) => "redis",
+            Conn::Cluster(_) => "redis-cluster",
+        }
+    }
+
+    async fn handle(&self) -> Result<Handle, RemoteError> {
+        match &self.conn {
+            Conn::Single(m) => Ok(Handle::Single(m.clone())),
+            Conn::Cluster(c) => {
+                let c = c
+                    .conn
+                    .get_or_try_init(|| c.client.get_async_connection())
+                    .await?;
+                Ok(Handle::Cluster(c.clone()))
+            }
+        }
+    }
+
+    fn bucket_of(&self, hex: &str) -> &str {
+        if self.buckets.len() == 1 {
+            &self.buckets[0]
+        } else {
+            &self.buckets[usize::from(key_slot(hex.as_bytes()))]
+        }
+    }
+
+    pub async fn announce(
+        &self,
+        req: &AnnounceRequest,
+        peer: SocketAddr,
+        now: Secs,
+    ) -> Result<Result<AnnounceOutcome, AnnounceError>, RemoteError> {
+        let mut conn = self.handle().await?;
+        let ip = peer.ip().to_canonical();
+        let ip_bytes = ip_bytes(ip);
+        let mut addr = ip_bytes.clone();
+        addr.extend_from_slice(&peer.port().to_be_bytes());
+        let hex = hex_of(&req.info_hash);
+        let bucket = self.bucket_of(&hex);
+        let event = match req.event {
+            AnnounceEvent::None => 0,
+            AnnounceEvent::Started => 1,
+            AnnounceEvent::Completed => 2,
+            AnnounceEvent::Stopped => 3,
+        };
+        let seeder = req.left == 0;
+        // Loopback means the same host (tests, benchmarks, an unconfigured proxy), as in
+        // the memory store.
+        let per_ip = if ip.is_loopback() {
+            0
+        } else {
+            self.limits.max_peers_per_ip
+        };
+        let max_torrents = if self.buckets.len() == 1 {
+            self.limits.max_torrents as u64
+        } else if self.torrents_seen.load(Ordering::Relaxed) < self.limits.max_torrents as u64 {
+            i64::MAX as u64
+        } else {
+            0
+        };
+        let numwant = if req.event == AnnounceEvent::Stopped {
+            0
+        } else {
+            self.limits.numwant(req.numwant)
+        };
+        let reply: Vec<Value> = ANNOUNCE
+            .key(format!("{{{hex}}}s"))
+            .key(format!("{{{hex}}}l"))
+            .key(format!("{{{hex}}}p"))
+            .key(format!("kpbt:ix{bucket}"))
+            .key(format!("kpbt:st{bucket}"))
+            .arg(&addr[..])
+            .arg(&ip_bytes[..])
+            .arg(&req.peer_id.0[..])
+            .arg(now)
+            .arg(now.saturating_sub(self.limits.peer_timeout_secs))
+            .arg(event)
+            .arg(u8::from(seeder))
+            .arg(numwant)
+            .arg(self.limits.max_peers_per_torrent)
+            .arg(per_ip)
+            .arg(max_torrents)
+            .arg(&hex)
+            .invoke_async(&mut conn)
+            .await?;
+        let int = |i: usize| match reply.get(i) {
+            Some(Value::Int(n)) => Ok(*n),
+            other => Err(RemoteError::Reply(format!("announce field {i}: {other:?}"))),
+        };
+        match int(0)? {
+            0 => {}
+            1 => return Ok(Err(AnnounceError::TooManyTorrents)),
+            2 => return Ok(Err(AnnounceError::SwarmFull)),
+            3 => return Ok(Err(AnnounceError::TooManyFromAddress)),
+            n => return Err(RemoteError::Reply(format!("announce code {n}"))),
+        }
+        let count = |i| int(i).map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+        let mut peers = Vec::with_capacity(reply.len().saturating_sub(4) / 2);
+        for pair in reply[4..].chunks(2) {
+            let [Value::BulkString(a), id] = pair else {
+                return Err(RemoteError::Reply("announce peer entry".into()));
+            };
+            let Some(addr) = parse_addr(a) else {
+                return Err(RemoteError::Reply(format!(
+                    "peer address of {} bytes",
+                    a.len()
+                )));
+            };
+            let mut peer_id = [0u8; 20];
+            if let Value::BulkString(id) = id {
+                if id.len() == 20 {
+                    peer_id.copy_from_slice(id);
+                }
+            }
+            peers.push(ReplyPeer {
+                addr,
+                peer_id: PeerId(peer_id),
+            });
+        }
+        Ok(Ok(AnnounceOutcome {
+            complete: count(1)?,
+            incomplete: count(2)?,
+            peers,
+            counted_completion: int(3)? == 1,
+        }))
+    }
+
+    pub async fn scrape(
+        &self,
+        hashes: &[InfoHash],
+    ) -> Result<Vec<(InfoHash, ScrapeStats)>, RemoteError> {
+        let conn = self.handle().await?;
+        // Concurrent calls share the multiplexed connection, so they go out pipelined;
+        // in a cluster each goes to its own slot's node.
+        let calls = hashes.iter().map(|h| {
+            let mut conn = conn.clone();
+            async move {
+                let hex = hex_of(h);
+                let (complete, incomplete, downloaded): (u32, u32, u32) = SCRAPE
+                    .key(format!("{{{hex}}}s"))
+                    .key(format!("{{{hex}}}l"))
+                    .key(format!("{{{hex}}}p"))
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok::<_, RemoteError>((
+                    *h,
+                    ScrapeStats {
+                        complete,
+                        downloaded,
+                        incomplete,
+                    },
+                ))
+            }
+        });
+        futures_util::future::try_join_all(calls).await
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, RemoteError> {
+        let conn = self.handle().await?;
+        let buckets = self.buckets.clone();
+        let totals = stream::iter(0..buckets.len())
+            .map(|i| {
+                let mut conn = conn.clone();
+                let key = format!("kpbt:st{}", buckets[i]);
+                async move {
+                    let v: (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+                        .arg(key)
+                        .arg("t")
+                        .arg("s")
+                        .arg("l")
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok::<_, RemoteError>(v)
+                }
+            })
+            .buffer_unordered(BUCKET_CONCURRENCY)
+            .try_fold([0i64; 3], |mut acc, (t, s, l)| async move {
+                acc[0] += t.unwrap_or(0);
+                acc[1] += s.unwrap_or(0);
+                acc[2] += l.unwrap_or(0);
+                Ok(acc)
+            })
+            .await?;
+        let [t, s, l] = totals.map(|n| n.max(0) as u64);
+        self.torrents_seen.store(t, Ordering::Relaxed);
+        Ok(StoreStats {
+            torrents: t,
+            seeders: s,
+            leechers: l,
+        })
+    }
+
+    pub async fn reap(&self, now: Secs) -> Result<ReapReport, RemoteError> {
+        let conn = self.handle().await?;
+        let cutoff = now.saturating_sub(self.limits.peer_timeout_secs);
+        let buckets = self.buckets.clone();
+        let report = stream::iter(0..buckets.len())
+            .map(|i| {
+                let mut conn = conn.clone();
+                let tag = buckets[i].clone();
+                async move {
+                    let mut report = ReapReport::default();
+                    loop {
+                        let (peers, swarms, seen): (u64, u64, u64) = REAP
+                            .key(format!("kpbt:ix{tag}"))
+                            .key(format!("kpbt:st{tag}"))
+                            .arg(cutoff)
+                            .arg(REAP_BATCH)
+                            .invoke_async(&mut conn)
+                            .await?;
+                        report.peers_removed += peers;
+                        report.torrents_removed += swarms;
+                        if seen < REAP_BATCH as u64 {
+                            return Ok::<_, RemoteError>(report);
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(BUCKET_CONCURRENCY)
+            .try_fold(ReapReport::default(), |mut acc, r| async move {
+                acc.peers_removed += r.peers_removed;
+                acc.torrents_removed += r.torrents_removed;
+                Ok(acc)
+            })
+            .await?;
+        Ok(report)
+    }
+
+    pub async fn ping(&self) -> Result<(), RemoteError> {
+        let mut conn = self.handle().await?;
+        // In a cluster PING goes to every master, so one down master is unhealthy.
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+fn hex_of(h: &InfoHash) -> String {
+    hex::encode(h.0)
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
+}
+
+fn parse_addr(a: &[u8]) -> Option<SocketAddr> {
+    let (ip, port) = a.split_at_checked(a.len().checked_sub(2)?)?;
+    let port = u16::from_be_bytes([port[0], port[1]]);
+    let ip = match ip.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(ip).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(ip).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Redis Cluster's key slot of a hash tag's contents (CRC16/XMODEM mod 16384).
+pub fn key_slot(tag: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in tag {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
+}
+
+/// For every cluster slot, a short `{tag}` whose keys land in that slot: the buckets.
+fn slot_tags() -> Vec<String> {
+    let mut tags = vec![String::new(); 16384];
+    let mut missing = tags.len();
+    let mut n = 0u32;
+    // About 16384 * ln(16384) ≈ 160k tries fill every slot; decimal strings are short.
+    while missing > 0 {
+        let s = n.to_string();
+        let slot = usize::from(key_slot(s.as_bytes()));
+        if tags[slot].is_empty() {
+            tags[slot] = format!("{{{s}}}");
+            missing -= 1;
+        }
+        n += 1;
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_slot_matches_redis_reference_values() {
+        // From the Redis Cluster specification: CRC16("123456789") = 0x31C3.
+        assert_eq!(key_slot(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+    }
+
+    #[test]
+    fn every_slot_gets_a_bucket_tag_in_that_slot() {
+        let tags = slot_tags();
+        for (slot, tag) in tags.iter().enumerate() {
+            let inner = tag.trim_start_matches('{').trim_end_matches('}');
+            assert_eq!(usize::from(key_slot(inner.as_bytes())), slot, "{tag}");
+        }
+    }
+
+    #[test]
+    fn store_specs_parse_and_bad_ones_are_refused() {
+        assert_eq!("memory".parse::<StoreSpec>(), Ok(StoreSpec::Memory));
+        assert_eq!(
+            "redis://10.0.0.5:6379/2".parse::<StoreSpec>(),
+            Ok(StoreSpec::Redis("redis://10.0.0.5:6379/2".into()))
+        );
+        assert_eq!(
+            "redis-cluster://a:7000, b:7001".parse::<StoreSpec>(),
+            Ok(StoreSpec::Cluster(vec![
+                "redis://a:7000".into(),
+                "redis://b:7001".into()
+            ]))
+        );
+        for bad in ["", "mem", "redis-cluster://", "http://x:1", "redis://"] {
+            let e = bad.parse::<StoreSpec>().unwrap_err().to_string();
+            assert!(e.contains("expected memory"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn peer_addresses_round_trip_through_their_compact_form() {
+        for a in ["10.1.2.3:6881", "[2001:db8::7]:51413"] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut b = ip_bytes(a.ip());
+            b.extend_from_slice(&a.port().to_be_bytes());
+            assert_eq!(parse_addr(&b), Some(a));
+        }
+        assert_eq!(parse_addr(b"abc"), None);
+        assert_eq!(parse_addr(b""), None);
+    }
+}
