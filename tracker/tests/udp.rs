@@ -324,9 +324,15 @@ fn num_want_default_and_cap_are_those_of_http() {
 
 #[test]
 fn the_ip_field_is_honoured_only_when_configured() {
-    for (honor, expect) in [(false, "127.0.0.1:9101"), (true, "10.1.2.3:9101")] {
+    // Honoured only with honor_ip_param and from a trusted source (loopback here).
+    for (honor, trusted, expect) in [
+        (false, vec![], "127.0.0.1:9101"),
+        (true, vec!["127.0.0.0/8".to_string()], "10.1.2.3:9101"),
+        (false, vec!["127.0.0.0/8".to_string()], "127.0.0.1:9101"),
+    ] {
         let t = Udp::start(Config {
             honor_ip_param: honor,
+            trusted_proxies: trusted,
             ..udp_config()
         });
         let mut c = t.client();

@@ -135,11 +135,9 @@ impl Handler {
             key: None,
             tracker_id: None,
         };
-        // The claimed address only when configured, as for HTTP's `ip` parameter.
-        let peer_ip = match (state.config.honor_ip_param, req.ip) {
-            (true, Some(claimed)) => claimed,
-            _ => ip,
-        };
+        // The claimed address only from a trusted source with `honor_ip_param`, by the
+        // same resolver as HTTP's `ip` parameter (a datagram has no forwarding header).
+        let peer_ip = state.addrs.resolve(Some(ip), None, req.ip).unwrap_or(ip);
         let announced = self.rt.block_on(state.store.announce(
             &req,
             SocketAddr::new(peer_ip, a.port),
