@@ -181,18 +181,26 @@ async fn killed_leecher_resumes_without_refetching() {
     run("killed_leecher_resumes_without_refetching", async {
         let swarm = Swarm::new("resume", 32 * MIB, PIECE).await?;
         let _seeder = swarm.start_peer("seeder", Role::Seeder, None).await?;
-        let victim = swarm.start_peer("victim", Role::LeecherThenExit, Some(SLOW)).await?;
+        let victim = swarm
+            .start_peer("victim", Role::LeecherThenExit, Some(SLOW))
+            .await?;
         let n = swarm.piece_count();
         let deadline = Instant::now() + COMPLETE_WITHIN;
         let mut held = Vec::new();
         while count(&held) < n / 4 {
-            ensure!(Instant::now() < deadline, "victim never reached a quarter of the pieces");
+            ensure!(
+                Instant::now() < deadline,
+                "victim never reached a quarter of the pieces"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
             held = swarm.held_pieces(&victim, &held);
         }
         victim.kill()?;
         let code = victim.wait_exit(Duration::from_secs(20)).await?;
-        ensure!(code == 137, "victim exit code {code} after SIGKILL (expected 137)");
+        ensure!(
+            code == 137,
+            "victim exit code {code} after SIGKILL (expected 137)"
+        );
         // Its disk is final now: these are the pieces a resume must find.
         let at_kill = count(&swarm.held_pieces(&victim, &[]));
         ensure!(at_kill < n, "victim completed before it was killed");
@@ -215,23 +223,21 @@ async fn killed_leecher_resumes_without_refetching() {
         let code = victim.wait_exit(COMPLETE_WITHIN).await?;
         let log = victim.logs().await;
         ensure!(code == 0, "victim exited {code}:\n{}", tail(&log, 30));
-        // "done: ... (N pieces verified) in Xs, R MiB/s; ..." — R is this session's
-        // downloaded bytes over X.
+        // "done: PATH (N pieces verified); downloaded 22.8 MiB (23855104 bytes), ..." —
+        // the exact count of bytes this session downloaded.
         let done = log
             .lines()
             .rfind(|l| l.starts_with("done: "))
             .ok_or_else(|| anyhow::anyhow!("no done: line\n{}", tail(&log, 30)))?;
-        let secs: f64 = field(done, " in ", "s,")?;
-        let rate: f64 = field(done, "s, ", " MiB/s")?;
-        let downloaded_max = (secs + 0.05) * (rate + 0.05) * MIB as f64;
+        let after = done.split("downloaded ").nth(1).unwrap_or("");
+        let downloaded: f64 = field(after, "(", " bytes)")?;
         let missing = (n - at_kill) as f64 * PIECE as f64;
-        eprintln!("resumed session downloaded <= {downloaded_max:.0} bytes; missing was {missing:.0}");
-        // Re-fetching the verified pieces would add at_kill pieces; allow half of that
-        // for the rounding in the done: line.
-        let slack = at_kill as f64 * PIECE as f64 / 2.0;
+        eprintln!("resumed session downloaded {downloaded:.0} bytes; missing was {missing:.0}");
+        // Re-fetching the verified pieces would add at_kill whole pieces; the last piece
+        // may be short, so allow one piece of slack and nothing more.
         ensure!(
-            downloaded_max < missing + slack,
-            "resumed session downloaded up to {downloaded_max:.0} bytes, but only {missing:.0} were missing"
+            downloaded <= missing + PIECE as f64,
+            "resumed session downloaded {downloaded:.0} bytes, but only {missing:.0} were missing"
         );
         swarm.assert_same_payload(&victim);
         Ok(())
