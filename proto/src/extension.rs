@@ -91,6 +91,8 @@ impl ExtendedHandshake {
                 };
                 hs.extensions.push((name.to_string(), id));
             }
+            // Canonical (sorted) order, as encoding writes it, whatever order was sent.
+            hs.extensions.sort();
         }
         hs.client = d
             .get(b"v")
