@@ -265,6 +265,27 @@ fn rewrite_versions(buf: &mut [u8], api: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+/// Runs one container test body under a hard time `limit` (containers are removed on
+/// drop either way), after [`setup`]; a failure or timeout panics with the test's name.
+pub async fn run_test(
+    name: &str,
+    limit: std::time::Duration,
+    body: impl std::future::Future<Output = anyhow::Result<()>>,
+) {
+    if !setup(name) {
+        return;
+    }
+    let start = std::time::Instant::now();
+    match tokio::time::timeout(limit, body).await {
+        Ok(Ok(())) => eprintln!("{name}: passed in {:.1}s", start.elapsed().as_secs_f64()),
+        Ok(Err(e)) => panic!(
+            "{name} failed after {:.1}s: {e:#}",
+            start.elapsed().as_secs_f64()
+        ),
+        Err(_) => panic!("{name} timed out after {limit:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

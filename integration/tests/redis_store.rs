@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use kpbt_integration::docker::setup;
+use kpbt_integration::docker::run_test;
 use kpbt_integration::swarm::{
     start_redis, start_tracker, tail, Announce, Peer, Role, Store, Swarm, TRACKER_PORT,
 };
@@ -23,18 +23,7 @@ const COMPLETE_WITHIN: Duration = Duration::from_secs(240);
 const UNAVAILABLE: &str = "storage is unavailable";
 
 async fn run(name: &str, body: impl Future<Output = Result<()>>) {
-    if !setup(name) {
-        return;
-    }
-    let start = Instant::now();
-    match tokio::time::timeout(TEST_LIMIT, body).await {
-        Ok(Ok(())) => eprintln!("{name}: passed in {:.1}s", start.elapsed().as_secs_f64()),
-        Ok(Err(e)) => panic!(
-            "{name} failed after {:.1}s: {e:#}",
-            start.elapsed().as_secs_f64()
-        ),
-        Err(_) => panic!("{name} timed out after {TEST_LIMIT:?}"),
-    }
+    run_test(name, TEST_LIMIT, body).await
 }
 
 async fn wait_all_complete(swarm: &Swarm, peers: &[Peer]) -> Result<()> {

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
-use kpbt_integration::docker::setup;
+use kpbt_integration::docker::run_test;
 use kpbt_integration::swarm::{count, metric, tail, Peer, Role, Swarm, TrackerProtocol};
 
 const MIB: u64 = 1024 * 1024;
@@ -15,20 +15,8 @@ const TEST_LIMIT: Duration = Duration::from_secs(420);
 const SLOW: f64 = 0.02;
 const COMPLETE_WITHIN: Duration = Duration::from_secs(240);
 
-/// Runs one test body under a hard time limit (containers are removed on drop either way).
 async fn run(name: &str, body: impl Future<Output = Result<()>>) {
-    if !setup(name) {
-        return;
-    }
-    let start = Instant::now();
-    match tokio::time::timeout(TEST_LIMIT, body).await {
-        Ok(Ok(())) => eprintln!("{name}: passed in {:.1}s", start.elapsed().as_secs_f64()),
-        Ok(Err(e)) => panic!(
-            "{name} failed after {:.1}s: {e:#}",
-            start.elapsed().as_secs_f64()
-        ),
-        Err(_) => panic!("{name} timed out after {TEST_LIMIT:?}"),
-    }
+    run_test(name, TEST_LIMIT, body).await
 }
 
 async fn leechers(
