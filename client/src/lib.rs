@@ -1,7 +1,11 @@
 //! kpbt-client: a BitTorrent client library on tokio that downloads and seeds.
 //!
 //! Layout:
-//! - [`session`]: the public API (`start`, `download`, `TorrentHandle`, `Config`, `Summary`).
+//! - [`session`]: many torrents in one process: queue, persistence in a state dir,
+//!   pause/resume/recheck/remove (the `serve` host agent); `api`: its HTTP/JSON API.
+//! - [`engine`]: one torrent's life (`start`, `download`, `TorrentHandle`, `Config`).
+//! - `services`: what a session shares among torrents (peer id, HTTP client, limits).
+//! - `listener`: the one peer listener, routing connections by info hash.
 //! - `torrent`: shared piece state, hashing/writing pipeline, smart ban, the torrent task.
 //! - `peer`: one task per peer connection (wire protocol, download pipeline, uploads).
 //! - `peer_ext`: the extension protocol on one connection (BEP 10 handshake, serving BEP 9 metadata).
@@ -21,10 +25,15 @@
 //! - [`units`]: sizes and rates as typed on the command line (`20M`).
 //! - [`rng`]: seeded xorshift for picks and choke rotation (deterministic in tests).
 
+pub mod api;
+mod api_files;
+mod api_metrics;
 pub mod choker;
 pub mod create;
 pub mod direct_io;
+pub mod engine;
 pub mod fd_cache;
+mod listener;
 mod metrics;
 mod peer;
 mod peer_ext;
@@ -34,6 +43,7 @@ pub mod ratelimit;
 pub mod resume;
 pub mod rng;
 pub mod seed_check;
+mod services;
 pub mod session;
 pub mod storage;
 mod torrent;
@@ -41,5 +51,5 @@ pub mod tracker;
 pub mod tracker_udp;
 pub mod units;
 
+pub use engine::{download, start, ClientError, Config, Summary, TorrentHandle};
 pub use progress::ProgressMode;
-pub use session::{download, start, ClientError, Config, Summary, TorrentHandle};

@@ -1,5 +1,6 @@
 //! `kpbt-client`: command-line front end (download, seed, create, info, demo) over the library.
 
+mod cli_agent;
 mod cli_create;
 
 use std::io::IsTerminal;
@@ -146,6 +147,92 @@ enum Cmd {
         #[arg(long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
     },
+    /// Run the host agent: one process holding many torrents (one peer port, shared
+    /// limits), controlled through a JSON API; state survives restarts.
+    Serve(cli_agent::ServeOpts),
+    /// Add a .torrent file or URL to a running session (`serve`).
+    Add {
+        /// The .torrent file, or an http(s):// URL the session fetches it from.
+        torrent: String,
+        /// The folder that holds (or will hold) the torrent's NAME.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Add it paused.
+        #[arg(long)]
+        paused: bool,
+        /// Serve complete data read-only and never write (like `seed`).
+        #[arg(long)]
+        seed_only: bool,
+        /// Exit 0 when the session already has this torrent (for scripts run again).
+        #[arg(long)]
+        exist_ok: bool,
+        /// Extra peer to dial besides the trackers' (repeatable).
+        #[arg(long = "peer", value_name = "ADDR")]
+        peers: Vec<SocketAddr>,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
+    /// List the torrents of a running session.
+    List {
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
+    /// Show one torrent of a running session: files, peers.
+    Status {
+        /// Info hash (40 hex digits).
+        info_hash: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
+    /// Pause a torrent of a running session.
+    Pause {
+        info_hash: String,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
+    /// Resume a paused torrent of a running session.
+    Resume {
+        info_hash: String,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
+    /// Remove a torrent from a running session (its data stays unless --delete-data).
+    Remove {
+        info_hash: String,
+        /// Also delete its files (only inside its own folder).
+        #[arg(long)]
+        delete_data: bool,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
+    /// Make a torrent of PATH and seed it from a running session at once (the data is
+    /// hashed once, for the torrent); prints the info hash and the .torrent path.
+    Publish {
+        /// The file or directory to share.
+        path: PathBuf,
+        /// Tracker announce URL (repeatable).
+        #[arg(long = "tracker", value_name = "URL")]
+        trackers: Vec<String>,
+        /// Where to write the .torrent [default: NAME.torrent in the current directory].
+        #[arg(short, long, value_name = "OUT.torrent")]
+        output: Option<PathBuf>,
+        /// Mark the torrent private (BEP 27).
+        #[arg(long)]
+        private: bool,
+        /// Piece length (power of two) [default as for `create`].
+        #[arg(long, value_parser = parse_piece_length)]
+        piece_length: Option<u32>,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        api: cli_agent::ApiOpts,
+    },
     /// Exit 0 if URL answers with a 2xx status within 2 s (a container healthcheck: the
     /// images have no shell or curl).
     Health {
@@ -155,7 +242,7 @@ enum Cmd {
     },
 }
 
-fn parse_size(text: &str) -> Result<u64, kpbt_client::units::ParseSizeError> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, kpbt_client::units::ParseSizeError> {
     kpbt_client::units::parse_size(text)
 }
 
@@ -188,7 +275,7 @@ fn load_path(path: &Path) -> Result<Metainfo> {
 }
 
 /// The first port tried when `--port` is not given; the next eight are tried after it.
-const DEFAULT_PORT: u16 = 6881;
+pub(crate) const DEFAULT_PORT: u16 = 6881;
 
 fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     let mut c = Config::new(dir);
@@ -330,6 +417,60 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Health { url } => health(&url).await,
+        Cmd::Serve(o) => cli_agent::serve(o, ctrl_c()).await,
+        Cmd::Add {
+            torrent,
+            dir,
+            paused,
+            seed_only,
+            exist_ok,
+            peers,
+            api,
+        } => {
+            let how = cli_agent::AddHow {
+                dir,
+                paused,
+                seed_only,
+                exist_ok,
+                peers,
+            };
+            cli_agent::add(api, torrent, how).await
+        }
+        Cmd::List { json, api } => cli_agent::list(api, json).await,
+        Cmd::Status {
+            info_hash,
+            json,
+            api,
+        } => cli_agent::status(api, info_hash, json).await,
+        Cmd::Pause { info_hash, api } => cli_agent::action(api, info_hash, "pause").await,
+        Cmd::Resume { info_hash, api } => cli_agent::action(api, info_hash, "resume").await,
+        Cmd::Remove {
+            info_hash,
+            delete_data,
+            api,
+        } => cli_agent::remove(api, info_hash, delete_data).await,
+        Cmd::Publish {
+            path,
+            trackers,
+            output,
+            private,
+            piece_length,
+            quiet,
+            api,
+        } => {
+            let output = match output {
+                Some(o) => o,
+                None => default_torrent_path(&path)?,
+            };
+            let options = kpbt_client::create::CreateOptions {
+                path,
+                trackers: trackers.into_iter().map(|t| vec![t]).collect(),
+                piece_length,
+                private,
+                comment: None,
+            };
+            cli_agent::publish(api, options, output, quiet).await
+        }
         Cmd::Create {
             path,
             trackers,

@@ -247,7 +247,7 @@ async fn respond(
 mod tests {
     use super::*;
     use crate::create::{build, plan, CreateOptions};
-    use crate::session::{start, ClientError, Config};
+    use crate::engine::{start, ClientError, Config};
     use kpbt_proto::metainfo::Metainfo;
     use std::sync::atomic::AtomicU64;
 

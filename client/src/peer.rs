@@ -20,12 +20,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, trace};
 
+use crate::listener::{Incoming, HANDSHAKE_TIMEOUT};
 use crate::peer_ext::{self, PeerExtensions};
 use crate::picker::{Block, PeerKey, BLOCK_LEN};
 use crate::torrent::{Event, PeerEntry, Shared};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_AFTER: Duration = Duration::from_secs(90);
 /// A peer that sends nothing (not even a keep-alive) for this long is dropped.
 const SILENCE_LIMIT: Duration = Duration::from_secs(180);
@@ -66,11 +66,25 @@ pub(crate) struct PeerStats {
     pub downloaded: AtomicU64,
     pub uploaded: AtomicU64,
     interested: AtomicBool,
+    /// We let it download (we are not choking it).
+    unchoked_by_us: AtomicBool,
+    /// It lets us download.
+    unchoking_us: AtomicBool,
+    am_interested: AtomicBool,
 }
 
 impl PeerStats {
     pub fn peer_interested(&self) -> bool {
         self.interested.load(Ordering::Relaxed)
+    }
+
+    /// (we choke it, it chokes us, we are interested) for the session API's peer list.
+    pub fn flags(&self) -> (bool, bool, bool) {
+        (
+            !self.unchoked_by_us.load(Ordering::Relaxed),
+            !self.unchoking_us.load(Ordering::Relaxed),
+            self.am_interested.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -80,31 +94,44 @@ pub(crate) async fn run_outgoing(shared: Arc<Shared>, addr: SocketAddr) {
         Ok(Err(e)) => return debug!(%addr, "connect failed: {e}"),
         Err(_) => return debug!(%addr, "connect timed out"),
     };
-    run(shared, stream, addr, true).await
+    run(shared, stream, addr, None).await
 }
 
-pub(crate) async fn run_incoming(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    run(shared, stream, addr, false).await
+/// A connection the session's listener accepted and routed here by its handshake.
+pub(crate) async fn run_incoming(shared: Arc<Shared>, incoming: Incoming) {
+    let Incoming {
+        stream,
+        addr,
+        handshake,
+    } = incoming;
+    run(shared, stream, addr, Some(handshake)).await
 }
 
-/// Exchanges handshakes; returns the peer's id and whether it speaks BEP 10.
+/// Exchanges handshakes (`theirs` is already read for incoming connections); returns
+/// the peer's id and whether it speaks BEP 10.
 async fn handshake(
     shared: &Shared,
     stream: &mut TcpStream,
-    outgoing: bool,
+    theirs: Option<Handshake>,
 ) -> Result<(PeerId, bool), String> {
     let ours = Handshake::new(shared.info_hash, shared.our_id)
         .with_extension_protocol()
         .encode();
+    let outgoing = theirs.is_none();
     if outgoing {
         stream.write_all(&ours).await.map_err(|e| e.to_string())?;
     }
-    let mut buf = [0u8; HANDSHAKE_LEN];
-    stream
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| e.to_string())?;
-    let theirs = Handshake::decode(&buf).map_err(|e| e.to_string())?;
+    let theirs = match theirs {
+        Some(t) => t,
+        None => {
+            let mut buf = [0u8; HANDSHAKE_LEN];
+            stream
+                .read_exact(&mut buf)
+                .await
+                .map_err(|e| e.to_string())?;
+            Handshake::decode(&buf).map_err(|e| e.to_string())?
+        }
+    };
     if theirs.info_hash != shared.info_hash {
         return Err(format!("wrong info hash {}", theirs.info_hash));
     }
@@ -114,16 +141,24 @@ async fn handshake(
     Ok((theirs.peer_id, theirs.supports_extensions()))
 }
 
-async fn run(shared: Arc<Shared>, mut stream: TcpStream, addr: SocketAddr, outgoing: bool) {
+async fn run(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    theirs: Option<Handshake>,
+) {
     let _ = stream.set_nodelay(true);
-    let (peer_id, extensions) =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&shared, &mut stream, outgoing))
-            .await
-        {
-            Ok(Ok(theirs)) => theirs,
-            Ok(Err(e)) => return debug!(%addr, "handshake failed: {e}"),
-            Err(_) => return debug!(%addr, "handshake timed out"),
-        };
+    let outgoing = theirs.is_none();
+    let (peer_id, extensions) = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&shared, &mut stream, theirs),
+    )
+    .await
+    {
+        Ok(Ok(theirs)) => theirs,
+        Ok(Err(e)) => return debug!(%addr, "handshake failed: {e}"),
+        Err(_) => return debug!(%addr, "handshake timed out"),
+    };
     let key = shared.next_key.fetch_add(1, Ordering::Relaxed);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let stats = Arc::new(PeerStats::default());
@@ -343,6 +378,7 @@ impl Conn {
             PeerCmd::Choke => {
                 if !self.am_choking {
                     self.am_choking = true;
+                    self.stats.unchoked_by_us.store(false, Ordering::Relaxed);
                     self.uploads.clear();
                     Message::Choke.encode(&mut self.wbuf);
                 }
@@ -350,6 +386,7 @@ impl Conn {
             PeerCmd::Unchoke => {
                 if self.am_choking {
                     self.am_choking = false;
+                    self.stats.unchoked_by_us.store(true, Ordering::Relaxed);
                     Message::Unchoke.encode(&mut self.wbuf);
                 }
             }
@@ -395,6 +432,7 @@ impl Conn {
             Message::Choke => {
                 trace!(ip = %self.ip, "choked by peer");
                 self.peer_choking = true;
+                self.stats.unchoking_us.store(false, Ordering::Relaxed);
                 // Without the fast extension, a choke discards all pending requests.
                 let mut st = self.shared.lock();
                 for b in self.outstanding.drain() {
@@ -404,6 +442,7 @@ impl Conn {
             Message::Unchoke => {
                 trace!(ip = %self.ip, "unchoked by peer");
                 self.peer_choking = false;
+                self.stats.unchoking_us.store(true, Ordering::Relaxed);
             }
             Message::Interested | Message::NotInterested => {
                 self.peer_interested = matches!(m, Message::Interested);
@@ -510,6 +549,7 @@ impl Conn {
         if self.am_interested != yes {
             trace!(ip = %self.ip, yes, "interest change");
             self.am_interested = yes;
+            self.stats.am_interested.store(yes, Ordering::Relaxed);
             if yes {
                 Message::Interested.encode(&mut self.wbuf)
             } else {

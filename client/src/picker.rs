@@ -83,6 +83,9 @@ pub struct Picker {
     have: u32,
     max_active: usize,
     rng: XorShift64,
+    /// Pieces a reader is waiting for (a file streamed while it downloads): started
+    /// before anything rarer, lowest first.
+    urgent: std::ops::Range<u32>,
 }
 
 impl Picker {
@@ -105,7 +108,13 @@ impl Picker {
             have: 0,
             max_active: max_active.max(1),
             rng: XorShift64::new(seed),
+            urgent: 0..0,
         }
+    }
+
+    /// Makes `pieces` the next to start (replacing any earlier urgent range).
+    pub fn set_urgent(&mut self, pieces: std::ops::Range<u32>) {
+        self.urgent = pieces.start.min(self.piece_count())..pieces.end.min(self.piece_count());
     }
 
     pub fn piece_count(&self) -> u32 {
@@ -297,6 +306,11 @@ impl Picker {
         if n == 0 {
             return None;
         }
+        for p in self.urgent.clone() {
+            if self.state[p as usize] == PieceState::Missing && peer_has(p) {
+                return Some(p);
+            }
+        }
         let offset = (self.rng.next_u64() % n as u64) as u32;
         let random = self.have < RANDOM_FIRST_PIECES;
         let mut best: Option<(u32, u32)> = None;
@@ -463,6 +477,22 @@ mod tests {
         assert_eq!(p.block_len(Block { piece: 0, block: 2 }), 8 * 1024);
         assert_eq!(p.blocks_in(2), 1);
         assert_eq!(p.block_len(Block { piece: 2, block: 0 }), 10 * 1024);
+    }
+
+    #[test]
+    fn urgent_pieces_start_first_in_order_if_the_peer_has_them() {
+        let mut p = Picker::new(20, BLOCK_LEN, 20 * BLOCK_LEN as u64, 16, 9);
+        p.set_urgent(12..15);
+        let has = |i: u32| i != 12;
+        let mut out = vec![];
+        p.pick(1, has, 2, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|b| b.piece).collect();
+        assert_eq!(pieces, vec![13, 14]);
+        p.set_urgent(18..99); // clamped to the piece count
+        out.clear();
+        p.pick(1, all, 3, &mut out);
+        let pieces: Vec<u32> = out.iter().map(|b| b.piece).collect();
+        assert_eq!(&pieces[..2], &[18, 19]);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Token-bucket rate limiting shared by every peer of a torrent (`--upload-limit`,
-//! `--download-limit`). Callers reserve bytes and sleep until the bucket has paid them
-//! off, so many peers drawing from one bucket together stay under the rate.
+//! Token-bucket rate limiting shared by every peer of a session (`--upload-limit`,
+//! `--download-limit`), with optional per-torrent limits on top. Callers reserve bytes
+//! and sleep until the bucket has paid them off, so many peers drawing from one bucket
+//! together stay under the rate.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // tokio's clock, so the limiter can be tested with paused time.
@@ -78,10 +79,30 @@ impl RateLimiter {
     }
 }
 
+/// A torrent's limit stacked on the host's: bytes pass when both allow them.
+#[derive(Debug)]
+pub struct StackedLimit {
+    pub host: Arc<RateLimiter>,
+    pub torrent: RateLimiter,
+}
+
+impl StackedLimit {
+    pub fn new(host: Arc<RateLimiter>) -> StackedLimit {
+        StackedLimit {
+            host,
+            torrent: RateLimiter::new(None),
+        }
+    }
+
+    pub async fn acquire(&self, n: u64) {
+        self.torrent.acquire(n).await;
+        self.host.acquire(n).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[tokio::test(start_paused = true)]
     async fn throughput_respects_the_limit_across_tasks() {
@@ -129,5 +150,27 @@ mod tests {
         limiter.acquire(20).await;
         assert!(start.elapsed() >= Duration::from_secs(2));
         assert_eq!(RateLimiter::new(Some(0)).rate(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lower_of_host_and_torrent_limits_wins() {
+        let host = Arc::new(RateLimiter::new(Some(1000)));
+        let a = StackedLimit::new(host.clone());
+        let b = StackedLimit::new(host);
+        b.torrent.set_rate(Some(100));
+        let start = Instant::now();
+        // Two torrents share the host's 1000 B/s: 2000 bytes take about 2 s in all.
+        tokio::join!(
+            a.acquire(1000),
+            a.acquire(500),
+            b.acquire(100),
+            b.acquire(100)
+        );
+        assert!(start.elapsed() >= Duration::from_secs_f64(1.7 - BURST_SECS - 0.05));
+        // b alone is held to its own 100 B/s although the host allows more.
+        let start = Instant::now();
+        b.acquire(100).await;
+        b.acquire(100).await;
+        assert!(start.elapsed() >= Duration::from_secs_f64(2.0 - BURST_SECS - 0.01));
     }
 }

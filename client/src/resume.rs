@@ -245,9 +245,8 @@ pub fn trusted_pieces(storage: &Storage, info_hash: InfoHash, path: &Path) -> Op
 pub(crate) fn save_shared(shared: &Shared, path: &Path) -> Result<(), StorageError> {
     // The periodic saver and the final save at shutdown may overlap: they share the
     // temp file name, and the newest snapshot must be the one that lands last, so
-    // snapshot and write happen under one lock (saves are rare; one lock for all).
-    static SAVE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = SAVE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // snapshot and write happen under the torrent's resume lock.
+    let _guard = shared.resume_lock.lock().unwrap_or_else(|e| e.into_inner());
     let have = shared.lock().have.clone();
     save(&shared.storage, shared.info_hash, &have, path)
 }

@@ -13,20 +13,22 @@ use std::time::{Duration, Instant};
 use kpbt_proto::wire::Bitfield;
 use kpbt_proto::{InfoHash, PeerId};
 use sha1::{Digest, Sha1};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::choker::{Choker, PeerSnapshot, RECHOKE_INTERVAL};
 use crate::direct_io::PieceBuffer;
+use crate::listener::Incoming;
 use crate::peer::{self, PeerCmd, PeerStats};
 use crate::picker::{Arrival, Block, PeerKey, Picker, BLOCK_LEN};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::StackedLimit;
+use crate::services::Services;
 use crate::storage::{Storage, StorageError};
 
-/// Pieces being hashed/written at once; a peer that completes a piece waits for a slot,
-/// which stops it reading from its socket: that is the backpressure bounding memory.
+/// Pieces of one torrent being hashed/written at once (and the session's pool bounds
+/// all torrents together); a peer that completes a piece waits for a slot, which stops
+/// it reading from its socket: that is the backpressure bounding memory.
 const HASH_SLOTS: usize = 4;
 /// Recycled piece buffers kept for reuse.
 const SPARE_BUFFERS: usize = 2 * HASH_SLOTS;
@@ -88,6 +90,10 @@ pub(crate) struct Shared {
     pub total_len: u64,
     state: Mutex<State>,
     hash_slots: Arc<Semaphore>,
+    /// The session's hashing pool, shared by every torrent.
+    hash_pool: Arc<Semaphore>,
+    /// Serialises resume saves of this torrent (the periodic and the final one).
+    pub resume_lock: Mutex<()>,
     pub events: mpsc::UnboundedSender<Event>,
     /// Verified payload bytes this session.
     pub downloaded: AtomicU64,
@@ -104,9 +110,10 @@ pub(crate) struct Shared {
     /// Downloaded pieces that passed / failed their hash check this session (metrics).
     pub pieces_verified: AtomicU64,
     pub hash_failures: AtomicU64,
-    /// Piece payload limits shared by all peers (`--upload-limit`, `--download-limit`).
-    pub upload_limit: RateLimiter,
-    pub download_limit: RateLimiter,
+    /// Piece payload limits: the host's (`--upload-limit`, `--download-limit`) and
+    /// this torrent's own on top.
+    pub upload_limit: StackedLimit,
+    pub download_limit: StackedLimit,
     /// The info dictionary as in the .torrent, served to magnet clients (BEP 9).
     pub metadata: Arc<[u8]>,
 }
@@ -121,7 +128,7 @@ pub(crate) struct CompletedPiece {
 impl Shared {
     pub(crate) fn new(
         info_hash: InfoHash,
-        our_id: PeerId,
+        services: &Services,
         storage: Arc<Storage>,
         picker: Picker,
         have: Bitfield,
@@ -134,7 +141,7 @@ impl Shared {
         let verified_bytes: u64 = have.iter_set().map(|p| layout.piece_size(p) as u64).sum();
         Shared {
             info_hash,
-            our_id,
+            our_id: services.peer_id,
             piece_count,
             total_len,
             storage,
@@ -148,6 +155,8 @@ impl Shared {
                 failed: HashMap::new(),
             }),
             hash_slots: Arc::new(Semaphore::new(HASH_SLOTS)),
+            hash_pool: services.hash_pool.clone(),
+            resume_lock: Mutex::new(()),
             events,
             downloaded: AtomicU64::new(0),
             received: AtomicU64::new(0),
@@ -160,8 +169,8 @@ impl Shared {
             status: Mutex::new(None),
             pieces_verified: AtomicU64::new(0),
             hash_failures: AtomicU64::new(0),
-            upload_limit: RateLimiter::new(None),
-            download_limit: RateLimiter::new(None),
+            upload_limit: StackedLimit::new(services.upload_limit.clone()),
+            download_limit: StackedLimit::new(services.download_limit.clone()),
             metadata: Arc::from(&[][..]),
         }
     }
@@ -252,6 +261,9 @@ impl Shared {
         let Ok(permit) = self.hash_slots.clone().acquire_owned().await else {
             return;
         };
+        let Ok(pool_permit) = self.hash_pool.clone().acquire_owned().await else {
+            return;
+        };
         let shared = self.clone();
         tokio::task::spawn_blocking(move || {
             let CompletedPiece {
@@ -284,6 +296,7 @@ impl Shared {
                 st.spare.push(buf.data);
             }
             drop(st);
+            drop(pool_permit);
             drop(permit);
         });
     }
@@ -351,7 +364,10 @@ impl Shared {
 /// Where the torrent task gets new peer addresses from and how it is stopped.
 pub(crate) struct TorrentTask {
     pub shared: Arc<Shared>,
-    pub listener: TcpListener,
+    /// Connections the session's listener routed here by info hash.
+    pub incoming: mpsc::Receiver<Incoming>,
+    /// The listener's address, so we never dial ourselves.
+    pub listen_addr: SocketAddr,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub new_peers: mpsc::UnboundedReceiver<Vec<SocketAddr>>,
     pub initial_peers: Vec<SocketAddr>,
@@ -387,11 +403,7 @@ impl TorrentTask {
                 let recent = last_tried
                     .get(&addr)
                     .is_some_and(|t| t.elapsed() < REDIAL_AFTER);
-                if banned
-                    || recent
-                    || connected.contains(&addr)
-                    || Some(addr) == self.listener.local_addr().ok()
-                {
+                if banned || recent || connected.contains(&addr) || addr == self.listen_addr {
                     continue;
                 }
                 last_tried.insert(addr, Instant::now());
@@ -424,8 +436,9 @@ impl TorrentTask {
                         }
                     }
                 }
-                acc = self.listener.accept() => match acc {
-                    Ok((stream, addr)) => {
+                acc = self.incoming.recv() => match acc {
+                    Some(incoming) => {
+                        let addr = incoming.addr;
                         let banned = shared.lock().banned.contains(&addr.ip());
                         // Checked before the handshake so a flood from one address costs
                         // an accept and a close, nothing more.
@@ -437,12 +450,13 @@ impl TorrentTask {
                             connected.insert(addr);
                             let s = shared.clone();
                             tasks.spawn(async move {
-                                peer::run_incoming(s, stream, addr).await;
+                                peer::run_incoming(s, incoming).await;
                                 addr
                             });
                         }
                     }
-                    Err(e) => warn!("accept failed: {e}"),
+                    // The session unregistered us: it is stopping this torrent.
+                    None => break Ok(()),
                 },
                 Some(done) = tasks.join_next() => {
                     if let Ok(addr) = done {

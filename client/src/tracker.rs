@@ -21,7 +21,12 @@ use tracing::{debug, info, warn};
 use crate::torrent::Shared;
 use crate::tracker_udp::{Retry, UdpClient, UdpTrackerError};
 
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest a session delays a torrent's first announce (spreads a restart of
+/// many torrents over this window).
+const FIRST_ANNOUNCE_JITTER: Duration = Duration::from_secs(5);
+/// Re-announces come up to this share of the interval late.
+const JITTER_SHARE: f64 = 0.05;
 const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
 const MIN_BACKOFF: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
@@ -103,6 +108,11 @@ pub(crate) struct Announcer {
     pub shared: Arc<Shared>,
     pub tiers: Vec<Vec<String>>,
     pub port: u16,
+    /// The session's HTTP client (connection reuse across torrents).
+    pub http: reqwest::Client,
+    /// Spread announces: the first one by up to `FIRST_ANNOUNCE_JITTER`, every later one
+    /// by up to `JITTER_SHARE` of its interval, so many torrents do not move in lockstep.
+    pub jitter: bool,
     pub peers_tx: mpsc::UnboundedSender<Vec<SocketAddr>>,
     pub complete: watch::Receiver<bool>,
     pub shutdown: watch::Receiver<bool>,
@@ -146,14 +156,14 @@ impl Announcer {
         if self.tiers.is_empty() {
             return;
         }
-        let client = match reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("kpbt/", env!("CARGO_PKG_VERSION")))
-            .build()
-        {
-            Ok(c) => c,
-            Err(e) => return warn!("cannot build HTTP client for trackers: {e}"),
-        };
+        let client = self.http.clone();
+        if self.jitter {
+            let delay = FIRST_ANNOUNCE_JITTER.mul_f64(rand::random::<f64>());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.shutdown.changed() => return,
+            }
+        }
         let key = format!("{:08x}", rand::random::<u32>());
         let mut udp = UdpClient::new(Retry::DEFAULT);
         let mut tracker_id: Option<Vec<u8>> = None;
@@ -199,6 +209,9 @@ impl Announcer {
                     }
                     if completed_pending {
                         Duration::ZERO
+                    } else if self.jitter {
+                        let w = self.next_wait(&reply);
+                        w + w.mul_f64(JITTER_SHARE * rand::random::<f64>())
                     } else {
                         self.next_wait(&reply)
                     }

@@ -1,5 +1,7 @@
-//! Public API: start a torrent (open/verify storage, bind the listener, spawn the
-//! torrent, tracker and progress tasks), wait for completion, shut down cleanly.
+//! One torrent's life: check its data (`prepare`), run it on a session's services
+//! (`launch`: the torrent, tracker, resume and progress tasks), wait for completion,
+//! shut it down cleanly. `start`/`download` run one torrent on services of its own
+//! (the one-shot `download` and `seed` commands).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -15,9 +17,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::listener::Router;
 use crate::picker::Picker;
 use crate::progress::{self, ProgressMode};
 use crate::resume;
+use crate::services::Services;
 use crate::storage::{FileSpec, Layout, Storage, StorageError, WriteMode};
 use crate::torrent::{Shared, TorrentTask};
 use crate::tracker::Announcer;
@@ -82,6 +86,17 @@ pub struct Config {
     /// Keeps running (seeding) once complete; only the progress output reads it
     /// ("complete in X (rate), now seeding"). `download` sets it from `seed_after`.
     pub seed_after_complete: bool,
+    /// Where the resume file lives [default: `DIR/.NAME.kpbt-resume`]; a session keeps
+    /// it in its state dir.
+    pub resume_path: Option<PathBuf>,
+    /// Hash every piece even where the resume file vouches for it (recheck).
+    pub ignore_resume: bool,
+    /// Take every piece as verified without hashing: only for data the caller hashed
+    /// itself a moment ago (`publish` right after making the torrent).
+    pub trust_existing_data: bool,
+    /// This torrent's own limits on top of the host's (`upload_limit`/`download_limit`).
+    pub torrent_upload_limit: Option<u64>,
+    pub torrent_download_limit: Option<u64>,
 }
 
 impl Config {
@@ -104,6 +119,11 @@ impl Config {
             write_mode: WriteMode::Direct,
             seed_only: false,
             seed_after_complete: true,
+            resume_path: None,
+            ignore_resume: false,
+            trust_existing_data: false,
+            torrent_upload_limit: None,
+            torrent_download_limit: None,
         }
     }
 }
@@ -123,7 +143,7 @@ pub struct Summary {
 
 /// A running torrent.
 pub struct TorrentHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     listen_addr: SocketAddr,
     complete: watch::Receiver<bool>,
     shutdown: watch::Sender<bool>,
@@ -131,6 +151,7 @@ pub struct TorrentHandle {
     helpers: Vec<JoinHandle<()>>,
     started: Instant,
     resume_path: Option<PathBuf>,
+    router: Router,
 }
 
 fn layout_of(meta: &Metainfo) -> Layout {
@@ -151,24 +172,51 @@ fn layout_of(meta: &Metainfo) -> Layout {
     }
 }
 
-/// Opens storage (hashing existing data the resume file does not vouch for), binds the
-/// listener and starts downloading/seeding in the background.
-pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientError> {
+/// A torrent whose data has been opened and checked, ready to `launch`.
+pub(crate) struct Prepared {
+    meta: Metainfo,
+    cfg: Config,
+    storage: Storage,
+    verified: Vec<bool>,
+    started: Instant,
+}
+
+impl Prepared {
+    pub(crate) fn is_complete(&self) -> bool {
+        self.verified.iter().all(|v| *v)
+    }
+
+    pub(crate) fn piece_count(&self) -> u32 {
+        self.verified.len() as u32
+    }
+
+    pub(crate) fn verified_count(&self) -> u32 {
+        self.verified.iter().filter(|v| **v).count() as u32
+    }
+}
+
+/// Where `cfg` keeps the torrent's resume file, if it keeps one.
+fn resume_file(meta: &Metainfo, cfg: &Config) -> Option<PathBuf> {
+    cfg.resume.then(|| {
+        cfg.resume_path
+            .clone()
+            .unwrap_or_else(|| resume::resume_path(&cfg.output_dir, &meta.info.name))
+    })
+}
+
+/// Opens storage and hashes existing data the resume file does not vouch for (on a
+/// blocking thread). `seed_only` opens read-only and fails on anything incomplete.
+pub(crate) async fn prepare(meta: Metainfo, cfg: Config) -> Result<Prepared, ClientError> {
     let started = Instant::now();
     let layout = layout_of(&meta);
-    let piece_len = layout.piece_len;
-    let piece_count = layout.piece_count();
-    let total_len = layout.total_len;
     let dir = cfg.output_dir.clone();
     // The resume file may vouch for data when seeding, but a seeder never writes one:
     // `seed` leaves the folder exactly as it found it.
-    let resume_file = cfg
-        .resume
-        .then(|| resume::resume_path(&cfg.output_dir, &meta.info.name));
-    let resume_path = resume_file.clone().filter(|_| !cfg.seed_only);
+    let resume_file = resume_file(&meta, &cfg).filter(|_| !cfg.ignore_resume);
     let info_hash = meta.info_hash;
     let write_mode = cfg.write_mode;
     let seed_only = cfg.seed_only;
+    let trust_all = cfg.trust_existing_data;
     let name = meta.info.name.clone();
     let (storage, verified) = tokio::task::spawn_blocking(move || -> Result<_, ClientError> {
         let storage = if seed_only {
@@ -177,6 +225,11 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
         } else {
             Storage::open_with(&dir, layout, write_mode)?
         };
+        if trust_all {
+            // The caller hashed this very data a moment ago (`publish`): no second pass.
+            let n = storage.layout().piece_count() as usize;
+            return Ok((storage, vec![true; n]));
+        }
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let trusted = resume_file
             .and_then(|p| resume::trusted_pieces(&storage, info_hash, &p))
@@ -197,7 +250,29 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
     })
     .await
     .map_err(|e| ClientError::Task(e.to_string()))??;
+    Ok(Prepared {
+        meta,
+        cfg,
+        storage,
+        verified,
+        started,
+    })
+}
 
+/// Starts peers, trackers and the helper tasks of a prepared torrent on `services`.
+pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
+    let Prepared {
+        meta,
+        cfg,
+        storage,
+        verified,
+        started,
+    } = prepared;
+    let layout = storage.layout();
+    let piece_len = layout.piece_len;
+    let piece_count = layout.piece_count();
+    let total_len = layout.total_len;
+    let resume_path = resume_file(&meta, &cfg).filter(|_| !cfg.seed_only);
     let max_active = (PIECE_MEMORY_BUDGET / piece_len as u64).clamp(4, 4096) as usize;
     let mut picker = Picker::new(
         piece_count,
@@ -220,6 +295,95 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
             "existing data verified"
         );
     }
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let mut shared = Shared::new(
+        meta.info_hash,
+        services,
+        Arc::new(storage),
+        picker,
+        have,
+        cfg.max_peers,
+        events_tx,
+    );
+    shared.metadata = Arc::from(meta.info_bytes.as_slice());
+    let shared = Arc::new(shared);
+    shared
+        .max_connections_per_ip
+        .store(cfg.max_connections_per_ip.max(1), Ordering::Relaxed);
+    shared
+        .upload_limit
+        .torrent
+        .set_rate(cfg.torrent_upload_limit);
+    shared
+        .download_limit
+        .torrent
+        .set_rate(cfg.torrent_download_limit);
+    let (complete_tx, complete_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (peers_tx, peers_rx) = mpsc::unbounded_channel();
+    let incoming = services.router.register(meta.info_hash);
+    let task = TorrentTask {
+        shared: shared.clone(),
+        incoming,
+        listen_addr: services.listen_addr,
+        events: events_rx,
+        new_peers: peers_rx,
+        initial_peers: cfg.peers.clone(),
+        complete_tx,
+        shutdown: shutdown_rx.clone(),
+        upload_slots: cfg.upload_slots,
+    };
+    let main = tokio::spawn(task.run());
+    let mut helpers = Vec::new();
+    if cfg.use_trackers && !meta.trackers.is_empty() {
+        let a = Announcer {
+            shared: shared.clone(),
+            tiers: meta.trackers.clone(),
+            port: services.listen_addr.port(),
+            http: services.http.clone(),
+            jitter: services.announce_jitter,
+            peers_tx,
+            complete: complete_rx.clone(),
+            shutdown: shutdown_rx.clone(),
+        };
+        helpers.push(tokio::spawn(a.run()));
+    }
+    if let Some(p) = &resume_path {
+        helpers.push(tokio::spawn(resume::run_saver(
+            shared.clone(),
+            p.clone(),
+            complete_rx.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    if cfg.progress != ProgressMode::Quiet {
+        helpers.push(tokio::spawn(progress::run(
+            shared.clone(),
+            cfg.progress,
+            meta.info.name.clone(),
+            cfg.seed_after_complete,
+            complete_rx.clone(),
+            shutdown_rx,
+        )));
+    }
+    info!(listen_addr = %services.listen_addr, info_hash = %meta.info_hash, "torrent started");
+    TorrentHandle {
+        shared,
+        listen_addr: services.listen_addr,
+        complete: complete_rx,
+        shutdown: shutdown_tx,
+        main: Some(main),
+        helpers,
+        started,
+        resume_path,
+        router: services.router.clone(),
+    }
+}
+
+/// Runs one torrent on services of its own: checks the data, binds the peer listener
+/// (and the metrics listener), and starts downloading/seeding in the background.
+pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientError> {
+    let prepared = prepare(meta, cfg.clone()).await?;
     let listener = bind_peer_listener(cfg.listen, cfg.listen_fallback).await?;
     let listen_addr = listener.local_addr().map_err(|source| ClientError::Bind {
         addr: cfg.listen,
@@ -236,89 +400,33 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
     let our_id = cfg
         .peer_id
         .unwrap_or_else(|| PeerId::generate(rand::random()));
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let mut shared = Shared::new(
-        meta.info_hash,
-        our_id,
-        Arc::new(storage),
-        picker,
-        have,
-        cfg.max_peers,
-        events_tx,
-    );
-    shared.metadata = Arc::from(meta.info_bytes.as_slice());
-    let shared = Arc::new(shared);
-    shared
-        .max_connections_per_ip
-        .store(cfg.max_connections_per_ip.max(1), Ordering::Relaxed);
-    shared.upload_limit.set_rate(cfg.upload_limit);
-    shared.download_limit.set_rate(cfg.download_limit);
-    let (complete_tx, complete_rx) = watch::channel(false);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (peers_tx, peers_rx) = mpsc::unbounded_channel();
-    let task = TorrentTask {
-        shared: shared.clone(),
+    let services = Services::new(our_id, listen_addr, cfg.upload_limit, cfg.download_limit)
+        .map_err(|e| ClientError::Task(format!("cannot build an HTTP client: {e}")))?;
+    let name = prepared.meta.info.name.clone();
+    let mut handle = launch(&services, prepared);
+    let shutdown = handle.shutdown.subscribe();
+    handle.helpers.push(tokio::spawn(crate::listener::run(
         listener,
-        events: events_rx,
-        new_peers: peers_rx,
-        initial_peers: cfg.peers.clone(),
-        complete_tx,
-        shutdown: shutdown_rx.clone(),
-        upload_slots: cfg.upload_slots,
-    };
-    let main = tokio::spawn(task.run());
-    let mut helpers = Vec::new();
-    if cfg.use_trackers && !meta.trackers.is_empty() {
-        let a = Announcer {
-            shared: shared.clone(),
-            tiers: meta.trackers.clone(),
-            port: listen_addr.port(),
-            peers_tx,
-            complete: complete_rx.clone(),
-            shutdown: shutdown_rx.clone(),
-        };
-        helpers.push(tokio::spawn(a.run()));
-    }
-    if let Some(l) = metrics_listener {
-        helpers.push(tokio::spawn(crate::metrics::run(
-            l,
-            shared.clone(),
-            meta.info.name.clone(),
-            shutdown_rx.clone(),
-        )));
-    }
-    if let Some(p) = &resume_path {
-        helpers.push(tokio::spawn(resume::run_saver(
-            shared.clone(),
-            p.clone(),
-            complete_rx.clone(),
-            shutdown_rx.clone(),
-        )));
-    }
-    helpers.push(tokio::spawn(progress::run(
-        shared.clone(),
-        cfg.progress,
-        meta.info.name.clone(),
-        cfg.seed_after_complete,
-        complete_rx.clone(),
-        shutdown_rx,
+        services.router.clone(),
+        shutdown.clone(),
     )));
-    info!(%listen_addr, info_hash = %meta.info_hash, "torrent started");
-    Ok(TorrentHandle {
-        shared,
-        listen_addr,
-        complete: complete_rx,
-        shutdown: shutdown_tx,
-        main: Some(main),
-        helpers,
-        started,
-        resume_path,
-    })
+    if let Some(l) = metrics_listener {
+        handle.helpers.push(tokio::spawn(crate::metrics::run(
+            l,
+            handle.shared.clone(),
+            name,
+            shutdown,
+        )));
+    }
+    Ok(handle)
 }
 
 /// Binds the peer listener; with `fallback`, a taken port moves on to the next eight and
 /// then to any free port, saying which port was taken and which one is used.
-async fn bind_peer_listener(addr: SocketAddr, fallback: bool) -> Result<TcpListener, ClientError> {
+pub(crate) async fn bind_peer_listener(
+    addr: SocketAddr,
+    fallback: bool,
+) -> Result<TcpListener, ClientError> {
     let bind_error = |source| ClientError::Bind { addr, source };
     let first = match TcpListener::bind(addr).await {
         Ok(l) => return Ok(l),
@@ -344,6 +452,19 @@ async fn bind_peer_listener(addr: SocketAddr, fallback: bool) -> Result<TcpListe
 impl TorrentHandle {
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen_addr
+    }
+
+    /// Becomes true when every piece is verified.
+    pub fn completion(&self) -> watch::Receiver<bool> {
+        self.complete.clone()
+    }
+
+    /// (verified bytes downloaded, bytes uploaded) this run.
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.shared.downloaded.load(Ordering::Relaxed),
+            self.shared.uploaded.load(Ordering::Relaxed),
+        )
     }
 
     /// True when every piece is verified (on disk).
@@ -390,6 +511,7 @@ impl TorrentHandle {
 
     /// Stops peers, sends the `stopped` announce (bounded wait) and returns the summary.
     pub async fn shutdown(mut self) -> Result<Summary, ClientError> {
+        self.router.unregister(self.shared.info_hash);
         let _ = self.shutdown.send(true);
         let mut result = Ok(());
         if let Some(main) = self.main.take() {

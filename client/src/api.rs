@@ -1,0 +1,338 @@
+//! The session's control API: JSON over HTTP on `--api` (add, list, inspect, pause,
+//! resume, recheck, remove torrents, read their files, health and metrics), with an
+//! optional bearer token. Errors are `{"error": "..."}` with the fitting status.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kpbt_proto::metainfo::MAX_TORRENT_BYTES;
+use kpbt_proto::InfoHash;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api_files;
+use crate::session::{AddOptions, Session, SessionError};
+
+/// A .torrent fetched for `POST /torrents {"url": ...}` must arrive within this.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct ApiState {
+    pub session: Session,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// An API failure: its status and what to tell the caller.
+#[derive(Debug)]
+pub(crate) struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> ApiError {
+        let status = match &e {
+            SessionError::Exists(_) | SessionError::WrongState(..) => StatusCode::CONFLICT,
+            SessionError::NotFound(_) => StatusCode::NOT_FOUND,
+            SessionError::BadTorrent(_) | SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SessionError::StateDir(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+pub(crate) fn parse_info_hash(s: &str) -> Result<InfoHash, ApiError> {
+    InfoHash::from_hex(s)
+        .ok_or_else(|| bad_request(format!("{s:?} is not an info hash (40 hex digits)")))
+}
+
+/// Builds the API's routes over `session`.
+pub fn router(session: Session, token: Option<String>) -> Router {
+    let http = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .user_agent(concat!("kpbt/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    let state = Arc::new(ApiState {
+        session,
+        token: token.filter(|t| !t.is_empty()),
+        http,
+    });
+    Router::new()
+        .route("/torrents", get(list).post(add))
+        .route("/torrents/{ih}", get(detail).delete(remove))
+        .route("/torrents/{ih}/pause", post(pause))
+        .route("/torrents/{ih}/resume", post(resume))
+        .route("/torrents/{ih}/recheck", post(recheck))
+        .route("/torrents/{ih}/files/{index}", get(api_files::read))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), authorise))
+        // Health stays open: container healthchecks carry no token.
+        .route("/health", get(health))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see /torrents".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_TORRENT_BYTES))
+        .with_state(state)
+}
+
+/// Only `/health` and `/metrics`, without a token: for `--metrics-listen`, where
+/// Prometheus scrapes.
+pub fn metrics_router(session: Session) -> Router {
+    let state = Arc::new(ApiState {
+        session,
+        token: None,
+        http: reqwest::Client::new(),
+    });
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "only /metrics and /health here".into(),
+            )
+        })
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `stop` resolves.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// Serves the API on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    session: Session,
+    token: Option<String>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(session, token))
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+async fn authorise(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong API token: send Authorization: Bearer <token> (--api-token, KPBT_API_TOKEN)".into(),
+            ));
+        }
+    }
+    Ok(next.run(req).await)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn health(State(state): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let t = state.session.totals();
+    Json(json!({ "status": "ok", "torrents": t.torrents, "peers": t.peers }))
+}
+
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let body = crate::api_metrics::render(&state.session);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn list(State(state): State<Arc<ApiState>>) -> Response {
+    Json(state.session.list()).into_response()
+}
+
+async fn detail(
+    State(state): State<Arc<ApiState>>,
+    Path(ih): Path<String>,
+) -> Result<Response, ApiError> {
+    let ih = parse_info_hash(&ih)?;
+    Ok(Json(state.session.detail(ih)?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct AddQuery {
+    dir: Option<PathBuf>,
+    paused: Option<bool>,
+    /// Comma-separated peer addresses to dial besides the trackers'.
+    peers: Option<String>,
+    /// The caller hashed this data itself a moment ago (`publish`): seed at once.
+    verified: Option<bool>,
+    /// Serve read-only, never write (`seed`).
+    seed_only: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct AddJson {
+    url: String,
+    dir: Option<PathBuf>,
+    paused: Option<bool>,
+}
+
+/// `POST /torrents?dir=DIR[&paused=true]` with the .torrent as the body, or with
+/// `{"url": ...}` (JSON) to fetch it first.
+async fn add(
+    State(state): State<Arc<ApiState>>,
+    query: Result<Query<AddQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Query(mut q) = query.map_err(|e| bad_request(format!("bad query: {}", e.body_text())))?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let torrent = if is_json {
+        let req: AddJson = serde_json::from_slice(&body).map_err(|e| {
+            bad_request(format!(
+                "bad JSON body (want {{\"url\": \"http://...\"}}): {e}"
+            ))
+        })?;
+        q.dir = q.dir.or(req.dir);
+        q.paused = q.paused.or(req.paused);
+        fetch_torrent(&state.http, &req.url).await?
+    } else {
+        body
+    };
+    let dir = q.dir.ok_or_else(|| {
+        bad_request("missing dir=DIR: where the torrent's data goes (absolute path)")
+    })?;
+    let peers = parse_peers(q.peers.as_deref())?;
+    let session = state.session.clone();
+    let opts = AddOptions {
+        dir,
+        paused: q.paused.unwrap_or(false),
+        peers,
+        seed_only: q.seed_only.unwrap_or(false),
+        verified: q.verified.unwrap_or(false),
+    };
+    // Writing the state dir syncs files: off the async threads.
+    let view = tokio::task::spawn_blocking(move || session.add(&torrent, opts))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+fn parse_peers(s: Option<&str>) -> Result<Vec<SocketAddr>, ApiError> {
+    let Some(s) = s.filter(|s| !s.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    s.split(',')
+        .map(|p| {
+            p.trim().parse().map_err(|_| {
+                bad_request(format!("peers: {p:?} is not an address like 10.0.0.5:6881"))
+            })
+        })
+        .collect()
+}
+
+/// Fetches a .torrent over HTTP(S), refusing anything larger than a torrent may be.
+async fn fetch_torrent(http: &reqwest::Client, url: &str) -> Result<Bytes, ApiError> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(bad_request(format!(
+            "url {url:?} must be http:// or https://"
+        )));
+    }
+    let gateway = |msg: String| ApiError(StatusCode::BAD_GATEWAY, msg);
+    let mut resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| gateway(format!("cannot fetch {url}: {}", e.without_url())))?;
+    if !resp.status().is_success() {
+        return Err(gateway(format!(
+            "fetching {url}: HTTP status {}",
+            resp.status()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| gateway(format!("fetching {url}: {}", e.without_url())))?
+    {
+        if body.len() + chunk.len() > MAX_TORRENT_BYTES {
+            return Err(bad_request(format!(
+                "{url} is larger than the {MAX_TORRENT_BYTES}-byte limit for a .torrent"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+async fn pause(
+    State(state): State<Arc<ApiState>>,
+    Path(ih): Path<String>,
+) -> Result<Response, ApiError> {
+    let ih = parse_info_hash(&ih)?;
+    Ok(Json(state.session.pause(ih).await?).into_response())
+}
+
+async fn resume(
+    State(state): State<Arc<ApiState>>,
+    Path(ih): Path<String>,
+) -> Result<Response, ApiError> {
+    let ih = parse_info_hash(&ih)?;
+    Ok(Json(state.session.resume(ih)?).into_response())
+}
+
+async fn recheck(
+    State(state): State<Arc<ApiState>>,
+    Path(ih): Path<String>,
+) -> Result<Response, ApiError> {
+    let ih = parse_info_hash(&ih)?;
+    Ok(Json(state.session.recheck(ih).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    delete_data: Option<bool>,
+}
+
+async fn remove(
+    State(state): State<Arc<ApiState>>,
+    Path(ih): Path<String>,
+    query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let ih = parse_info_hash(&ih)?;
+    let Query(q) = query.map_err(|e| bad_request(format!("bad query: {}", e.body_text())))?;
+    let delete_data = q.delete_data.unwrap_or(false);
+    state.session.remove(ih, delete_data).await?;
+    Ok(Json(json!({ "removed": ih.to_hex(), "data_deleted": delete_data })).into_response())
+}

@@ -1,0 +1,167 @@
+//! The session's state dir on disk: `torrents/<info hash>/` holds each torrent's
+//! `.torrent`, its `state.json` (target dir, paused flag, queue position) and its resume
+//! file. Every write goes to a temp file that is synced and renamed into place, so a
+//! crash leaves the old or the new version, never half of one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use kpbt_proto::InfoHash;
+use serde::{Deserialize, Serialize};
+
+/// What is kept about one torrent besides its .torrent and resume file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedState {
+    /// The folder that holds the torrent's NAME.
+    pub dir: PathBuf,
+    pub paused: bool,
+    /// Order of adding: the download queue runs oldest first.
+    pub seq: u64,
+    /// Unix seconds when the torrent was added.
+    pub added: u64,
+    /// Peers to dial besides the trackers' (given when the torrent was added).
+    #[serde(default)]
+    pub peers: Vec<std::net::SocketAddr>,
+    /// Served read-only, never written (`seed` semantics).
+    #[serde(default)]
+    pub seed_only: bool,
+}
+
+/// One torrent found in the state dir: its parts, or why they cannot be used.
+pub struct Loaded {
+    pub info_hash: InfoHash,
+    pub torrent: Result<Vec<u8>, String>,
+    pub state: Result<SavedState, String>,
+}
+
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating if needed) the state dir.
+    pub fn open(root: &Path) -> std::io::Result<StateDir> {
+        fs::create_dir_all(root.join("torrents"))?;
+        Ok(StateDir {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn torrent_dir(&self, ih: InfoHash) -> PathBuf {
+        self.root.join("torrents").join(ih.to_hex())
+    }
+
+    pub fn resume_path(&self, ih: InfoHash) -> PathBuf {
+        self.torrent_dir(ih).join("resume")
+    }
+
+    pub fn torrent_path(&self, ih: InfoHash) -> PathBuf {
+        self.torrent_dir(ih).join("torrent.torrent")
+    }
+
+    /// Records a newly added torrent: its .torrent first, then its state (a torrent
+    /// dir without `state.json` is an interrupted add and loads as an error).
+    pub fn add(&self, ih: InfoHash, torrent: &[u8], state: &SavedState) -> std::io::Result<()> {
+        fs::create_dir_all(self.torrent_dir(ih))?;
+        write_atomic(&self.torrent_path(ih), torrent)?;
+        self.save_state(ih, state)
+    }
+
+    pub fn save_state(&self, ih: InfoHash, state: &SavedState) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        write_atomic(&self.torrent_dir(ih).join("state.json"), &json)
+    }
+
+    pub fn remove(&self, ih: InfoHash) -> std::io::Result<()> {
+        match fs::remove_dir_all(self.torrent_dir(ih)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every torrent dir, each read as far as it can be; entries that are not info
+    /// hashes are ignored (with a warning from the caller's log of `skipped`).
+    pub fn load_all(&self) -> std::io::Result<(Vec<Loaded>, Vec<PathBuf>)> {
+        let mut found = Vec::new();
+        let mut skipped = Vec::new();
+        for entry in fs::read_dir(self.root.join("torrents"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(ih) = name.to_str().and_then(InfoHash::from_hex) else {
+                skipped.push(entry.path());
+                continue;
+            };
+            let dir = entry.path();
+            let torrent = fs::read(dir.join("torrent.torrent"))
+                .map_err(|e| format!("cannot read {}: {e}", dir.join("torrent.torrent").display()));
+            let state_path = dir.join("state.json");
+            let state = fs::read(&state_path)
+                .map_err(|e| format!("cannot read {}: {e}", state_path.display()))
+                .and_then(|b| {
+                    serde_json::from_slice::<SavedState>(&b)
+                        .map_err(|e| format!("{} is corrupt: {e}", state_path.display()))
+                });
+            found.push(Loaded {
+                info_hash: ih,
+                torrent,
+                state,
+            });
+        }
+        Ok((found, skipped))
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temp file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        // The rename itself must survive a crash too.
+        if let Ok(d) = fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_torrents_load_back_and_damage_is_reported_per_torrent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(tmp.path()).unwrap();
+        let a = InfoHash::from_hex(&"aa".repeat(20)).unwrap();
+        let b = InfoHash::from_hex(&"bb".repeat(20)).unwrap();
+        let st = SavedState {
+            dir: "/data".into(),
+            paused: true,
+            seq: 7,
+            added: 1,
+            peers: vec!["127.0.0.1:6881".parse().unwrap()],
+            seed_only: true,
+        };
+        sd.add(a, b"d4:infod...e", &st).unwrap();
+        sd.add(b, b"x", &st).unwrap();
+        fs::write(sd.torrent_dir(b).join("state.json"), b"{not json").unwrap();
+        fs::create_dir_all(tmp.path().join("torrents/not-a-hash")).unwrap();
+        let (mut loaded, skipped) = sd.load_all().unwrap();
+        loaded.sort_by_key(|l| l.info_hash.to_hex());
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[0].torrent.as_deref().unwrap(), b"d4:infod...e");
+        assert_eq!(loaded[0].state.as_ref().unwrap(), &st);
+        let err = loaded[1].state.as_ref().unwrap_err();
+        assert!(err.contains("state.json is corrupt"), "{err}");
+        sd.remove(a).unwrap();
+        sd.remove(a).unwrap();
+        assert!(!sd.torrent_dir(a).exists());
+    }
+}
