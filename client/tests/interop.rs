@@ -223,3 +223,63 @@ fn aria2_fetches_metadata_from_our_seeder_via_a_magnet_link() {
     swarm.assert_downloaded(&out);
     rt.block_on(seeder.shutdown()).unwrap();
 }
+
+/// The host agent: one `serve` session seeds two torrents through one peer port, and
+/// two transmission downloaders get their bytes from it.
+#[test]
+fn transmission_downloads_two_torrents_from_one_session() {
+    if !tools(&[("transmission-cli", "transmission-cli")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let swarms = [
+        SingleFileSwarm::new(&tmp.path().join("a"), PAYLOAD_LEN, 31),
+        SingleFileSwarm::new(&tmp.path().join("b"), PAYLOAD_LEN / 2, 32),
+    ];
+    // transmission never dials loopback peers: downloaders first, so the session's
+    // first announces already return their addresses and it dials them.
+    let mut downloads = Vec::new();
+    for (i, swarm) in swarms.iter().enumerate() {
+        let out = tmp.path().join(format!("dl{i}"));
+        let dl = Transmission::download(&swarm.torrent, &out, free_port()).expect("download");
+        let deadline = Instant::now() + WAIT;
+        while swarm
+            .tracker
+            .scrape(&swarm.info_hash)
+            .map_or(true, |s| s.incomplete < 1)
+        {
+            assert!(Instant::now() < deadline, "transmission never announced");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        downloads.push((dl, out));
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let state = tmp.path().join("state");
+    let session = rt.block_on(async {
+        let mut cfg = kpbt_client::session::SessionConfig::new(&state);
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        kpbt_client::session::Session::start(cfg).await.unwrap()
+    });
+    for swarm in &swarms {
+        let opts = kpbt_client::session::AddOptions {
+            dir: swarm.seed_dir().to_path_buf(),
+            seed_only: true,
+            ..Default::default()
+        };
+        let bytes = std::fs::read(&swarm.torrent).unwrap();
+        rt.block_on(async { session.add(&bytes, opts) })
+            .expect("add");
+    }
+    for ((dl, out), swarm) in downloads.iter_mut().zip(&swarms) {
+        dl.wait_complete(WAIT)
+            .expect("transmission download from the session completes");
+        swarm.assert_downloaded(out);
+    }
+    let totals = session.totals();
+    assert!(
+        totals.uploaded >= PAYLOAD_LEN + PAYLOAD_LEN / 2,
+        "the one session uploaded both: {} bytes",
+        totals.uploaded
+    );
+    rt.block_on(session.shutdown());
+}
