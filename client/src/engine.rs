@@ -421,6 +421,16 @@ pub async fn start(meta: Metainfo, cfg: Config) -> Result<TorrentHandle, ClientE
     Ok(handle)
 }
 
+/// The port `start` would bind for `addr` (with `fallback` as there), found by binding
+/// it and letting go: for announcing before the torrent starts (a magnet link's
+/// metadata fetch), so trackers hear the port the download then uses.
+pub async fn pick_listen_port(addr: SocketAddr, fallback: bool) -> Result<u16, ClientError> {
+    let l = bind_peer_listener(addr, fallback).await?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|source| ClientError::Bind { addr, source })
+}
+
 /// Binds the peer listener; with `fallback`, a taken port moves on to the next eight and
 /// then to any free port, saying which port was taken and which one is used.
 pub(crate) async fn bind_peer_listener(

@@ -34,6 +34,7 @@ pub mod direct_io;
 pub mod engine;
 pub mod fd_cache;
 mod listener;
+pub mod magnet_fetch;
 mod metrics;
 mod peer;
 mod peer_ext;

@@ -77,7 +77,7 @@ enum Cmd {
     /// Download a torrent into DIR (single file: DIR/NAME; multi-file: DIR/NAME/...).
     /// Running it again resumes; it also completes or repairs data already in DIR.
     Download {
-        /// The .torrent file.
+        /// The .torrent file, or a magnet link (the metadata is fetched from peers and saved as DIR/NAME.torrent).
         torrent: String,
         /// Output directory (created if missing); the torrent's NAME goes inside it.
         #[arg(short, long, value_name = "DIR", default_value = ".")]
@@ -252,16 +252,78 @@ fn parse_piece_length(text: &str) -> Result<u32, String> {
 }
 
 /// Reads and validates a .torrent named on the command line.
-fn load(arg: &str) -> Result<Metainfo> {
-    if arg
-        .get(..7)
+fn is_magnet(arg: &str) -> bool {
+    arg.get(..7)
         .is_some_and(|s| s.eq_ignore_ascii_case("magnet:"))
-    {
+}
+
+/// How long a magnet download waits for some peer to deliver the metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Fetches a magnet link's metadata from its peers and trackers (and `--peer`), saves
+/// the .torrent as `DIR/NAME.torrent`, and returns it with the peer id it used and
+/// the link's peers.
+async fn fetch_magnet(
+    link: &str,
+    p: &PeerOpts,
+    output: &Path,
+) -> Result<(Metainfo, kpbt_proto::PeerId, Vec<SocketAddr>, u16)> {
+    let m = kpbt_proto::magnet::parse(link).context("cannot use this magnet link")?;
+    let use_trackers = !p.no_trackers && !m.trackers.is_empty();
+    if !use_trackers && m.peers.is_empty() && p.peers.is_empty() {
+        bail!("no way to find peers: the magnet link names no tracker (tr=) and no peer (x.pe=), or --no-trackers was given; pass --peer ADDR");
+    }
+    let peer_id = kpbt_proto::PeerId::generate(rand::random());
+    if !p.quiet {
+        eprintln!(
+            "fetching the metadata of {} from peers",
+            m.name.as_deref().unwrap_or(&m.info_hash.to_hex())
+        );
+    }
+    let link_peers = kpbt_client::magnet_fetch::resolve_peers(&m).await?;
+    // Trackers must hear the port the download will listen on.
+    let listen = SocketAddr::new(p.listen, p.port.unwrap_or(DEFAULT_PORT));
+    let port = kpbt_client::engine::pick_listen_port(listen, p.port.is_none()).await?;
+    let mut m = m;
+    m.peers.clear(); // resolved above
+    let cfg = kpbt_client::magnet_fetch::FetchConfig {
+        peer_id,
+        port,
+        peers: p.peers.iter().chain(&link_peers).copied().collect(),
+        use_trackers,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .context("cannot build an HTTP client")?,
+        timeout: METADATA_TIMEOUT,
+    };
+    let bytes = kpbt_client::magnet_fetch::fetch(&m, cfg).await?;
+    let meta =
+        Metainfo::from_bytes(&bytes).context("the verified metadata is not a usable torrent")?;
+    kpbt_client::storage::check_component(&meta.info.name)?;
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    let path = output.join(format!("{}.torrent", meta.info.name));
+    if std::fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+        std::fs::write(&path, &bytes).with_context(|| format!("cannot save {}", path.display()))?;
+    }
+    if !p.quiet {
+        eprintln!(
+            "metadata: {} ({}); saved {}",
+            meta.info.name,
+            format_bytes(meta.info.total_length),
+            path.display()
+        );
+    }
+    Ok((meta, peer_id, link_peers, port))
+}
+
+fn load(arg: &str) -> Result<Metainfo> {
+    if is_magnet(arg) {
         let m = kpbt_proto::magnet::parse(arg).context("cannot use this magnet link")?;
         bail!(
-            "magnet links are not supported yet (this one is for info hash {}): kpbt-client \
-             needs the .torrent file; ask whoever shared the link for it, or fetch it with \
-             another client",
+            "this command needs the .torrent file, not a magnet link (info hash {}): \
+             `kpbt-client download 'magnet:...'` fetches it and saves DIR/NAME.torrent",
             m.info_hash
         );
     }
@@ -530,11 +592,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             peer,
             write,
         } => {
-            let meta = load(&torrent)?;
-            check_sources(&meta, &peer)?;
             check_output_dir(&output)?;
+            let mut peer = peer;
+            let (meta, peer_id) = if is_magnet(&torrent) {
+                let (meta, id, link_peers, port) = fetch_magnet(&torrent, &peer, &output).await?;
+                // The link's x.pe peers serve the data too; the port announced
+                // during the fetch is the one to listen on.
+                peer.peers.extend(link_peers);
+                peer.port = Some(port);
+                (meta, Some(id))
+            } else {
+                (load(&torrent)?, None)
+            };
+            check_sources(&meta, &peer)?;
             let name = meta.info.name.clone();
             let mut cfg = config(output.clone(), &peer);
+            cfg.peer_id = peer_id.or(cfg.peer_id);
             cfg.download_limit = write.download_limit;
             cfg.write_mode = if write.buffered_writes {
                 WriteMode::Buffered

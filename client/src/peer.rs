@@ -195,7 +195,7 @@ async fn run(
     let mut conn = Conn::new(shared.clone(), key, addr.ip(), stats);
     if extensions {
         // BEP 10: the extension handshake goes right after the BitTorrent one.
-        peer_ext::our_handshake(shared.metadata.len()).encode(&mut conn.wbuf);
+        peer_ext::our_handshake(Some(shared.metadata.len())).encode(&mut conn.wbuf);
     }
     if let Some(b) = have_bytes {
         Message::Bitfield(b).encode(&mut conn.wbuf);

@@ -17,13 +17,14 @@ const REQUEST_QUEUE: u32 = 2048;
 /// needs each piece once; a few retries are fine, a loop is not.
 const SERVE_BUDGET_FACTOR: u32 = 4;
 
-/// Our extension handshake: `ut_metadata` with the size of the info dictionary.
-pub(crate) fn our_handshake(metadata_len: usize) -> Message {
+/// Our extension handshake: `ut_metadata`, with the size of the info dictionary when
+/// we have it (a magnet download asking for it has not).
+pub(crate) fn our_handshake(metadata_len: Option<usize>) -> Message {
     let hs = ExtendedHandshake {
         extensions: vec![("ut_metadata".into(), UT_METADATA_ID)],
         client: Some(concat!("kpbt/", env!("CARGO_PKG_VERSION")).into()),
         request_queue: Some(REQUEST_QUEUE),
-        metadata_size: u32::try_from(metadata_len).ok(),
+        metadata_size: metadata_len.and_then(|n| u32::try_from(n).ok()),
         ..ExtendedHandshake::default()
     };
     Message::Extended {

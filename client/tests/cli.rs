@@ -274,7 +274,21 @@ fn user_errors_are_said_once_plainly() {
     );
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("magnet links are not supported yet")
+        stderr(&o).contains("the magnet link names no tracker (tr=) and no peer (x.pe=)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = client(
+        &[
+            "seed",
+            "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567",
+            ".",
+        ],
+        work.path(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("this command needs the .torrent file, not a magnet link")
             && stderr(&o).contains("0123456789abcdef0123456789abcdef01234567"),
         "{}",
         stderr(&o)

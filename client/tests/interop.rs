@@ -283,3 +283,46 @@ fn transmission_downloads_two_torrents_from_one_session() {
     );
     rt.block_on(session.shutdown());
 }
+
+/// A magnet link through kpbt-tracker: the metadata and then the data come from an
+/// aria2 seeder.
+#[test]
+fn cli_downloads_a_magnet_link_from_aria2_seeder_via_kpbt_tracker() {
+    if !require_binaries(&[("aria2c", "aria2"), ("mktorrent", "mktorrent")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let tracker = common::tracker::Tracker::start();
+    let data = tmp.path().join("seed").join("payload.bin");
+    write_random_file(&data, PAYLOAD_LEN, 27).expect("write payload");
+    let torrent = mktorrent(&data, &tracker.announce_url(), 16, false);
+    let meta = load(&torrent);
+    let _seeder = Aria2::seed(&torrent, &tmp.path().join("seed"), free_port()).expect("seed");
+    let deadline = Instant::now() + WAIT;
+    while tracker.scrape(meta.info_hash).complete < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "aria2 never announced to kpbt-tracker"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let link = kpbt_proto::magnet::Magnet {
+        info_hash: meta.info_hash,
+        name: None,
+        trackers: vec![tracker.announce_url()],
+        peers: Vec::new(),
+    }
+    .to_uri();
+    let out = tmp.path().join("dl");
+    let o = Command::new(env!("CARGO_BIN_EXE_kpbt-client"))
+        .args(["download", &link, "-o"])
+        .arg(&out)
+        .args(["--port", "0", "--quiet"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_same_file(&data, &out.join("payload.bin"));
+    let saved = load(&out.join("payload.bin.torrent"));
+    assert_eq!(saved.info_hash, meta.info_hash);
+}

@@ -27,6 +27,7 @@ pub mod extension;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod redact;
 pub mod tracker_reply;
