@@ -15,52 +15,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kpbt_proto::metainfo::MAX_TORRENT_BYTES;
-use kpbt_proto::InfoHash;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::api_common::{bad_request, parse_info_hash, ApiError, ApiState};
 use crate::api_files;
-use crate::session::{AddOptions, Session, SessionError};
+use crate::session::{AddOptions, Session};
 
 /// A .torrent fetched for `POST /torrents {"url": ...}` must arrive within this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-
-pub(crate) struct ApiState {
-    pub session: Session,
-    token: Option<String>,
-    http: reqwest::Client,
-}
-
-/// An API failure: its status and what to tell the caller.
-#[derive(Debug)]
-pub(crate) struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<SessionError> for ApiError {
-    fn from(e: SessionError) -> ApiError {
-        let status = match &e {
-            SessionError::Exists(_) | SessionError::WrongState(..) => StatusCode::CONFLICT,
-            SessionError::NotFound(_) => StatusCode::NOT_FOUND,
-            SessionError::BadTorrent(_) | SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            SessionError::StateDir(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError(status, e.to_string())
-    }
-}
-
-fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
-}
-
-pub(crate) fn parse_info_hash(s: &str) -> Result<InfoHash, ApiError> {
-    InfoHash::from_hex(s)
-        .ok_or_else(|| bad_request(format!("{s:?} is not an info hash (40 hex digits)")))
-}
 
 /// Builds the API's routes over `session`.
 pub fn router(session: Session, token: Option<String>) -> Router {

@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
-use crate::api::{parse_info_hash, ApiError, ApiState};
-use crate::torrent::Shared;
+use crate::api_common::{parse_info_hash, ApiError, ApiState};
+use crate::shared::Shared;
 
 /// Bytes read from disk per body chunk.
 const CHUNK: u64 = 256 * 1024;

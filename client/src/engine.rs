@@ -22,8 +22,9 @@ use crate::picker::Picker;
 use crate::progress::{self, ProgressMode};
 use crate::resume;
 use crate::services::Services;
+use crate::shared::Shared;
 use crate::storage::{FileSpec, Layout, Storage, StorageError, WriteMode};
-use crate::torrent::{Shared, TorrentTask};
+use crate::torrent::TorrentTask;
 use crate::tracker::Announcer;
 
 /// Memory for in-flight piece buffers; bounds how many pieces are downloaded at once.
@@ -108,7 +109,7 @@ impl Config {
             peers: Vec::new(),
             use_trackers: true,
             max_peers: 50,
-            max_connections_per_ip: crate::torrent::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_ip: crate::shared::DEFAULT_MAX_CONNECTIONS_PER_IP,
             upload_slots: 4,
             progress: ProgressMode::Quiet,
             peer_id: None,

@@ -6,6 +6,8 @@
 //! - [`engine`]: one torrent's life (`start`, `download`, `TorrentHandle`, `Config`).
 //! - `services`: what a session shares among torrents (peer id, HTTP client, limits).
 //! - `listener`: the one peer listener, routing connections by info hash.
+//! - `messages`: what peer tasks, the piece state and the torrent task tell each other.
+//! - `shared`: a torrent's piece state, hashing/writing pipeline, smart ban.
 //! - `torrent`: shared piece state, hashing/writing pipeline, smart ban, the torrent task.
 //! - `peer`: one task per peer connection (wire protocol, download pipeline, uploads).
 //! - `peer_ext`: the extension protocol on one connection (BEP 10 handshake, serving BEP 9 metadata).
@@ -26,6 +28,7 @@
 //! - [`rng`]: seeded xorshift for picks and choke rotation (deterministic in tests).
 
 pub mod api;
+mod api_common;
 mod api_files;
 mod api_metrics;
 pub mod choker;
@@ -35,6 +38,7 @@ pub mod engine;
 pub mod fd_cache;
 mod listener;
 pub mod magnet_fetch;
+mod messages;
 mod metrics;
 mod peer;
 mod peer_ext;
@@ -46,6 +50,7 @@ pub mod rng;
 pub mod seed_check;
 mod services;
 pub mod session;
+mod shared;
 pub mod storage;
 mod torrent;
 pub mod tracker;

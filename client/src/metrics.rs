@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::torrent::Shared;
+use crate::shared::Shared;
 
 /// How often the shared counters are copied into the registry.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);

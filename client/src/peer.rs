@@ -5,7 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use tracing::{debug, trace};
 
 use crate::listener::{Incoming, HANDSHAKE_TIMEOUT};
+use crate::messages::{Event, PeerCmd, PeerEntry, PeerStats};
 use crate::peer_ext::{self, PeerExtensions};
 use crate::picker::{Block, PeerKey, BLOCK_LEN};
-use crate::torrent::{Event, PeerEntry, Shared};
+use crate::shared::Shared;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_AFTER: Duration = Duration::from_secs(90);
@@ -48,45 +49,6 @@ const WRITE_HIGH_WATER: usize = 1024 * 1024;
 /// blocks beyond those means a misbehaving peer.
 const MAX_UNSOLICITED: u32 = 64;
 const READ_CHUNK: usize = 256 * 1024;
-
-/// Commands from the torrent task (and other peers' tasks) to one connection.
-#[derive(Debug)]
-pub(crate) enum PeerCmd {
-    Have(u32),
-    Choke,
-    Unchoke,
-    /// Another peer delivered this block first (endgame).
-    Cancel(Block),
-    Disconnect(&'static str),
-}
-
-/// Counters the torrent task reads for the choker and progress display.
-#[derive(Default, Debug)]
-pub(crate) struct PeerStats {
-    pub downloaded: AtomicU64,
-    pub uploaded: AtomicU64,
-    interested: AtomicBool,
-    /// We let it download (we are not choking it).
-    unchoked_by_us: AtomicBool,
-    /// It lets us download.
-    unchoking_us: AtomicBool,
-    am_interested: AtomicBool,
-}
-
-impl PeerStats {
-    pub fn peer_interested(&self) -> bool {
-        self.interested.load(Ordering::Relaxed)
-    }
-
-    /// (we choke it, it chokes us, we are interested) for the session API's peer list.
-    pub fn flags(&self) -> (bool, bool, bool) {
-        (
-            !self.unchoked_by_us.load(Ordering::Relaxed),
-            !self.unchoking_us.load(Ordering::Relaxed),
-            self.am_interested.load(Ordering::Relaxed),
-        )
-    }
-}
 
 pub(crate) async fn run_outgoing(shared: Arc<Shared>, addr: SocketAddr) {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {

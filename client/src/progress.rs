@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::torrent::Shared;
+use crate::shared::Shared;
 use crate::units::{count, format_bytes, format_duration, format_rate};
 
 /// How progress is shown.

@@ -19,8 +19,8 @@ use sha1::{Digest, Sha1};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
+use crate::shared::Shared;
 use crate::storage::{Storage, StorageError};
-use crate::torrent::Shared;
 
 /// How often new pieces are made durable and recorded. Syncing in batches rather than
 /// per piece keeps writes at page-cache speed (1.4 GB/s vs 360 MB/s with a sync per write).

@@ -18,7 +18,7 @@ use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::torrent::Shared;
+use crate::shared::Shared;
 use crate::tracker_udp::{Retry, UdpClient, UdpTrackerError};
 
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);

@@ -3,6 +3,7 @@
 //! recheck, remove), the download queue and the state dir that brings it all back
 //! after a restart.
 
+mod entry;
 pub mod state_dir;
 pub mod view;
 
@@ -19,10 +20,11 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::engine::{self, ClientError, Config, Prepared, TorrentHandle};
+use crate::engine::{self, ClientError, Config, TorrentHandle};
 use crate::progress::ProgressMode;
 use crate::services::Services;
 use crate::storage::WriteMode;
+use entry::{Entry, Run};
 use state_dir::{SavedState, StateDir};
 pub use view::{
     FileView, PeerView, TorrentDetail, TorrentSample, TorrentState, TorrentView, Totals,
@@ -104,31 +106,6 @@ pub enum SessionError {
     WrongState(InfoHash, TorrentState, &'static str),
     #[error("cannot write the session's state dir: {0}")]
     StateDir(#[from] std::io::Error),
-}
-
-/// What one torrent is doing.
-enum Run {
-    /// Paused (or between a stop and the next check).
-    Idle,
-    /// Data being opened and hashed by the check task of this generation.
-    Checking,
-    /// Checked and waiting for a download slot.
-    Queued(Box<Prepared>),
-    Running(TorrentHandle),
-    Error(String),
-}
-
-struct Entry {
-    /// None when the state dir's .torrent for it could not be read.
-    meta: Option<Arc<Metainfo>>,
-    saved: SavedState,
-    run: Run,
-    /// Bumped whenever the torrent is stopped or restarted, so a check that finishes
-    /// after its torrent was paused or removed is thrown away.
-    generation: u64,
-    /// Bytes/s over the last sample, and the counters then.
-    rates: (u64, u64),
-    last_counts: (u64, u64),
 }
 
 struct Inner {
@@ -599,7 +576,7 @@ impl Session {
         &self,
         ih: InfoHash,
         index: usize,
-    ) -> Result<(Arc<crate::torrent::Shared>, u64, u64, String), SessionError> {
+    ) -> Result<(Arc<crate::shared::Shared>, u64, u64, String), SessionError> {
         let map = self.torrents();
         let e = map.get(&ih).ok_or(SessionError::NotFound(ih))?;
         let Run::Running(h) = &e.run else {

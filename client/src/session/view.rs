@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use kpbt_proto::InfoHash;
 use serde::Serialize;
 
-use super::{Entry, Run};
+use super::entry::{Entry, Run};
 
 /// One of `checking`, `queued`, `downloading`, `seeding`, `paused`, `error`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
