@@ -404,7 +404,7 @@ async fn redis_cluster_master_failover_is_survived() {
                 "unexpected failure reasons: {failed:?}"
             );
             ensure!(
-                killed.elapsed() < Duration::from_secs(45),
+                killed.elapsed() < Duration::from_secs(20),
                 "announces still failing {:?} after the master was killed: {failed:?}\ntracker log:\n{}",
                 killed.elapsed(),
                 tail(&kpbt_integration::swarm::logs(&tracker).await, 30)
