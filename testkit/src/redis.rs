@@ -44,12 +44,19 @@ impl RedisServer {
 
     /// Starts one on `port` (e.g. again after [`RedisServer::kill`]).
     pub fn start_on(port: u16) -> io::Result<Self> {
+        Self::start_with(port, &[])
+    }
+
+    /// Starts one on `port` with `extra` arguments (e.g. `--cluster-enabled yes`); its
+    /// working directory (where a cluster node keeps `nodes.conf`) is its own.
+    pub fn start_with(port: u16, extra: &[&str]) -> io::Result<Self> {
         let dir = tempfile::Builder::new().prefix("kpbt-redis-").tempdir()?;
         let mut cmd = Command::new(crate::program("redis-server"));
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
-            .arg(dir.path());
+            .arg(dir.path())
+            .args(extra);
         let mut guard = ChildGuard::spawn("redis-server", cmd, dir.path())?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         guard.wait_until("PING answered", DEFAULT_TIMEOUT, || {
@@ -93,6 +100,20 @@ impl RedisServer {
     /// SIGKILLs the server (a crash, not a clean shutdown).
     pub fn kill(&mut self) {
         self.guard.kill();
+    }
+
+    /// SIGSTOPs the server: its sockets stay open and the kernel still accepts
+    /// connections, but nothing is answered (a hung or unreachable node, not a refusal).
+    /// Dropping the guard still kills it.
+    pub fn freeze(&self) -> io::Result<()> {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.guard.pid().to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("kill -STOP: {status}")))
+        }
     }
 }
 

@@ -25,7 +25,7 @@ use kpbt_proto::InfoHash;
 use prometheus::{HistogramVec, IntCounterVec};
 
 pub use memory::MemoryStore;
-pub use redis::{RedisStore, StoreSpec, StoreSpecError};
+pub use redis::{CallOutcome, RedisStore, StoreSpec, StoreSpecError};
 
 /// Wall-clock seconds since the Unix epoch (u32 lasts until 2106).
 pub type Secs = u32;
@@ -365,7 +365,17 @@ impl SwarmStore {
         fut: impl std::future::Future<Output = Result<T, redis::RemoteError>>,
     ) -> Result<T, StoreUnavailable> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(timeout, fut).await {
+        let outcome = tokio::time::timeout(timeout, fut).await;
+        // The store heals its connection from these (a call dropped at the deadline
+        // never ends inside the store, so it is told here).
+        if let Backend::Redis(r) = &self.backend {
+            r.after_call(match &outcome {
+                Ok(Ok(_)) => CallOutcome::Ok,
+                Ok(Err(e)) => CallOutcome::Failed(e),
+                Err(_) => CallOutcome::TimedOut,
+            });
+        }
+        let result = match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!(

@@ -19,9 +19,9 @@
 //! swarms whose oldest peer is stale (a range query on the index), never all keys.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
@@ -29,7 +29,7 @@ use kpbt_proto::{InfoHash, PeerId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Script, Value};
 
 use super::{AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats};
 
@@ -119,14 +119,8 @@ const BUCKET_CONCURRENCY: usize = 256;
 
 enum Conn {
     Single(ConnectionManager),
-    /// Connected on first use (the client fails while no node answers; it is retried
-    /// on the next call).
-    Cluster(Box<ClusterConn>),
-}
-
-struct ClusterConn {
-    client: ClusterClient,
-    conn: tokio::sync::OnceCell<ClusterConnection>,
+    /// Connected on first use, rebuilt while calls keep failing (see [`ClusterConn`]).
+    Cluster(Arc<ClusterConn>),
 }
 
 /// A connection handle for one call; both kinds are cheap clones of a multiplexed link.
@@ -162,6 +156,253 @@ impl ConnectionLike for Handle {
             Handle::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// How a store call ended, as the seam saw it.
+#[derive(Debug, Clone, Copy)]
+pub enum CallOutcome<'a> {
+    Ok,
+    Failed(&'a RemoteError),
+    /// The seam's deadline passed first (the call was dropped).
+    TimedOut,
+}
+
+/// A Redis Cluster connection that heals itself.
+///
+/// The redis crate's cluster client (1.8) does not get over a master that vanishes by
+/// itself, in two ways:
+/// - It refreshes its slot map only when a node answers MOVED, ASK or READONLY, or a
+///   link reports itself dropped. A master that stops answering without a TCP reset (a
+///   hung process, a dead host, a partition) does neither: calls to it time out, a
+///   timed-out call is retried against the same node, and after its replica has taken
+///   over the client still sends those slots to the dead node, until the kernel gives up
+///   on the TCP connection many minutes later.
+/// - When a link does drop (a killed container), the client starts a slot refresh and
+///   reconnects to the dead node; the refresh can then stall for good (its
+///   "slot refresh complete" never comes) and every call waits behind it, so every
+///   slot fails, not only the dead master's.
+///
+/// So when calls keep failing (for one store timeout or more) the whole cluster
+/// connection is built anew from the seed nodes: fresh links, and a slot map from the
+/// first node that answers `CLUSTER SLOTS`. The new connection replaces the old one only
+/// once it is up, calls meanwhile go on over the old one. A rebuild runs in a task of its
+/// own, never under a request's deadline, one at a time, at most one per store timeout
+/// after the previous one ends, and its own time is bounded.
+struct ClusterConn {
+    client: ClusterClient,
+    /// Where rebuilds, and with them the connection's driver tasks, run: the runtime the
+    /// store was opened in, which lives as long as the tracker (a UDP thread's runtime
+    /// only runs while that thread waits on a call). `None`: the caller's.
+    runtime: Option<tokio::runtime::Handle>,
+    link: tokio::sync::watch::Sender<Link>,
+    rebuilding: AtomicBool,
+    failures: Mutex<Failures>,
+    timeout: Duration,
+}
+
+#[derive(Default)]
+struct Link {
+    conn: Option<ClusterConnection>,
+    /// Connection attempts finished so far.
+    attempts: u64,
+    /// Why the latest attempt failed.
+    error: Option<RedisError>,
+}
+
+/// A run of failing calls, to decide when to rebuild the connection.
+#[derive(Debug, Default, Clone, Copy)]
+struct Failures {
+    /// The first and the latest failure of the current run; `None` while calls succeed.
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// When the latest rebuild ended.
+    rebuilt: Option<Instant>,
+    /// Rebuilds started in the current run (only the first is logged as a warning).
+    rebuilds: u32,
+}
+
+impl Failures {
+    /// Records a failure at `now`; returns whether a rebuild is due: failures have gone
+    /// on for `persist`, and the last rebuild ended `gap` ago or more.
+    fn failed(&mut self, now: Instant, persist: Duration, gap: Duration) -> bool {
+        let first = *self.first.get_or_insert(now);
+        self.last = Some(now);
+        now.saturating_duration_since(first) >= persist
+            && self
+                .rebuilt
+                .is_none_or(|t| now.saturating_duration_since(t) >= gap)
+    }
+
+    /// Records a success at `now`. Some calls succeed while others fail (one master of
+    /// several down), so only a success with no failure for `quiet` ends the run.
+    fn succeeded(&mut self, now: Instant, quiet: Duration) {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) >= quiet)
+        {
+            self.first = None;
+            self.last = None;
+            self.rebuilds = 0;
+        }
+    }
+}
+
+/// Clears the rebuild flag however the rebuild task ends, even if it never runs.
+struct Rebuilding(Arc<ClusterConn>);
+
+impl Drop for Rebuilding {
+    fn drop(&mut self) {
+        self.0.rebuilding.store(false, Ordering::Release);
+    }
+}
+
+impl ClusterConn {
+    fn new(client: ClusterClient, timeout: Duration) -> Self {
+        ClusterConn {
+            client,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            link: tokio::sync::watch::Sender::new(Link::default()),
+            rebuilding: AtomicBool::new(false),
+            failures: Mutex::new(Failures::default()),
+            timeout,
+        }
+    }
+
+    /// The current connection. Before the first one is up (or while every attempt
+    /// fails), starts an attempt unless one is running and waits for its end; the
+    /// caller's deadline bounds the wait, not the attempt.
+    async fn get(self: &Arc<Self>) -> Result<ClusterConnection, RedisError> {
+        let mut rx = self.link.subscribe();
+        let seen = {
+            let link = rx.borrow_and_update();
+            if let Some(c) = &link.conn {
+                return Ok(c.clone());
+            }
+            link.attempts
+        };
+        self.rebuild();
+        loop {
+            if rx.changed().await.is_err() {
+                return Err(timed_out("redis cluster connection closed"));
+            }
+            let link = rx.borrow_and_update();
+            if let Some(c) = &link.conn {
+                return Ok(c.clone());
+            }
+            if link.attempts > seen {
+                return Err(link
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| timed_out("redis cluster not connected")));
+            }
+        }
+    }
+
+    fn after_call(self: &Arc<Self>, outcome: CallOutcome<'_>) {
+        let now = Instant::now();
+        let suspect = match outcome {
+            CallOutcome::Ok => {
+                if let Ok(mut f) = self.failures.lock() {
+                    f.succeeded(now, self.timeout);
+                }
+                return;
+            }
+            CallOutcome::TimedOut => true,
+            // Script errors and bad replies say nothing about the links or the topology;
+            // timeouts, I/O errors, CLUSTERDOWN, TRYAGAIN, MOVED... do.
+            CallOutcome::Failed(RemoteError::Redis(e)) => {
+                !matches!(e.retry_method(), RetryMethod::NoRetry)
+            }
+            CallOutcome::Failed(RemoteError::Reply(_)) => false,
+        };
+        if !suspect {
+            return;
+        }
+        let due = self.failures.lock().map_or(None, |mut f| {
+            f.failed(now, self.timeout, self.timeout).then(|| {
+                f.rebuilds += 1;
+                (
+                    f.rebuilds,
+                    now.saturating_duration_since(f.first.unwrap_or(now)),
+                )
+            })
+        });
+        if let Some((n, failing)) = due {
+            if !self.rebuilding.load(Ordering::Acquire) {
+                if n == 1 {
+                    tracing::warn!(
+                        "redis cluster calls failing for {} ms: reconnecting from the seed nodes",
+                        failing.as_millis()
+                    );
+                } else {
+                    tracing::debug!("redis cluster still failing: reconnect #{n}");
+                }
+            }
+            self.rebuild();
+        }
+    }
+
+    /// Starts building a new connection from the seed nodes unless a build is running.
+    fn rebuild(self: &Arc<Self>) {
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Moved into the task: dropped when it ends, or with it if it never runs.
+        let guard = Rebuilding(Arc::clone(self));
+        // Connecting to the seeds, then CLUSTER SLOTS from one node after another, then
+        // links to every node: each step is bounded by the timeout; this bounds the sum.
+        let limit = self.timeout * 8;
+        let task = async move {
+            let this = &guard.0;
+            let started = Instant::now();
+            let result = match tokio::time::timeout(limit, this.client.get_async_connection()).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(timed_out("redis cluster connection not up in time")),
+            };
+            let mut replaced = false;
+            let mut why = None;
+            this.link.send_modify(|link| {
+                link.attempts += 1;
+                match result {
+                    Ok(c) => {
+                        replaced = link.conn.replace(c).is_some();
+                        link.error = None;
+                    }
+                    Err(e) => {
+                        why = Some(e.to_string());
+                        link.error = Some(e);
+                    }
+                }
+            });
+            if let Ok(mut f) = this.failures.lock() {
+                f.rebuilt = Some(Instant::now());
+            }
+            let ms = started.elapsed().as_millis();
+            match why {
+                None if replaced => {
+                    tracing::info!("redis cluster: reconnected from the seed nodes in {ms} ms")
+                }
+                None => tracing::debug!("redis cluster: connected in {ms} ms"),
+                Some(why) => {
+                    tracing::debug!("redis cluster: connecting failed after {ms} ms: {why}")
+                }
+            }
+        };
+        let runtime = self
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok());
+        match runtime {
+            Some(rt) => drop(rt.spawn(task)),
+            // No runtime to run it on: the guard clears the flag right away.
+            None => drop(task),
+        }
+    }
+}
+
+fn timed_out(what: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
 }
 
 /// Swarm state in Redis.
@@ -202,17 +443,20 @@ impl RedisStore {
                 (Conn::Single(m), vec![String::new()])
             }
             StoreSpec::Cluster(nodes) => {
+                // Each attempt (connect, or one node's reply) is bounded by the store
+                // timeout, and so is a whole call including the client's retries (its
+                // overall timeout defaults to the response timeout): a call that meets a
+                // dead node fails within the timeout, and recovery is ClusterConn's job.
                 let client = ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .retries(2)
                     .build()
                     .map_err(|e| bad(e.to_string()))?;
-                let conn = Conn::Cluster(Box::new(ClusterConn {
-                    client,
-                    conn: tokio::sync::OnceCell::new(),
-                }));
-                (conn, slot_tags())
+                (
+                    Conn::Cluster(Arc::new(ClusterConn::new(client, timeout))),
+                    slot_tags(),
+                )
             }
         };
         Ok(RedisStore {
@@ -233,13 +477,16 @@ impl RedisStore {
     async fn handle(&self) -> Result<Handle, RemoteError> {
         match &self.conn {
             Conn::Single(m) => Ok(Handle::Single(m.clone())),
-            Conn::Cluster(c) => {
-                let c = c
-                    .conn
-                    .get_or_try_init(|| c.client.get_async_connection())
-                    .await?;
-                Ok(Handle::Cluster(c.clone()))
-            }
+            Conn::Cluster(c) => Ok(Handle::Cluster(c.get().await?)),
+        }
+    }
+
+    /// Told by the seam how each call ended (including calls it gave up on at their
+    /// deadline, which this store never sees end): a cluster connection whose calls
+    /// keep failing is rebuilt.
+    pub fn after_call(&self, outcome: CallOutcome<'_>) {
+        if let Conn::Cluster(c) = &self.conn {
+            c.after_call(outcome);
         }
     }
 
@@ -556,6 +803,29 @@ mod tests {
             let e = bad.parse::<StoreSpec>().unwrap_err().to_string();
             assert!(e.contains("expected memory"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn cluster_rebuilds_only_after_failures_persist_and_not_too_often() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let second = Duration::from_secs(1);
+        let mut f = Failures::default();
+        // A first failure, and more within the persistence window: no rebuild yet.
+        assert!(!f.failed(ms(0), second, second));
+        assert!(!f.failed(ms(900), second, second));
+        // A success among the failures (another master answers) does not end the run.
+        f.succeeded(ms(950), second);
+        assert!(f.failed(ms(1000), second, second));
+        // A rebuild ended at 1.5 s: the next one no sooner than a gap later.
+        f.rebuilt = Some(ms(1500));
+        assert!(!f.failed(ms(2000), second, second));
+        assert!(f.failed(ms(2500), second, second));
+        // Quiet for a while: the run is over, a new failure starts a new window.
+        f.succeeded(ms(4000), second);
+        assert_eq!(f.first, None);
+        assert!(!f.failed(ms(4100), second, second));
+        assert!(f.failed(ms(5100), second, second));
     }
 
     #[test]

@@ -1,0 +1,194 @@
+//! The Redis Cluster store against a local cluster of six `redis-server` processes on
+//! loopback (three masters, three replicas). A master that stops answering is replaced
+//! by its replica, and the store must follow by itself within seconds: announces fail
+//! meanwhile with "storage unavailable" within the timeout, never hang.
+//!
+//! The master is frozen (SIGSTOP), not killed: its sockets stay open and nothing is
+//! answered, as with a killed container or a dead host, where no TCP reset ever comes.
+//! That is the case the cluster client does not recover from by itself (calls just time
+//! out against the dead node); a refused connection is the easy case.
+//!
+//! A missing `redis-server` fails the test loudly, unless `KPBT_SKIP_REDIS=1`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest};
+use kpbt_proto::{InfoHash, PeerId};
+use kpbt_testkit::{free_port, require_redis, RedisServer};
+use kpbt_tracker::store::{AnnounceError, Health, StoreLimits, StoreSpec, SwarmStore};
+
+const T0: u32 = 1_800_000_000;
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// Node timeout 1 s, the replica's election, then the store's reconnect.
+const RECOVER_WITHIN: Duration = Duration::from_secs(20);
+
+fn limits() -> StoreLimits {
+    StoreLimits {
+        max_torrents: 10_000,
+        max_peers_per_torrent: 100,
+        max_peers_per_ip: 10,
+        numwant_default: 50,
+        numwant_max: 200,
+        peer_timeout_secs: 1000,
+    }
+}
+
+fn req(hash: u16, id: u8) -> AnnounceRequest {
+    let mut h = [0x44; 20];
+    h[..2].copy_from_slice(&hash.to_be_bytes());
+    AnnounceRequest {
+        info_hash: InfoHash(h),
+        peer_id: PeerId([id; 20]),
+        port: 1,
+        uploaded: 0,
+        downloaded: 0,
+        left: 1,
+        event: AnnounceEvent::None,
+        compact: true,
+        no_peer_id: false,
+        numwant: None,
+        ip: None,
+        key: None,
+        tracker_id: None,
+    }
+}
+
+fn text(r: std::io::Result<Vec<u8>>) -> String {
+    r.map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Announces for `hashes` hashes at once; returns how many failed, all of them with
+/// "storage unavailable" and within twice the timeout.
+async fn round(s: &SwarmStore, hashes: u16, id: u8) -> usize {
+    let calls = (0..hashes).map(|h| async move {
+        let started = Instant::now();
+        let r = s
+            .announce(&req(h, id), "10.0.0.1:1000".parse().unwrap(), T0)
+            .await;
+        let took = started.elapsed();
+        assert!(took < TIMEOUT * 2, "announce took {took:?}");
+        r
+    });
+    let results = futures_util::future::join_all(calls).await;
+    results
+        .iter()
+        .filter(|r| match r {
+            Ok(_) => false,
+            Err(e) => {
+                assert_eq!(*e, AnnounceError::Unavailable);
+                true
+            }
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
+    if !require_redis() {
+        return;
+    }
+    let extra = [
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-node-timeout",
+        "1000",
+        // A replica's first sync starts at once, not after the default 5 s wait.
+        "--repl-diskless-sync-delay",
+        "0",
+    ];
+    let nodes: Vec<RedisServer> = (0..6)
+        .map(|_| {
+            // The bus port is the client port + 10000 unless given: past 65535 for some.
+            let bus = free_port().to_string();
+            let mut args = extra.to_vec();
+            args.extend(["--cluster-port", &bus]);
+            RedisServer::start_with(free_port(), &args).expect("start redis-server")
+        })
+        .collect();
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .output()
+        .expect("run redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in &nodes {
+        while !text(n.cmd(&["CLUSTER", "INFO"])).contains("cluster_state:ok") {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    let spec: StoreSpec = format!("redis-cluster://{},{},{}", addrs[0], addrs[1], addrs[2])
+        .parse()
+        .unwrap();
+    let s = SwarmStore::open(&spec, limits(), TIMEOUT).unwrap();
+    // Many info hashes: their hash tags spread over all three masters' slots.
+    let hashes = 60;
+    assert_eq!(
+        round(&s, hashes, 1).await,
+        0,
+        "failures on a healthy cluster"
+    );
+    assert_eq!(s.health().await, Health::Ok);
+
+    let masters: Vec<&RedisServer> = nodes
+        .iter()
+        .filter(|n| text(n.cmd(&["ROLE"])).contains("master"))
+        .collect();
+    assert_eq!(masters.len(), 3);
+    // A replica not yet synced with its master refuses to take over ("disconnected from
+    // master for longer than allowed"): wait for every replication link first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in nodes
+        .iter()
+        .filter(|n| text(n.cmd(&["ROLE"])).contains("slave"))
+    {
+        while !text(n.cmd(&["INFO", "replication"])).contains("master_link_status:up") {
+            assert!(Instant::now() < deadline, "a replica never synced");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let victim = masters[0];
+    let keys = text(victim.cmd(&["DBSIZE"]));
+    assert!(keys.trim() != ":0", "the victim holds no keys: {keys}");
+    victim.freeze().unwrap();
+    let frozen = Instant::now();
+
+    let mut failed_rounds = 0;
+    loop {
+        let failed = round(&s, hashes, 2).await;
+        if failed == 0 {
+            break;
+        }
+        failed_rounds += 1;
+        assert!(
+            frozen.elapsed() < RECOVER_WITHIN,
+            "{failed} announces still failing {:?} after the master froze",
+            frozen.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "announces succeed again {:.1}s after the master froze ({failed_rounds} failing rounds)",
+        frozen.elapsed().as_secs_f64()
+    );
+    assert!(failed_rounds > 0, "no announce ever failed: nothing proved");
+    // The frozen node is out of the slot map: PING reaches the three masters serving.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.health().await != Health::Ok {
+        assert!(Instant::now() < deadline, "not healthy after the failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
