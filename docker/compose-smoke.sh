@@ -16,7 +16,8 @@ cleanup() {
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
-swarm=(tracker demo-payload seeder leecher1 leecher2 leecher3)
+# Each peer is a `serve` agent; its *-add one-shot hands it the torrent through the API.
+swarm=(tracker demo-payload seeder seeder-add leecher1 leecher1-add leecher2 leecher2-add leecher3 leecher3-add)
 "${compose[@]}" up -d "${swarm[@]}"
 echo "waiting up to ${timeout}s for 3 leechers to complete (${KPBT_DEMO_SIZE} payload)"
 deadline=$((SECONDS + timeout))
@@ -31,7 +32,11 @@ done
 echo "tracker reports $seeders seeders: $stats"
 # Byte comparison: every leecher's copy equals the payload the seeder serves.
 copies=$(mktemp -d); trap 'rm -rf "$copies"; cleanup' EXIT
-docker cp "$("${compose[@]}" ps -q seeder):/data/demo" "$copies/seeder"
+for adder in seeder-add leecher1-add leecher2-add leecher3-add; do
+  code=$(docker inspect -f '{{.State.ExitCode}}' "$("${compose[@]}" ps -q "$adder")")
+  if [[ $code != 0 ]]; then echo "$adder exited $code" >&2; exit 1; fi
+done
+docker cp "$("${compose[@]}" ps -q seeder):/swarm/demo" "$copies/seeder"
 for n in 1 2 3; do
   docker cp "$("${compose[@]}" ps -q "leecher$n"):/data/demo" "$copies/leecher$n"
   diff -r "$copies/seeder" "$copies/leecher$n"
