@@ -236,6 +236,11 @@ async fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
                 state.metrics.completed.inc();
             }
             state.metrics.announce(event, Outcome::Ok);
+            let mut tally = state.peers_tally(ip);
+            for p in &outcome.peers {
+                tally.add(p.addr.ip());
+            }
+            tally.finish();
             let reply = AnnounceReply {
                 complete: outcome.complete,
                 incomplete: outcome.incomplete,
