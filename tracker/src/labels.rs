@@ -430,7 +430,7 @@ mod tests {
             x ^= x << 5;
             // Bias towards the configured networks' neighbourhood.
             let a = IpAddr::from(
-                if x % 3 == 0 {
+                if x.is_multiple_of(3) {
                     x
                 } else {
                     0x0a00_0000 | (x >> 8)

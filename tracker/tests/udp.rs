@@ -412,7 +412,7 @@ fn labelled_announcers_get_their_rack_first_over_udp() {
     });
     let mut c = t.client();
     let cid = c.connect();
-    let mut from = |id: u8, ip: [u8; 4], num_want: i32, c: &mut Client| {
+    let from = |id: u8, ip: [u8; 4], num_want: i32, c: &mut Client| {
         let mut a = ann(6, id, 9300 + u16::from(id), 5);
         a.ip = u32::from_be_bytes(ip);
         a.num_want = num_want;
