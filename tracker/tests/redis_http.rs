@@ -213,3 +213,37 @@ fn labels_work_across_instances_on_one_redis() {
         }
     }
 }
+
+/// `/swarms/{info_hash}` on a shared store answers for announces made through any
+/// instance, with the completion time Redis keeps.
+#[test]
+fn readiness_reads_the_shared_swarm() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (
+        TestTracker::start(redis_config(&redis)),
+        TestTracker::start(redis_config(&redis)),
+    );
+    let url = format!("/swarms/{}?expect=2", hex::encode([5u8; 20]));
+    assert_eq!(b.get(&url).status, 425);
+    a.bget(&announce_path(5, 1, 7101, 0, "&event=completed"));
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    a.bget(&announce_path(5, 2, 7102, 3, "&event=started"));
+    let r = b.get(&url);
+    assert_eq!(r.status, 425, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["seeders"].as_u64(), v["leechers"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v["completed"], 1);
+    let last = v["last_completed"].as_u64().unwrap();
+    assert!(last.abs_diff(started) <= 2, "{last} vs {started}");
+    b.bget(&announce_path(5, 2, 7102, 0, "&event=completed"));
+    assert_eq!(a.get(&url).status, 200);
+}
