@@ -1,6 +1,7 @@
 //! `kpbt-client`: command-line front end (download, seed, create, info, demo) over the library.
 
 mod cli_create;
+mod wait_ready;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -146,6 +147,10 @@ enum Cmd {
         #[arg(long = "tracker", value_name = "URL")]
         trackers: Vec<String>,
     },
+    /// Wait until N peers have the whole torrent, by polling a kpbt tracker's
+    /// /swarms/HASH?expect=N; prints "3 of 10 complete (2 leechers)" on each change,
+    /// exits 0 once ready, 1 with the figures at the timeout.
+    WaitReady(wait_ready::WaitReadyArgs),
     /// Exit 0 if URL answers with a 2xx status within 2 s (a container healthcheck: the
     /// images have no shell or curl).
     Health {
@@ -330,6 +335,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Health { url } => health(&url).await,
+        Cmd::WaitReady(args) => wait_ready::run(args).await,
         Cmd::Create {
             path,
             trackers,
