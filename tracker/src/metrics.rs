@@ -284,7 +284,8 @@ impl Metrics {
             )?,
             passkey_rejections: counter(
                 "kpbt_tracker_passkey_rejections_total",
-                "Announces and scrapes refused for a missing, unknown or revoked passkey",
+                "Announces, scrapes and /swarms requests refused for a missing, unknown or revoked \
+                 passkey",
             )?,
             rate_limited: counter(
                 "kpbt_tracker_rate_limited_total",
