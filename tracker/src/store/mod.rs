@@ -134,7 +134,7 @@ pub struct AnnounceOutcome {
     pub complete: u32,
     /// Leechers in the swarm, including the announcing peer.
     pub incomplete: u32,
-    /// Other peers for the client, never itself; leechers only if the client seeds.
+    /// Other peers for the client, never itself, chosen by [`Wanted`] (and labels).
     pub peers: Vec<ReplyPeer>,
     /// Whether this announce was counted as a completed download.
     pub counted_completion: bool,
