@@ -91,6 +91,11 @@ swarm = dashboard(
         panel("Passkey and rate-limit rejections", "Requests refused per second for a missing, unknown or revoked passkey, and by the per-client rate limit.",
               [(f"sum(rate(kpbt_tracker_passkey_rejections_total[{RATE}]))", "passkey"),
                (f"sum(rate(kpbt_tracker_rate_limited_total[{RATE}]))", "rate limited")], unit="reqps"),
+        panel("Same-label share of returned peers", "Of the peers listed in replies to announcers that have a rack/zone label (`[labels]` in the tracker config), the share that have the announcer's own label. Low while racks are still filling; no data without labels.",
+              [(f'sum(rate(kpbt_tracker_peers_returned_total{{same_label="true"}}[{RATE}])) / sum(rate(kpbt_tracker_peers_returned_total[{RATE}]))', "same label")],
+              unit="percentunit"),
+        panel("Peers per label", "Live peers by rack/zone label (the first configured label whose networks hold the peer's address; `none` for the rest). Only with `[labels]` configured.",
+              [("sum by (label) (kpbt_tracker_peers_per_label)", "{{label}}")], stack=True),
     ],
 )
 

@@ -2,6 +2,7 @@
 
 mod cli_agent;
 mod cli_create;
+mod wait_ready;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -233,6 +234,10 @@ enum Cmd {
         #[command(flatten)]
         api: cli_agent::ApiOpts,
     },
+    /// Wait until N peers have the whole torrent, by polling a kpbt tracker's
+    /// /swarms/HASH?expect=N; prints "3 of 10 complete (2 leechers)" on each change,
+    /// exits 0 once ready, 1 with the figures at the timeout.
+    WaitReady(wait_ready::WaitReadyArgs),
     /// Exit 0 if URL answers with a 2xx status within 2 s (a container healthcheck: the
     /// images have no shell or curl).
     Health {
@@ -533,6 +538,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             cli_agent::publish(api, options, output, quiet).await
         }
+        Cmd::WaitReady(args) => wait_ready::run(args).await,
         Cmd::Create {
             path,
             trackers,

@@ -171,9 +171,14 @@ impl Prom {
 
 /// The tracker on its own thread (stopped when the returned guard drops).
 fn start_tracker() -> BackgroundTracker {
+    // Every peer here is on loopback: one rack/zone label for all of them, so the
+    // per-label panels have data (each peer is given the other, of its own label).
+    let labels =
+        kpbt_tracker::labels::LabelsConfig(vec![("loopback".into(), vec!["127.0.0.0/8".into()])]);
     let config = kpbt_tracker::Config {
         announce_interval_secs: 5,
         reap_interval_secs: 1,
+        labels,
         ..Default::default()
     };
     let tracker = BackgroundTracker::start_on_loopback(config).expect("tracker starts");
@@ -344,6 +349,16 @@ fn every_dashboard_query_has_data_in_a_real_prometheus() {
     prom.wait_for("two seeders on the tracker", "kpbt_tracker_seeders", |v| {
         v == 2.0
     });
+    prom.wait_for(
+        "same-label peers handed out",
+        "sum(kpbt_tracker_peers_returned_total{same_label=\"true\"})",
+        |v| v >= 1.0,
+    );
+    prom.wait_for(
+        "peers per label",
+        "kpbt_tracker_peers_per_label{label=\"loopback\"}",
+        |v| v == 2.0,
+    );
     prom.wait_for(
         "no hash failures",
         "sum(kpbt_client_hash_failures_total)",

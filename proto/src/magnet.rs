@@ -80,7 +80,7 @@ pub fn parse(link: &str) -> Result<Magnet, MagnetError> {
         match base {
             "xt" => {
                 if let Some(hash) = value.strip_prefix("urn:btih:") {
-                    let ih = decode_hash(hash)?;
+                    let ih = parse_info_hash(hash)?;
                     if info_hash.is_some_and(|h| h != ih) {
                         return Err(MagnetError::ConflictingInfoHashes);
                     }
@@ -127,7 +127,9 @@ fn decode_value(key: &str, raw: &str, plus_is_space: bool) -> Result<String, Mag
     String::from_utf8(bytes).map_err(|_| bad())
 }
 
-fn decode_hash(text: &str) -> Result<InfoHash, MagnetError> {
+/// An info hash as people and magnet links write it: 40 hex digits, or 32 base32
+/// characters (RFC 4648, either case), as older clients write it.
+pub fn parse_info_hash(text: &str) -> Result<InfoHash, MagnetError> {
     let bad = || MagnetError::BadInfoHash(text.chars().take(64).collect());
     match text.len() {
         40 => InfoHash::from_hex(text).ok_or_else(bad),
@@ -198,6 +200,15 @@ mod tests {
         // The same hash in base32, as older clients write it.
         let b32 = parse("magnet:?xt=urn:btih:ZHQVOY7XELZD5GFCTXWN7LRUDOMNKMCW").unwrap();
         assert_eq!(b32.info_hash.to_hex(), HEX);
+        assert_eq!(
+            parse_info_hash("zhqvoy7xelzd5gfctxwn7lrudomnkmcw")
+                .unwrap()
+                .to_hex(),
+            HEX
+        );
+        for bad in ["", "c9e1", &HEX[1..], "ZHQVOY7XELZD5GFCTXWN7LRUDOMNKMC1"] {
+            assert!(parse_info_hash(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             parse(&format!("MAGNET:?xt=urn:btih:{}", HEX.to_uppercase()))
                 .unwrap()

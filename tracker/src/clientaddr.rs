@@ -61,6 +61,28 @@ impl Cidr {
             _ => false,
         }
     }
+
+    /// The first and the last address of the network (the host bits all 0, then all 1).
+    pub fn bounds(&self) -> (IpAddr, IpAddr) {
+        match self.net {
+            IpAddr::V4(n) => {
+                let host = u32::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
+                let first = u32::from(n) & !host;
+                (
+                    IpAddr::from(first.to_be_bytes()),
+                    IpAddr::from((first | host).to_be_bytes()),
+                )
+            }
+            IpAddr::V6(n) => {
+                let host = u128::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
+                let first = u128::from(n) & !host;
+                (
+                    IpAddr::from(first.to_be_bytes()),
+                    IpAddr::from((first | host).to_be_bytes()),
+                )
+            }
+        }
+    }
 }
 
 /// Resolves client addresses the same way for every endpoint and front end.
@@ -177,6 +199,17 @@ mod tests {
         assert!(all.contains(ip("8.8.8.8")) && !all.contains(ip("::1")));
         let v6: Cidr = "fd00::/8".parse().unwrap();
         assert!(v6.contains(ip("fd12::1")) && !v6.contains(ip("fe80::1")));
+        assert_eq!(c.bounds(), (ip("10.0.0.0"), ip("10.255.255.255")));
+        assert_eq!(
+            "10.1.2.3/16".parse::<Cidr>().unwrap().bounds(),
+            (ip("10.1.0.0"), ip("10.1.255.255"))
+        );
+        assert_eq!(one.bounds(), (ip("192.168.1.5"), ip("192.168.1.5")));
+        assert_eq!(all.bounds(), (ip("0.0.0.0"), ip("255.255.255.255")));
+        assert_eq!(
+            v6.bounds(),
+            (ip("fd00::"), ip("fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"))
+        );
         for bad in [
             "",
             "10.0.0.0/33",

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::labels::LabelsConfig;
+
 /// Everything the tracker can be told. Every field has a default, so an empty file is valid;
 /// unknown keys are rejected so that a typo does not silently fall back to a default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +114,13 @@ pub struct Config {
     /// `real_ip_header` (and, with `honor_ip_param`, `ip=`) is believed. From any other
     /// address both are ignored and the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// Rack/zone labels: a table of label name → networks (CIDRs), e.g.
+    /// `rack-a = ["10.1.0.0/16"]` under `[labels]`. A peer has the first label, in the
+    /// order written, whose networks contain its address; replies list peers of the
+    /// announcer's own label first, then the rest. Unlabelled announcers get peers as if
+    /// no labels were set. Names: letters, digits, `-`, `_`, `.`; `none` is reserved.
+    #[serde(skip_serializing_if = "LabelsConfig::is_empty")]
+    pub labels: LabelsConfig,
 }
 
 impl Default for Config {
@@ -150,6 +159,7 @@ impl Default for Config {
             store: "memory".to_owned(),
             store_timeout_ms: 1000,
             trusted_proxies: Vec::new(),
+            labels: LabelsConfig::default(),
         }
     }
 }
@@ -264,9 +274,12 @@ impl Config {
             "# kpbt-tracker config: every key with the value in effect. Commented-out keys\n\
              # are unset; the value shown is what applies, or an example.\n\n",
         );
+        // Keys inside a table (`[labels]`, last) are the table's own: never "unset" ones.
+        let mut in_table = false;
         for line in text.lines() {
+            in_table |= line.starts_with('[');
             let key = line.split(" = ").next().unwrap_or("");
-            match unset.iter().find(|(k, _)| *k == key) {
+            match unset.iter().find(|(k, _)| *k == key && !in_table) {
                 Some((_, why)) => {
                     out.push_str(&format!("# {line}  # {why}\n"));
                 }
@@ -275,6 +288,13 @@ impl Config {
                     out.push('\n');
                 }
             }
+        }
+        if self.labels.is_empty() {
+            out.push_str(
+                "\n# [labels]  # unset: no rack/zone labels, peers are picked from the whole swarm\n\
+                 # rack-a = [\"10.1.0.0/16\"]\n\
+                 # zone-eu = [\"10.2.0.0/16\", \"fd00::/8\"]\n",
+            );
         }
         out
     }
@@ -370,6 +390,7 @@ impl Config {
         if self.store_timeout_ms == 0 {
             return bad("store_timeout_ms must be positive");
         }
+        self.labels.validate().map_err(ConfigError::Invalid)?;
         Ok(())
     }
 }
@@ -441,8 +462,45 @@ mod tests {
         full.min_interval_secs = Some(60);
         full.udp_listen = vec!["[::1]:6969".parse().unwrap()];
         full.udp_connection_key = Some("00112233445566778899aabbccddeeff".into());
+        full.labels = LabelsConfig(vec![
+            ("rack-a".into(), vec!["10.1.0.0/16".into()]),
+            ("allowlist".into(), vec!["10.9.0.0/16".into()]),
+            (
+                "zone-eu".into(),
+                vec!["10.2.0.0/16".into(), "fd00::/8".into()],
+            ),
+        ]);
+        full.labels.validate().unwrap();
         let back: Config = toml::from_str(&full.to_toml()).unwrap();
         assert_eq!(back, full);
+    }
+
+    #[test]
+    fn labels_table_keeps_its_order_and_is_validated() {
+        let c: Config = toml::from_str(
+            "numwant_max = 10\nnumwant_default = 5\n\n[labels]\nzone-eu = [\"10.2.0.0/16\", \"fd00::/8\"]\nrack-a = [\"10.1.0.0/16\"]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let names: Vec<&str> = c.labels.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["zone-eu", "rack-a"]);
+        let table = c.labels.compile().unwrap();
+        assert_eq!(
+            table.name(table.lookup("fd00::9".parse().unwrap())),
+            "zone-eu"
+        );
+        for (text, want) in [
+            ("[labels]\nnone = [\"10.0.0.0/8\"]\n", "reserved"),
+            (
+                "[labels]\nrack-a = [\"10.0.0.0/40\"]\n",
+                "not an IP network",
+            ),
+            ("[labels]\nrack-a = []\n", "no networks"),
+        ] {
+            let c: Config = toml::from_str(text).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]
@@ -516,8 +574,11 @@ mod tests {
         fields
     }
 
+    /// The top-level keys printed, in order, and whether each is commented out; stops
+    /// at the first table (`[labels]`, the one table, printed last).
     fn printed_keys(text: &str) -> Vec<(String, bool)> {
         text.lines()
+            .take_while(|l| !l.trim_start_matches("# ").starts_with('['))
             .filter_map(|l| {
                 let (commented, l) = match l.strip_prefix("# ") {
                     Some(rest) => (true, rest),
@@ -536,7 +597,14 @@ mod tests {
         let text = d.to_toml();
         let keys = printed_keys(&text);
         let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(names, fields, "printed keys, in order:\n{text}");
+        // Every field but the `labels` table, which comes last, commented out when empty.
+        assert_eq!(fields.last().map(String::as_str), Some("labels"));
+        assert_eq!(
+            names,
+            fields[..fields.len() - 1],
+            "printed keys, in order:\n{text}"
+        );
+        assert!(text.contains("\n# [labels]  # unset"), "{text}");
         // Unset optional keys are commented out, with the value in effect.
         assert!(
             text.contains("\n# min_interval_secs = 900  # unset"),
@@ -560,10 +628,15 @@ mod tests {
             udp_connection_key: Some("ffeeddccbbaa99887766554433221100".into()),
             ..Config::default()
         };
+        let full = Config {
+            labels: LabelsConfig(vec![("rack-a".into(), vec!["10.1.0.0/16".into()])]),
+            ..full
+        };
         let text = full.to_toml();
         let keys = printed_keys(&text);
         assert!(keys.iter().all(|(_, commented)| !commented), "{text}");
-        assert_eq!(keys.len(), fields.len());
+        assert_eq!(keys.len(), fields.len() - 1);
+        assert!(text.contains("\n[labels]\nrack-a = "), "{text}");
         assert_eq!(toml::from_str::<Config>(&text).unwrap(), full);
     }
 

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use kpbt_proto::announce::{
     encode_announce_reply, encode_failure, encode_scrape_reply, parse_announce_query_limited,
@@ -33,7 +34,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/scrape/{passkey}", web::get().to(scrape_keyed))
         .route("/metrics", web::get().to(metrics))
         .route("/health", web::get().to(health))
-        .route("/stats", web::get().to(stats));
+        .route("/stats", web::get().to(stats))
+        .route("/swarms/{info_hash}", web::get().to(swarm))
+        .route("/swarms/{info_hash}/{passkey}", web::get().to(swarm_keyed));
 }
 
 /// Sent when a passkey is required but the URL has none.
@@ -236,6 +239,11 @@ async fn announce_body(state: &AppState, req: &HttpRequest, out: &mut Vec<u8>) {
                 state.metrics.completed.inc();
             }
             state.metrics.announce(event, Outcome::Ok);
+            let mut tally = state.peers_tally(ip);
+            for p in &outcome.peers {
+                tally.add(p.addr.ip());
+            }
+            tally.finish();
             let reply = AnnounceReply {
                 complete: outcome.complete,
                 incomplete: outcome.incomplete,
@@ -335,6 +343,8 @@ pub const INDEX: &str = concat!(
     "GET /announce           announce (BEP 3; /announce/<passkey> when passkeys are on)\n",
     "GET /scrape             scrape (BEP 48; /scrape/<passkey> when passkeys are on)\n",
     "GET /stats              totals as JSON\n",
+    "GET /swarms/<hash>      one swarm as JSON; ?expect=N: 200 once N seeders, else 425\n",
+    "                        (/swarms/<hash>/<passkey> when passkeys are on)\n",
     "GET /metrics            Prometheus metrics\n",
     "GET /health             \"ok\" while serving (503 while the swarm store fails)\n",
 );
@@ -414,4 +424,129 @@ async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         uptime_secs: state.clock.uptime(),
     };
     HttpResponse::Ok().json(body)
+}
+
+/// Keys of `peers_per_label`: the configured labels in config order, then "none".
+struct PerLabel<'a> {
+    labels: &'a crate::labels::Labels,
+    counts: &'a [u32],
+}
+
+impl serde::Serialize for PerLabel<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = |i: usize| self.counts.get(i).copied().unwrap_or(0);
+        let named = self.labels.names().iter().enumerate();
+        s.collect_map(
+            named
+                .map(|(i, name)| (name.as_str(), n(i + 1)))
+                .chain(std::iter::once((crate::labels::NONE, n(0)))),
+        )
+    }
+}
+
+#[derive(serde::Serialize)]
+struct SwarmBody<'a> {
+    info_hash: String,
+    seeders: u32,
+    leechers: u32,
+    completed: u32,
+    peers_per_label: PerLabel<'a>,
+    /// Unix seconds of the last counted completion.
+    last_completed: Option<u32>,
+    /// Echoed with `?expect=N`, with whether the swarm has that many seeders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
+}
+
+fn json_error(status: StatusCode, text: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({ "error": text }))
+}
+
+/// `?expect=N` (other parameters are ignored); `Err` for a value that is not a count.
+fn expect_param(query: &str) -> Result<Option<u32>, String> {
+    match query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "expect")
+    {
+        None => Ok(None),
+        Some((_, v)) => v
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| format!("expect must be a number of seeders, e.g. ?expect=3 (got {v:?})")),
+    }
+}
+
+async fn swarm(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    swarm_with(&req, &state, None).await
+}
+
+async fn swarm_keyed(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let key = req.match_info().get("passkey").unwrap_or("");
+    swarm_with(&req, &state, Some(key)).await
+}
+
+/// `GET /swarms/{info_hash}[/{passkey}][?expect=N]`: one swarm's figures as JSON, for
+/// deploy scripts waiting until N peers hold the whole torrent. Without `expect`: 200, or
+/// 404 for a swarm with no peers. With it: 200 once `seeders >= N`, else 425 Too Early
+/// with the same body (zeros for a swarm nobody has announced to yet: scripts start
+/// polling before the first announce). Rate-limited like `/stats`; on a passkey tracker
+/// the key is required as for scrapes (an info hash alone must not reveal a swarm), and a
+/// torrent outside the allowlist reads as unknown.
+async fn swarm_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> HttpResponse {
+    if let Err(r) = admit(state, req) {
+        return refused(state, r);
+    }
+    if let Err((label, text)) = check_passkey(state, key) {
+        state.metrics.failure(label);
+        return json_error(StatusCode::FORBIDDEN, text);
+    }
+    let raw = req.match_info().get("info_hash").unwrap_or("");
+    let Ok(hash) = kpbt_proto::magnet::parse_info_hash(raw) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "the info hash must be 40 hex digits (or 32 base32 characters)",
+        );
+    };
+    let expect = match expect_param(req.query_string()) {
+        Ok(e) => e,
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, &why),
+    };
+    let allowed = state.allowlist.as_ref().is_none_or(|l| l.contains(&hash));
+    let info = if allowed {
+        match state.store.swarm(&hash).await {
+            Ok(i) => i,
+            Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        }
+    } else {
+        None
+    };
+    if info.is_none() && expect.is_none() {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "unknown swarm: no peers have announced this info hash",
+        );
+    }
+    let info = info.unwrap_or_default();
+    let ready = expect.map(|n| info.seeders >= n);
+    let body = SwarmBody {
+        info_hash: hash.to_hex(),
+        seeders: info.seeders,
+        leechers: info.leechers,
+        completed: info.completed,
+        peers_per_label: PerLabel {
+            labels: state.labels(),
+            counts: &info.per_label,
+        },
+        last_completed: info.last_completed,
+        expect,
+        ready,
+    };
+    let status = match ready {
+        Some(false) => StatusCode::from_u16(425).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        _ => StatusCode::OK,
+    };
+    HttpResponse::build(status).json(body)
 }

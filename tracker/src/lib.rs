@@ -23,6 +23,7 @@ pub mod background;
 pub mod clientaddr;
 pub mod config;
 pub mod http;
+pub mod labels;
 pub mod metrics;
 pub mod passkeys;
 mod peers;

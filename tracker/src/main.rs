@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use kpbt_proto::cli_text::{error_line, use_colour};
+use kpbt_tracker::labels::LabelsConfig;
 use kpbt_tracker::passkeys::{KeyEntry, KeyFile, PasskeyError};
 use kpbt_tracker::{probe, Config};
 
@@ -96,6 +97,12 @@ struct Cli {
     /// Store calls slower than this fail with "storage unavailable", milliseconds.
     #[arg(long, value_name = "MS", env = "KPBT_TRACKER_STORE_TIMEOUT_MS", help_heading = SWARMS)]
     store_timeout_ms: Option<u64>,
+    /// Rack/zone label NAME=CIDR[,CIDR...]: replies list peers of the announcer's label
+    /// first. Repeat (or separate with ';', as in the variable) for several; an address
+    /// has the first that matches. Replaces the config file's [labels] [default: none].
+    #[arg(long = "label", value_name = "NAME=CIDRS", env = "KPBT_TRACKER_LABELS",
+          value_delimiter = ';', value_parser = parse_label, help_heading = SWARMS)]
+    labels: Vec<(String, Vec<String>)>,
 
     /// Longest accepted announce/scrape query string, bytes.
     #[arg(long, value_name = "BYTES", env = "KPBT_TRACKER_MAX_QUERY_LEN", help_heading = LIMITS)]
@@ -276,6 +283,10 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     kpbt_tracker::config::resolve_listen(s)
 }
 
+fn parse_label(s: &str) -> Result<(String, Vec<String>), String> {
+    LabelsConfig::parse_arg(s)
+}
+
 impl Cli {
     /// Defaults < file < env < flags. `m` tells which values the user gave: those filled
     /// in from [`defaults`] must not override the config file.
@@ -330,6 +341,9 @@ impl Cli {
         );
         if !self.trusted_proxies.is_empty() {
             c.trusted_proxies = self.trusted_proxies;
+        }
+        if !self.labels.is_empty() {
+            c.labels = LabelsConfig(self.labels);
         }
         // Keys with no default: present only when given.
         macro_rules! overlay_optional {
@@ -564,6 +578,34 @@ mod tests {
         let c = Cli::from_arg_matches(&m).unwrap().into_config(&m).unwrap();
         assert_eq!(c.announce_interval_secs, 600);
         assert_eq!(c.listen, ["127.0.0.1:1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn labels_from_flags_replace_the_file_in_the_order_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "[labels]\nold = [\"10.9.0.0/16\"]\n").unwrap();
+        let path = file.to_str().unwrap();
+        let cfg = |args: &[&str]| {
+            let m = command()
+                .try_get_matches_from(["kpbt-tracker", "--config", path].iter().chain(args))
+                .unwrap();
+            Cli::from_arg_matches(&m).unwrap().into_config(&m)
+        };
+        let names =
+            |c: &Config| -> Vec<String> { c.labels.0.iter().map(|l| l.0.clone()).collect() };
+        assert_eq!(names(&cfg(&[]).unwrap()), ["old"]);
+        let c = cfg(&[
+            "--label",
+            "zone-eu=10.2.0.0/16,fd00::/8",
+            "--label",
+            "rack-a=10.1.0.0/16;rack-b=10.3.0.0/16",
+        ])
+        .unwrap();
+        assert_eq!(names(&c), ["zone-eu", "rack-a", "rack-b"]);
+        assert_eq!(c.labels.0[0].1, ["10.2.0.0/16", "fd00::/8"]);
+        let bad = command().try_get_matches_from(["kpbt-tracker", "--label", "rack-a"]);
+        assert!(bad.unwrap_err().to_string().contains("NAME=CIDR"));
     }
 
     #[test]

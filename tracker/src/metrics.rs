@@ -7,6 +7,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::labels::Labels;
 use crate::store::{Op, StoreMetrics, StoreStats};
 
 /// HTTP endpoints timed by the request-duration histogram.
@@ -89,6 +90,10 @@ pub struct Metrics {
     pub passkey_rejections: IntCounter,
     pub rate_limited: IntCounter,
     pub suspicious_addresses: IntCounter,
+    /// Peers per label, indexed by label id (0: "none"); empty without labels.
+    label_peers: Vec<IntGauge>,
+    /// Peers handed to labelled announcers: [other label, same label].
+    peers_returned: [IntCounter; 2],
     store: StoreMetrics,
 }
 
@@ -109,7 +114,9 @@ fn event_label(e: AnnounceEvent) -> &'static str {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
+    /// Every metric, with a `label` series per configured label (and "none") in
+    /// `kpbt_tracker_peers_per_label`.
+    pub fn new(labels: &Labels) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         // The usual build/process series, so dashboards can show version, restarts and
         // resource use without a node exporter.
@@ -212,6 +219,35 @@ impl Metrics {
             store_latency.with_label_values(&[op.label()]);
         }
 
+        // Label values come from the config only (plus "none"), so the series are bounded.
+        let label_peers = if labels.is_empty() {
+            Vec::new()
+        } else {
+            let v = IntGaugeVec::new(
+                Opts::new(
+                    "kpbt_tracker_peers_per_label",
+                    "Live peers by rack/zone label (the first configured label whose networks \
+                     hold the peer's address; \"none\" for the rest)",
+                ),
+                &["label"],
+            )?;
+            registry.register(Box::new(v.clone()))?;
+            labels
+                .names_with_none()
+                .map(|n| v.with_label_values(&[n]))
+                .collect()
+        };
+        let returned = IntCounterVec::new(
+            Opts::new(
+                "kpbt_tracker_peers_returned_total",
+                "Peers listed in replies to announcers that have a label, by whether the peer \
+                 has the announcer's label",
+            ),
+            &["same_label"],
+        )?;
+        registry.register(Box::new(returned.clone()))?;
+        let peers_returned = ["false", "true"].map(|v| returned.with_label_values(&[v]));
+
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
             registry.register(Box::new(c.clone()))?;
@@ -248,7 +284,8 @@ impl Metrics {
             )?,
             passkey_rejections: counter(
                 "kpbt_tracker_passkey_rejections_total",
-                "Announces and scrapes refused for a missing, unknown or revoked passkey",
+                "Announces, scrapes and /swarms requests refused for a missing, unknown or revoked \
+                 passkey",
             )?,
             rate_limited: counter(
                 "kpbt_tracker_rate_limited_total",
@@ -259,6 +296,8 @@ impl Metrics {
                 "Announces from loopback (while listening elsewhere) or a Docker bridge gateway: \
                  usually a proxy or published port hiding the real peer address",
             )?,
+            label_peers,
+            peers_returned,
             store: StoreMetrics {
                 latency: store_latency,
                 errors: store_errors,
@@ -313,6 +352,23 @@ impl Metrics {
     /// Handles the swarm store reports its timings and errors to.
     pub fn store_metrics(&self) -> StoreMetrics {
         self.store.clone()
+    }
+
+    /// Sets the peers-per-label gauges from counts indexed by label id (0: none).
+    pub fn set_label_gauges(&self, per_label: &[u64]) {
+        for (g, &n) in self.label_peers.iter().zip(per_label) {
+            g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts the peers of one reply to a labelled announcer.
+    pub fn peers_returned(&self, same_label: u64, other: u64) {
+        if same_label > 0 {
+            self.peers_returned[1].inc_by(same_label);
+        }
+        if other > 0 {
+            self.peers_returned[0].inc_by(other);
+        }
     }
 
     pub fn set_store_gauges(&self, s: StoreStats) {

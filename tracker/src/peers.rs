@@ -31,13 +31,16 @@ impl IpBytes for [u8; 16] {
     }
 }
 
-/// One peer as stored. Field order keeps the IPv4 record at 32 bytes.
+/// One peer as stored. Field order keeps the IPv4 record at 32 bytes (the label takes
+/// what was padding).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Peer<A> {
     pub last_seen: u32,
     pub ip: A,
     pub port: u16,
     pub seeder: bool,
+    /// The [`crate::labels::LabelId`] of `ip` (0: none).
+    pub label: u8,
     pub peer_id: [u8; 20],
 }
 
@@ -175,12 +178,19 @@ impl<A: IpBytes> PeerList<A> {
         self.peers.swap_remove(slot)
     }
 
-    /// Drops peers last seen before `cutoff`; returns (seeders, leechers) removed.
-    pub fn reap<S: BuildHasher>(&mut self, s: &S, cutoff: u32) -> (u32, u32) {
+    /// Drops peers last seen before `cutoff`, calling `gone` with each; returns
+    /// (seeders, leechers) removed.
+    pub fn reap<S: BuildHasher>(
+        &mut self,
+        s: &S,
+        cutoff: u32,
+        mut gone: impl FnMut(&Peer<A>),
+    ) -> (u32, u32) {
         let (mut seeders, mut leechers) = (0u32, 0u32);
         self.peers.retain(|p| {
             let keep = p.last_seen >= cutoff;
             if !keep {
+                gone(p);
                 if p.seeder {
                     seeders += 1;
                 } else {
@@ -235,6 +245,7 @@ mod tests {
             ip: n.to_be_bytes(),
             port: 1000 + (n % 7) as u16,
             seeder,
+            label: (n % 3) as u8,
             peer_id: [n as u8; 20],
         }
     }
@@ -310,7 +321,13 @@ mod tests {
         for n in 0..50 {
             l.upsert(&s, peer(n, n < 10), 1000, usize::MAX);
         }
-        assert_eq!(l.reap(&s, 40), (10, 30));
+        let mut labels = [0u32; 3];
+        assert_eq!(
+            l.reap(&s, 40, |p| labels[usize::from(p.label)] += 1),
+            (10, 30)
+        );
+        // Peers 0..40 are gone: 14 with n % 3 == 0, 13 each with 1 and 2.
+        assert_eq!(labels, [14, 13, 13]);
         assert_eq!(l.len(), 10);
         assert!(l.index.is_none());
         for n in 40..50 {

@@ -1,8 +1,9 @@
 //! [`AppState`]: everything the front ends share (config, the swarm store, metrics,
 //! allowlist, passkeys, rate limiter, client-address resolver), built from a [`Config`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
@@ -10,6 +11,7 @@ use actix_web::http::header::HeaderName;
 use crate::allowlist::{self, Allowlist};
 use crate::clientaddr::{AddrResolver, Cidr};
 use crate::config::{self, Config};
+use crate::labels::{LabelId, Labels};
 use crate::metrics::Metrics;
 use crate::passkeys::{self, Passkeys};
 use crate::ratelimit::RateLimiter;
@@ -87,10 +89,17 @@ impl AppState {
             .map_err(|e| invalid(format!("trusted_proxies: {e}")))?;
         let addrs = AddrResolver::new(trusted, header, config.honor_ip_param, &config.listen);
         let spec: StoreSpec = config.store.parse()?;
-        let metrics = Metrics::new()?;
-        let mut store = SwarmStore::open(
+        let labels = Arc::new(
+            config
+                .labels
+                .compile()
+                .map_err(|e| StartError::Config(config::ConfigError::Invalid(e)))?,
+        );
+        let metrics = Metrics::new(&labels)?;
+        let mut store = SwarmStore::open_with_labels(
             &spec,
             config.store_limits(),
+            labels,
             Duration::from_millis(config.store_timeout_ms),
         )?;
         store.set_metrics(metrics.store_metrics());
@@ -153,7 +162,28 @@ impl AppState {
     pub async fn refresh_gauges(&self) -> Result<StoreStats, StoreUnavailable> {
         let s = self.store.stats().await?;
         self.metrics.set_store_gauges(s);
+        if !self.labels().is_empty() {
+            self.metrics
+                .set_label_gauges(&self.store.label_peers().await?);
+        }
         Ok(s)
+    }
+
+    /// The rack/zone labels peers are grouped by.
+    pub fn labels(&self) -> &Labels {
+        self.store.labels()
+    }
+
+    /// A tally of the peers a reply to `ip` lists, for the same-label counter; both front
+    /// ends [`PeersTally::add`] each peer they send, then [`PeersTally::finish`].
+    pub fn peers_tally(&self, ip: IpAddr) -> PeersTally<'_> {
+        PeersTally {
+            metrics: &self.metrics,
+            labels: self.store.labels(),
+            own: self.store.labels().lookup(ip),
+            same: 0,
+            other: 0,
+        }
     }
 
     /// Re-reads the allowlist file now. `Ok(None)` if none is configured.
@@ -176,5 +206,32 @@ impl AppState {
             v.push(p);
         }
         v
+    }
+}
+
+/// Counts the peers one reply lists by whether they share the announcer's label
+/// (`kpbt_tracker_peers_returned_total`); nothing is counted for unlabelled announcers.
+pub struct PeersTally<'a> {
+    metrics: &'a Metrics,
+    labels: &'a Labels,
+    own: LabelId,
+    same: u64,
+    other: u64,
+}
+
+impl PeersTally<'_> {
+    pub fn add(&mut self, peer: IpAddr) {
+        if self.own.is_none() {
+            return;
+        }
+        if self.labels.lookup(peer) == self.own {
+            self.same += 1;
+        } else {
+            self.other += 1;
+        }
+    }
+
+    pub fn finish(self) {
+        self.metrics.peers_returned(self.same, self.other);
     }
 }

@@ -218,7 +218,10 @@ fn print_config_is_a_complete_sample_that_parses_back() {
         .step_by(2)
         .collect();
     assert!(fields.len() > 20);
-    for f in &fields {
+    // `labels` is a table, printed last: as a commented-out example while unset.
+    assert_eq!(fields.last(), Some(&"labels"));
+    assert!(text.contains("\n# [labels]  # unset"), "{text}");
+    for f in &fields[..fields.len() - 1] {
         let set = text.lines().any(|l| l.starts_with(&format!("{f} = ")));
         let unset = text.lines().any(|l| l.starts_with(&format!("# {f} = ")));
         assert!(set ^ unset, "{f} missing (or twice) in\n{text}");
@@ -241,10 +244,13 @@ fn print_config_is_a_complete_sample_that_parses_back() {
     // Uncommenting every line gives a valid config with every key set.
     let all: String = text
         .lines()
-        .filter(|l| l.contains(" = "))
+        .filter(|l| l.contains(" = ") || l.starts_with("# ["))
         .map(|l| format!("{}\n", l.trim_start_matches("# ")))
         .collect();
     let full: kpbt_tracker::Config = toml::from_str(&all).unwrap();
+    let labels: Vec<&str> = full.labels.0.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(labels, ["rack-a", "zone-eu"]);
+    full.labels.validate().unwrap();
     assert_eq!(
         full.public_url.as_deref(),
         Some("http://tracker.example:6969")

@@ -47,7 +47,14 @@ fn seeders_get_no_seeders_and_stopped_removes() {
     let t = TestTracker::start(test_config());
     t.bget(&announce_path(2, 1, 6001, 0, "&event=started"));
     t.bget(&announce_path(2, 2, 6002, 10, "&event=started"));
+    // A left=0 peer's first announce: the leecher first, then the seeder (see
+    // `left0_started_gets_leechers_then_seeders`); its re-announces get leechers only.
     let s2 = t.bget(&announce_path(2, 3, 6003, 0, "&event=started"));
+    assert_eq!(
+        compact_peers(&s2),
+        [sa("127.0.0.1:6002"), sa("127.0.0.1:6001")]
+    );
+    let s2 = t.bget(&announce_path(2, 3, 6003, 0, ""));
     assert_eq!(compact_peers(&s2), [sa("127.0.0.1:6002")]);
     assert_eq!((int(&s2, "complete"), int(&s2, "incomplete")), (2, 1));
     let leecher = t.bget(&announce_path(2, 2, 6002, 10, ""));
@@ -63,6 +70,69 @@ fn seeders_get_no_seeders_and_stopped_removes() {
         Vec::<SocketAddr>::new(),
         "only seeders left"
     );
+}
+
+/// Magnet clients without metadata announce `event=started&left=0` (rqbit does): they
+/// must get seeders, or they never start. Leechers still come first (a real seeder
+/// starting up wants them), seeders fill the rest of numwant; re-announces (no event,
+/// `completed`) keep the seeders-get-no-seeders rule.
+#[test]
+fn left0_started_gets_leechers_then_seeders() {
+    let t = TestTracker::start(test_config());
+    for n in 1..=3u8 {
+        t.bget(&announce_path(
+            3,
+            n,
+            7000 + u16::from(n),
+            0,
+            "&event=completed",
+        ));
+        t.bget(&announce_path(
+            3,
+            10 + n,
+            7010 + u16::from(n),
+            99,
+            "&event=started",
+        ));
+    }
+    let seeders: Vec<SocketAddr> = (1..=3)
+        .map(|n| sa(&format!("127.0.0.1:{}", 7000 + n)))
+        .collect();
+    let leechers: Vec<SocketAddr> = (1..=3)
+        .map(|n| sa(&format!("127.0.0.1:{}", 7010 + n)))
+        .collect();
+    let sorted = |mut v: Vec<SocketAddr>| {
+        v.sort();
+        v
+    };
+    // numwant 5: all three leechers, then two of the three seeders.
+    let d = t.bget(&announce_path(3, 20, 7020, 0, "&event=started&numwant=5"));
+    assert_eq!(failure(&d), None);
+    let got = compact_peers(&d);
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(
+        sorted(got[..3].to_vec()),
+        leechers,
+        "leechers first: {got:?}"
+    );
+    assert!(got[3..].iter().all(|p| seeders.contains(p)), "{got:?}");
+    assert_ne!(got[3], got[4]);
+    assert_eq!((int(&d, "complete"), int(&d, "incomplete")), (4, 3));
+    // numwant 2: leechers only, because there are enough of them.
+    let d = t.bget(&announce_path(3, 21, 7021, 0, "&event=started&numwant=2"));
+    assert!(compact_peers(&d).iter().all(|p| leechers.contains(p)));
+    assert_eq!(compact_peers(&d).len(), 2);
+    // The same peer re-announcing, and a completed seeder: leechers only.
+    for extra in ["", "&event=completed"] {
+        let d = t.bget(&announce_path(3, 20, 7020, 0, extra));
+        assert_eq!(sorted(compact_peers(&d)), leechers, "{extra:?}");
+    }
+    // An all-seeder swarm: a magnet client's `started` still gets the seeders.
+    t.bget(&announce_path(4, 1, 7101, 0, "&event=started"));
+    let d = t.bget(&announce_path(4, 2, 7102, 0, "&event=started"));
+    assert_eq!(compact_peers(&d), [sa("127.0.0.1:7101")]);
+    let d = t.bget(&announce_path(4, 2, 7102, 0, ""));
+    assert_eq!(compact_peers(&d), Vec::<SocketAddr>::new());
 }
 
 fn scrape_stats(d: &Dict, h: u8) -> (i64, i64, i64) {

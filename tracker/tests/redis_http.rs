@@ -165,3 +165,85 @@ fn tracker_starts_while_redis_is_down_and_reports_it() {
     let d = bget_at(tracker.addr(), &announce_path(3, 1, 7001, 5, ""), &[]);
     assert_eq!(failure(&d), None);
 }
+
+/// Labels with a shared store: a peer announced through one instance is listed first to
+/// a rack-mate announcing through the other, and both instances' gauges agree on peers
+/// per label (they sum the Redis buckets, not their own announces).
+#[test]
+fn labels_work_across_instances_on_one_redis() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let config = || kpbt_tracker::Config {
+        real_ip_header: Some("X-Forwarded-For".into()),
+        trusted_proxies: vec!["127.0.0.0/8".into()],
+        labels: kpbt_tracker::labels::LabelsConfig(vec![(
+            "rack-a".into(),
+            vec!["10.1.0.0/16".into()],
+        )]),
+        ..redis_config(&redis)
+    };
+    let (a, b) = (TestTracker::start(config()), TestTracker::start(config()));
+    let ann = |t: &TestTracker, ip: &str, id: u8, numwant: u32| {
+        let path = announce_path(
+            4,
+            id,
+            7000 + u16::from(id),
+            5,
+            &format!("&numwant={numwant}"),
+        );
+        let d = bget_at(t.addr(), &path, &[("X-Forwarded-For", ip)]);
+        assert_eq!(failure(&d), None);
+        compact_peers(&d)
+    };
+    ann(&a, "10.1.0.1", 1, 0);
+    for id in 2..=4 {
+        ann(&a, &format!("192.0.2.{id}"), id, 0);
+    }
+    let got = ann(&b, "10.1.0.5", 5, 1);
+    assert_eq!(got, ["10.1.0.1:7001".parse::<SocketAddr>().unwrap()]);
+    for t in [&a, &b] {
+        let m = t.get("/metrics").text();
+        for line in [
+            "kpbt_tracker_peers_per_label{label=\"rack-a\"} 2",
+            "kpbt_tracker_peers_per_label{label=\"none\"} 3",
+        ] {
+            assert!(m.contains(line), "{line} in\n{m}");
+        }
+    }
+}
+
+/// `/swarms/{info_hash}` on a shared store answers for announces made through any
+/// instance, with the completion time Redis keeps.
+#[test]
+fn readiness_reads_the_shared_swarm() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let (a, b) = (
+        TestTracker::start(redis_config(&redis)),
+        TestTracker::start(redis_config(&redis)),
+    );
+    let url = format!("/swarms/{}?expect=2", hex::encode([5u8; 20]));
+    assert_eq!(b.get(&url).status, 425);
+    a.bget(&announce_path(5, 1, 7101, 0, "&event=completed"));
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    a.bget(&announce_path(5, 2, 7102, 3, "&event=started"));
+    let r = b.get(&url);
+    assert_eq!(r.status, 425, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        (v["seeders"].as_u64(), v["leechers"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v["completed"], 1);
+    let last = v["last_completed"].as_u64().unwrap();
+    assert!(last.abs_diff(started) <= 2, "{last} vs {started}");
+    b.bget(&announce_path(5, 2, 7102, 0, "&event=completed"));
+    assert_eq!(a.get(&url).status, 200);
+}

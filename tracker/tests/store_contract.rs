@@ -6,12 +6,16 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ScrapeStats};
 use kpbt_proto::{InfoHash, PeerId};
 use kpbt_testkit::{require_redis, RedisServer};
-use kpbt_tracker::store::{AnnounceError, StoreLimits, StoreSpec, StoreStats, SwarmStore};
+use kpbt_tracker::labels::{Labels, LabelsConfig};
+use kpbt_tracker::store::{
+    AnnounceError, StoreLimits, StoreSpec, StoreStats, SwarmInfo, SwarmStore,
+};
 
 /// Wall-clock seconds in 2027: what the trackers pass in, so Redis sees real-looking times.
 const T0: u32 = 1_800_000_000;
@@ -47,15 +51,21 @@ enum Kind {
 }
 
 fn subject(kind: Kind, limits: StoreLimits) -> Subject {
+    subject_with_labels(kind, limits, Labels::empty())
+}
+
+fn subject_with_labels(kind: Kind, limits: StoreLimits, labels: Labels) -> Subject {
+    let labels = Arc::new(labels);
     match kind {
         Kind::Memory => Subject {
-            store: SwarmStore::memory(limits),
+            store: SwarmStore::memory_with_labels(limits, labels),
             _redis: None,
         },
         Kind::Redis => {
             let redis = RedisServer::start().expect("start redis-server");
             let spec: StoreSpec = redis.url(0).parse().unwrap();
-            let store = SwarmStore::open(&spec, limits, Duration::from_secs(2)).unwrap();
+            let store = SwarmStore::open_with_labels(&spec, limits, labels, Duration::from_secs(2))
+                .unwrap();
             Subject {
                 store,
                 _redis: Some(redis),
@@ -317,6 +327,300 @@ async fn health_is_ok_while_the_store_answers(kind: Kind) {
     assert_eq!(s.health().await, kpbt_tracker::store::Health::Ok);
 }
 
+/// rack-a inside zone-eu's 10/8 (first match wins), zone-eu with an IPv6 network too.
+fn rack_labels() -> Labels {
+    LabelsConfig(vec![
+        ("rack-a".into(), vec!["10.1.0.0/16".into()]),
+        (
+            "zone-eu".into(),
+            vec!["10.0.0.0/8".into(), "fd00::/8".into()],
+        ),
+    ])
+    .compile()
+    .unwrap()
+}
+
+fn roomy() -> StoreLimits {
+    StoreLimits {
+        max_peers_per_torrent: 100,
+        ..limits()
+    }
+}
+
+/// Announces peer `id` from `ip` (port 6881) with `numwant`.
+async fn ann_from(
+    s: &SwarmStore,
+    id: u8,
+    ip: &str,
+    left: u64,
+    event: AnnounceEvent,
+    numwant: Option<u32>,
+) -> kpbt_tracker::store::AnnounceOutcome {
+    let mut r = req(1, id, left, event);
+    r.numwant = numwant;
+    s.announce(&r, from(ip), T0)
+        .await
+        .unwrap_or_else(|e| panic!("announce of {ip}: {e}"))
+}
+
+fn from(ip: &str) -> SocketAddr {
+    SocketAddr::new(ip.parse().unwrap(), 6881)
+}
+
+fn set(ips: &[&str]) -> HashSet<SocketAddr> {
+    ips.iter().map(|ip| from(ip)).collect()
+}
+
+const RACK_A_LEECHERS: [&str; 3] = ["10.1.0.1", "10.1.0.2", "10.1.0.3"];
+const RACK_A_SEEDERS: [&str; 2] = ["10.1.0.11", "10.1.0.12"];
+const ZONE_LEECHERS: [&str; 3] = ["10.2.0.1", "10.2.0.2", "fd00::3"];
+const ZONE_SEEDERS: [&str; 1] = ["10.2.0.11"];
+const OTHER_LEECHERS: [&str; 2] = ["192.0.2.1", "192.0.2.2"];
+const OTHER_SEEDERS: [&str; 1] = ["192.0.2.11"];
+
+/// A swarm of every kind: labelled and not, seeders and leechers, IPv4 and IPv6.
+async fn labelled_swarm(kind: Kind) -> Subject {
+    let s = subject_with_labels(kind, roomy(), rack_labels());
+    let mut id = 1;
+    for (ips, left) in [
+        (&RACK_A_LEECHERS[..], 5),
+        (&RACK_A_SEEDERS[..], 0),
+        (&ZONE_LEECHERS[..], 5),
+        (&ZONE_SEEDERS[..], 0),
+        (&OTHER_LEECHERS[..], 5),
+        (&OTHER_SEEDERS[..], 0),
+    ] {
+        for ip in ips {
+            ann_from(&s, id, ip, left, AnnounceEvent::Completed, Some(0)).await;
+            id += 1;
+        }
+    }
+    s
+}
+
+/// The peers of a reply as addresses, in reply order.
+fn order(o: &kpbt_tracker::store::AnnounceOutcome) -> Vec<SocketAddr> {
+    o.peers.iter().map(|p| p.addr).collect()
+}
+
+fn assert_distinct_and_not(o: &kpbt_tracker::store::AnnounceOutcome, me: &str) {
+    let got = order(o);
+    assert_eq!(addrs(o).len(), got.len(), "duplicates in {got:?}");
+    assert!(!got.contains(&from(me)), "self in {got:?}");
+}
+
+async fn labelled_announcers_get_their_own_label_first(kind: Kind) {
+    let s = labelled_swarm(kind).await;
+    let me = RACK_A_LEECHERS[0];
+    let rack_a: HashSet<SocketAddr> = set(&RACK_A_LEECHERS[1..])
+        .union(&set(&RACK_A_SEEDERS))
+        .copied()
+        .collect();
+    // Exactly as many as the label has: all of them, and nobody else.
+    let o = ann_from(&s, 1, me, 5, AnnounceEvent::None, Some(4)).await;
+    assert_eq!(addrs(&o), rack_a);
+    // More: the label's four first, then others (never rack-a again, never itself).
+    let o = ann_from(&s, 1, me, 5, AnnounceEvent::None, Some(7)).await;
+    assert_distinct_and_not(&o, me);
+    let got = order(&o);
+    assert_eq!(got.len(), 7);
+    assert_eq!(
+        got[..4].iter().copied().collect::<HashSet<_>>(),
+        rack_a,
+        "{got:?}"
+    );
+    assert!(got[4..].iter().all(|a| !rack_a.contains(a)), "{got:?}");
+    // Fewer: only rack-a peers, still picked at random among them.
+    let mut seen = HashSet::new();
+    for _ in 0..30 {
+        let o = ann_from(&s, 1, me, 5, AnnounceEvent::None, Some(2)).await;
+        assert_distinct_and_not(&o, me);
+        assert_eq!(o.peers.len(), 2);
+        assert!(addrs(&o).is_subset(&rack_a), "{:?}", order(&o));
+        let mut pair = order(&o);
+        pair.sort();
+        seen.insert(pair);
+    }
+    assert!(seen.len() > 1, "always the same two rack-a peers: {seen:?}");
+    // Everyone but itself when numwant allows.
+    let o = ann_from(&s, 1, me, 5, AnnounceEvent::None, Some(50)).await;
+    assert_eq!(o.peers.len(), 11);
+    assert_distinct_and_not(&o, me);
+    // zone-eu from IPv6: its own label first, whichever family.
+    let me6 = ZONE_LEECHERS[2];
+    let zone: HashSet<SocketAddr> = set(&ZONE_LEECHERS[..2])
+        .union(&set(&ZONE_SEEDERS))
+        .copied()
+        .collect();
+    let o = ann_from(&s, 9, me6, 5, AnnounceEvent::None, Some(3)).await;
+    assert_eq!(addrs(&o), zone);
+    // Unlabelled announcers pick from the whole swarm as before.
+    let o = ann_from(&s, 13, OTHER_LEECHERS[0], 5, AnnounceEvent::None, Some(50)).await;
+    assert_eq!(o.peers.len(), 11);
+    assert_distinct_and_not(&o, OTHER_LEECHERS[0]);
+}
+
+async fn labelled_seeders_get_their_labels_leechers_first_and_no_seeders(kind: Kind) {
+    let s = labelled_swarm(kind).await;
+    let me = RACK_A_SEEDERS[0];
+    // Steady state: rack-a's leechers, then other leechers; seeders never.
+    let o = ann_from(&s, 4, me, 0, AnnounceEvent::None, Some(3)).await;
+    assert_eq!(addrs(&o), set(&RACK_A_LEECHERS));
+    let o = ann_from(&s, 4, me, 0, AnnounceEvent::None, Some(5)).await;
+    let got = order(&o);
+    assert_eq!(
+        got[..3].iter().copied().collect::<HashSet<_>>(),
+        set(&RACK_A_LEECHERS)
+    );
+    let others: HashSet<SocketAddr> = set(&ZONE_LEECHERS)
+        .union(&set(&OTHER_LEECHERS))
+        .copied()
+        .collect();
+    assert!(got[3..].iter().all(|a| others.contains(a)), "{got:?}");
+    let o = ann_from(&s, 4, me, 0, AnnounceEvent::Completed, Some(50)).await;
+    let leechers: HashSet<SocketAddr> = others.union(&set(&RACK_A_LEECHERS)).copied().collect();
+    assert_eq!(addrs(&o), leechers);
+}
+
+/// rqbit-style magnet clients announce `event=started&left=0` before they have the
+/// metadata: they get leechers first, then seeders to fill numwant. With labels, the
+/// kind comes first, the label second: rack-a leechers, other leechers, rack-a seeders,
+/// other seeders.
+async fn left0_started_gets_leechers_then_seeders(kind: Kind) {
+    let s = labelled_swarm(kind).await;
+    let me = "10.1.0.99";
+    let o = ann_from(&s, 99, me, 0, AnnounceEvent::Started, Some(50)).await;
+    assert_distinct_and_not(&o, me);
+    let got = order(&o);
+    let leechers: HashSet<SocketAddr> = set(&RACK_A_LEECHERS)
+        .union(&set(&ZONE_LEECHERS))
+        .chain(set(&OTHER_LEECHERS).iter())
+        .copied()
+        .collect();
+    assert_eq!(got.len(), 12, "{got:?}");
+    let groups: [HashSet<SocketAddr>; 4] = [
+        set(&RACK_A_LEECHERS),
+        set(&ZONE_LEECHERS)
+            .union(&set(&OTHER_LEECHERS))
+            .copied()
+            .collect(),
+        set(&RACK_A_SEEDERS),
+        set(&ZONE_SEEDERS)
+            .union(&set(&OTHER_SEEDERS))
+            .copied()
+            .collect(),
+    ];
+    let mut pos = 0;
+    for g in &groups {
+        let part: HashSet<SocketAddr> = got[pos..pos + g.len()].iter().copied().collect();
+        assert_eq!(&part, g, "group at {pos} in {got:?}");
+        pos += g.len();
+    }
+    // numwant smaller than the leechers: leechers only.
+    let o = ann_from(&s, 99, "10.1.0.98", 0, AnnounceEvent::Started, Some(8)).await;
+    assert!(addrs(&o).is_subset(&leechers), "{:?}", order(&o));
+    assert_eq!(o.peers.len(), 8);
+    // Its re-announces, with no event or `completed`: leechers only, whatever numwant.
+    for event in [AnnounceEvent::None, AnnounceEvent::Completed] {
+        let o = ann_from(&s, 99, me, 0, event, Some(50)).await;
+        assert_eq!(addrs(&o), leechers, "{event:?}");
+    }
+    // Unlabelled, in a plain swarm: the same rule.
+    let p = subject(kind, limits());
+    ann(&p, 2, 1, 0, AnnounceEvent::Started, T0).await;
+    ann(&p, 2, 2, 0, AnnounceEvent::Started, T0).await;
+    ann(&p, 2, 3, 5, AnnounceEvent::Started, T0).await;
+    let o = ann(&p, 2, 4, 0, AnnounceEvent::Started, T0).await;
+    assert_eq!(o.peers[0].addr, at(3));
+    assert_eq!(addrs(&o), HashSet::from([at(1), at(2), at(3)]));
+    let o = ann(&p, 2, 4, 0, AnnounceEvent::None, T0 + 1).await;
+    assert_eq!(addrs(&o), HashSet::from([at(3)]));
+}
+
+async fn peers_per_label_follow_joins_moves_stops_and_expiry(kind: Kind) {
+    let s = labelled_swarm(kind).await;
+    // [none, rack-a, zone-eu]
+    assert_eq!(s.label_peers().await.unwrap(), [3, 5, 4]);
+    let info = s.swarm(&InfoHash([1; 20])).await.unwrap().unwrap();
+    assert_eq!(info.per_label, [3, 5, 4]);
+    assert_eq!((info.seeders, info.leechers), (4, 8));
+    // A leecher turning seeder stays in its label; a stop leaves it.
+    ann_from(&s, 1, RACK_A_LEECHERS[0], 0, AnnounceEvent::None, Some(0)).await;
+    ann_from(&s, 7, ZONE_LEECHERS[0], 0, AnnounceEvent::Stopped, None).await;
+    assert_eq!(s.label_peers().await.unwrap(), [3, 5, 3]);
+    // Another swarm counts too.
+    let mut r = req(2, 50, 5, AnnounceEvent::Started);
+    r.numwant = Some(0);
+    s.announce(&r, from("10.1.7.7"), T0 + 50).await.unwrap();
+    assert_eq!(s.label_peers().await.unwrap(), [3, 6, 3]);
+    // Expiry: swarm 1's peers (T0) go, swarm 2's (T0 + 50) stays. An announce to
+    // swarm 1 first (Redis drops stale peers on announces too, the memory store only
+    // when reaping), then the reaper: the same figures either way.
+    let mut r = req(1, 60, 5, AnnounceEvent::Started);
+    r.numwant = Some(0);
+    s.announce(&r, from("192.0.2.60"), T0 + 120).await.unwrap();
+    s.reap(T0 + 120).await.unwrap();
+    assert_eq!(s.label_peers().await.unwrap(), [1, 1, 0]);
+    assert_eq!(
+        s.stats().await.unwrap(),
+        StoreStats {
+            torrents: 2,
+            seeders: 0,
+            leechers: 2
+        }
+    );
+    let info = s.swarm(&InfoHash([1; 20])).await.unwrap().unwrap();
+    assert_eq!(info.per_label, [1, 0, 0]);
+    let info = s.swarm(&InfoHash([2; 20])).await.unwrap().unwrap();
+    assert_eq!(info.per_label, [0, 1, 0]);
+    let r = s.reap(T0 + 1000).await.unwrap();
+    assert_eq!(r.torrents_removed, 2);
+    assert_eq!(s.label_peers().await.unwrap(), [0, 0, 0]);
+    // Unlabelled stores count nothing by label.
+    let plain = subject(kind, limits());
+    ann(&plain, 1, 1, 5, AnnounceEvent::Started, T0).await;
+    assert_eq!(plain.label_peers().await.unwrap(), Vec::<u64>::new());
+    let info = plain.swarm(&InfoHash([1; 20])).await.unwrap().unwrap();
+    assert_eq!(info.per_label, [1]);
+}
+
+async fn swarm_figures_with_the_last_completion_time(kind: Kind) {
+    let s = subject(kind, limits());
+    assert_eq!(s.swarm(&InfoHash([1; 20])).await.unwrap(), None);
+    ann(&s, 1, 1, 10, AnnounceEvent::Started, T0).await;
+    ann(&s, 1, 2, 10, AnnounceEvent::Started, T0).await;
+    assert_eq!(
+        s.swarm(&InfoHash([1; 20])).await.unwrap(),
+        Some(SwarmInfo {
+            seeders: 0,
+            leechers: 2,
+            completed: 0,
+            last_completed: None,
+            per_label: vec![2],
+        })
+    );
+    ann(&s, 1, 1, 0, AnnounceEvent::Completed, T0 + 5).await;
+    ann(&s, 1, 2, 0, AnnounceEvent::Completed, T0 + 9).await;
+    // A repeated `completed` is not counted, and does not move the time.
+    ann(&s, 1, 2, 0, AnnounceEvent::Completed, T0 + 20).await;
+    // Seeding from the start (no `completed`) is a seeder, not a completion.
+    ann(&s, 1, 3, 0, AnnounceEvent::Started, T0 + 30).await;
+    let info = s.swarm(&InfoHash([1; 20])).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            info.seeders,
+            info.leechers,
+            info.completed,
+            info.last_completed
+        ),
+        (3, 0, 2, Some(T0 + 9))
+    );
+    for n in 1..=3 {
+        ann(&s, 1, n, 0, AnnounceEvent::Stopped, T0 + 40).await;
+    }
+    assert_eq!(s.swarm(&InfoHash([1; 20])).await.unwrap(), None);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -346,6 +650,11 @@ contract!(
     swarm_torrent_and_address_limits,
     ipv6_peers_are_kept_and_returned,
     health_is_ok_while_the_store_answers,
+    labelled_announcers_get_their_own_label_first,
+    labelled_seeders_get_their_labels_leechers_first_and_no_seeders,
+    left0_started_gets_leechers_then_seeders,
+    peers_per_label_follow_joins_moves_stops_and_expiry,
+    swarm_figures_with_the_last_completion_time,
 );
 
 /// Redis down: announces fail fast with "storage unavailable", health says why; when a
@@ -399,4 +708,62 @@ async fn redis_outage_gives_unavailable_within_the_timeout_and_recovers() {
         }
     }
     assert_eq!(s.health().await, kpbt_tracker::store::Health::Ok);
+}
+
+/// The Redis store's label bookkeeping leaves nothing behind: a label's zsets mirror the
+/// main ones while peers are in them, and once every peer has stopped or expired only the
+/// bucket's totals hash remains, with no per-label fields.
+#[tokio::test]
+async fn redis_label_keys_empty_with_their_swarm() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let spec: StoreSpec = redis.url(0).parse().unwrap();
+    let s = SwarmStore::open_with_labels(
+        &spec,
+        roomy(),
+        Arc::new(rack_labels()),
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    // An integer reply, or a bulk string holding one (HGET); a missing field is 0.
+    let int = |args: &[&str]| -> i64 {
+        let r = redis.cmd(args).unwrap();
+        let text = String::from_utf8_lossy(&r).into_owned();
+        let mut lines = text.split("\r\n");
+        let first = lines.next().unwrap_or("");
+        match first.as_bytes().first() {
+            Some(b':') => first[1..].parse().unwrap(),
+            Some(b'$') if first == "$-1" => 0,
+            Some(b'$') => lines.next().unwrap().parse().unwrap(),
+            _ => panic!("{args:?}: {text}"),
+        }
+    };
+    let key = |suffix: &str| format!("{{{}}}{suffix}", "01".repeat(20));
+    ann_from(&s, 1, "10.1.0.1", 5, AnnounceEvent::Started, None).await;
+    ann_from(&s, 2, "10.1.0.2", 5, AnnounceEvent::Started, None).await;
+    ann_from(&s, 3, "fd00::3", 0, AnnounceEvent::Started, None).await;
+    ann_from(&s, 4, "192.0.2.4", 5, AnnounceEvent::Started, None).await;
+    assert_eq!(int(&["ZCARD", &key("l:rack-a")]), 2);
+    assert_eq!(int(&["ZCARD", &key("s:zone-eu")]), 1);
+    assert_eq!(int(&["HGET", "kpbt:st", "n:rack-a"]), 2);
+    // A leecher that completes moves to its label's seeders.
+    ann_from(&s, 1, "10.1.0.1", 0, AnnounceEvent::Completed, None).await;
+    assert_eq!(int(&["ZCARD", &key("l:rack-a")]), 1);
+    assert_eq!(int(&["ZCARD", &key("s:rack-a")]), 1);
+    assert_eq!(int(&["HGET", "kpbt:st", "n:rack-a"]), 2);
+    // A stop, then expiry for the rest (the reaper's own script).
+    ann_from(&s, 2, "10.1.0.2", 5, AnnounceEvent::Stopped, None).await;
+    assert_eq!(int(&["EXISTS", &key("l:rack-a")]), 0);
+    assert_eq!(int(&["HGET", "kpbt:st", "n:rack-a"]), 1);
+    let r = s.reap(T0 + 1000).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (3, 1));
+    assert_eq!(int(&["DBSIZE"]), 1, "only the bucket totals remain");
+    assert_eq!(
+        int(&["HLEN", "kpbt:st"]),
+        3,
+        "t, s and l; no n:LABEL fields"
+    );
+    assert_eq!(s.label_peers().await.unwrap(), [0, 0, 0]);
 }

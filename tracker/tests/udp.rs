@@ -349,6 +349,101 @@ fn the_ip_field_is_honoured_only_when_configured() {
     }
 }
 
+/// BEP 15's `started` (event 2) with `left=0` is a magnet client's first announce (or a
+/// seeder starting): leechers first, then seeders to fill num_want. The same peer's
+/// `none` (0) and `completed` (1) announces get leechers only.
+#[test]
+fn left0_started_gets_leechers_then_seeders() {
+    let t = Udp::start(udp_config());
+    let mut c = t.client();
+    let cid = c.connect();
+    let mut seeder = |id: u8| {
+        let mut a = ann(5, id, 9200 + u16::from(id), 0);
+        a.event = 1;
+        a.num_want = 0;
+        c.announce(cid, a, &[]);
+    };
+    seeder(1);
+    seeder(2);
+    for id in [3u8, 4] {
+        let mut a = ann(5, id, 9200 + u16::from(id), 50);
+        a.num_want = 0;
+        c.announce(cid, a, &[]);
+    }
+    let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+    let sorted = |mut v: Vec<SocketAddr>| {
+        v.sort();
+        v
+    };
+    let magnet = |event: u32, num_want: i32, c: &mut Client| {
+        let mut a = ann(5, 9, 9209, 0);
+        a.event = event;
+        a.num_want = num_want;
+        announce_reply(&c.announce(cid, a, &[]), 6)
+    };
+    let (_, leechers, seeders, peers) = magnet(2, 3, &mut c);
+    assert_eq!((leechers, seeders), (2, 3));
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    assert_eq!(sorted(peers[..2].to_vec()), [at(9203), at(9204)]);
+    assert!([at(9201), at(9202)].contains(&peers[2]), "{peers:?}");
+    let (_, _, _, peers) = magnet(2, -1, &mut c);
+    assert_eq!(
+        sorted(peers),
+        [at(9201), at(9202), at(9203), at(9204)],
+        "everyone with the default num_want"
+    );
+    for event in [0, 1] {
+        let (_, _, _, peers) = magnet(event, -1, &mut c);
+        assert_eq!(sorted(peers), [at(9203), at(9204)], "event {event}");
+    }
+}
+
+/// Labels apply to UDP announces too (the store picks the peers), by the address the
+/// peer is recorded under (here the `ip` field, believed from loopback).
+#[test]
+fn labelled_announcers_get_their_rack_first_over_udp() {
+    let labels =
+        kpbt_tracker::labels::LabelsConfig(vec![("rack-a".into(), vec!["10.1.0.0/16".into()])]);
+    let t = Udp::start(Config {
+        honor_ip_param: true,
+        trusted_proxies: vec!["127.0.0.0/8".into()],
+        labels,
+        ..udp_config()
+    });
+    let mut c = t.client();
+    let cid = c.connect();
+    let from = |id: u8, ip: [u8; 4], num_want: i32, c: &mut Client| {
+        let mut a = ann(6, id, 9300 + u16::from(id), 5);
+        a.ip = u32::from_be_bytes(ip);
+        a.num_want = num_want;
+        announce_reply(&c.announce(cid, a, &[]), 6).3
+    };
+    for (id, ip) in [
+        (1, [10, 1, 0, 1]),
+        (2, [10, 1, 0, 2]),
+        (3, [192, 0, 2, 3]),
+        (4, [192, 0, 2, 4]),
+    ] {
+        from(id, ip, 0, &mut c);
+    }
+    let rack = SocketAddr::from(([10, 1, 0, 2], 9302));
+    for _ in 0..5 {
+        assert_eq!(from(1, [10, 1, 0, 1], 1, &mut c), [rack]);
+    }
+    let peers = from(1, [10, 1, 0, 1], 3, &mut c);
+    assert_eq!(peers.len(), 3);
+    assert_eq!(peers[0], rack);
+    let m = t.metrics();
+    assert!(
+        m.contains("kpbt_tracker_peers_returned_total{same_label=\"true\"} 6"),
+        "{m}"
+    );
+    assert!(
+        m.contains("kpbt_tracker_peers_returned_total{same_label=\"false\"} 2"),
+        "{m}"
+    );
+}
+
 #[test]
 fn bad_and_expired_connection_ids_get_an_error_reply() {
     let key = "000102030405060708090a0b0c0d0e0f";

@@ -86,12 +86,24 @@ fn seeders_get_only_leechers_and_completion_counts_once() {
         .unwrap();
     st.announce(&req(1, 2, 5, AnnounceEvent::Started), addr("10.0.0.2:1"), 0)
         .unwrap();
+    // A seeder's steady-state announce (no event): leechers only.
     let s2 = st
-        .announce(&req(1, 3, 0, AnnounceEvent::Started), addr("10.0.0.3:1"), 0)
+        .announce(&req(1, 3, 0, AnnounceEvent::None), addr("10.0.0.3:1"), 0)
         .unwrap();
     assert_eq!(
         s2.peers.iter().map(|p| p.addr).collect::<Vec<_>>(),
         [addr("10.0.0.2:1")]
+    );
+    // A left=0 `started` (a magnet client without metadata, or a seeder starting):
+    // leechers first, then seeders to fill numwant.
+    let s4 = st
+        .announce(&req(1, 4, 0, AnnounceEvent::Started), addr("10.0.0.4:1"), 0)
+        .unwrap();
+    assert_eq!(s4.peers[0].addr, addr("10.0.0.2:1"));
+    let rest: HashSet<SocketAddr> = s4.peers[1..].iter().map(|p| p.addr).collect();
+    assert_eq!(
+        rest,
+        HashSet::from([addr("10.0.0.1:1"), addr("10.0.0.3:1")])
     );
     let done = st
         .announce(
@@ -118,7 +130,7 @@ fn seeders_get_only_leechers_and_completion_counts_once() {
     assert_eq!(
         sc[0].1,
         ScrapeStats {
-            complete: 3,
+            complete: 4,
             downloaded: 1,
             incomplete: 0
         }
@@ -128,7 +140,7 @@ fn seeders_get_only_leechers_and_completion_counts_once() {
         st.stats(),
         StoreStats {
             torrents: 1,
-            seeders: 3,
+            seeders: 4,
             leechers: 0
         }
     );

@@ -17,12 +17,14 @@ pub mod memory;
 pub mod redis;
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kpbt_proto::announce::{AnnounceRequest, ReplyPeer, ScrapeStats};
+use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
 use kpbt_proto::InfoHash;
 use prometheus::{HistogramVec, IntCounterVec};
+
+use crate::labels::Labels;
 
 pub use memory::MemoryStore;
 pub use redis::{CallOutcome, RedisStore, StoreSpec, StoreSpecError};
@@ -132,10 +134,47 @@ pub struct AnnounceOutcome {
     pub complete: u32,
     /// Leechers in the swarm, including the announcing peer.
     pub incomplete: u32,
-    /// Other peers for the client, never itself; leechers only if the client seeds.
+    /// Other peers for the client, never itself, chosen by [`Wanted`] (and labels).
     pub peers: Vec<ReplyPeer>,
     /// Whether this announce was counted as a completed download.
     pub counted_completion: bool,
+}
+
+/// Which peers an announce is given (both stores apply the same rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// A leecher: seeders and leechers.
+    Everyone,
+    /// A seeder re-announcing (no event, or `completed`): leechers only, since seeders
+    /// have nothing to give each other.
+    Leechers,
+    /// A `left=0` peer's `started` (its first appearance): leechers first, then seeders
+    /// to fill `numwant`. Magnet clients without metadata announce `left=0` (they do not
+    /// know the size yet); given no seeders they could never start.
+    LeechersThenSeeders,
+}
+
+impl Wanted {
+    pub fn of(req: &AnnounceRequest) -> Self {
+        match (req.left == 0, req.event) {
+            (false, _) => Wanted::Everyone,
+            (true, AnnounceEvent::Started) => Wanted::LeechersThenSeeders,
+            (true, _) => Wanted::Leechers,
+        }
+    }
+}
+
+/// One swarm's figures, for `GET /swarms/{info_hash}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwarmInfo {
+    pub seeders: u32,
+    pub leechers: u32,
+    /// Completed downloads counted (the scrape `downloaded` figure).
+    pub completed: u32,
+    /// When the last counted completion arrived (wall-clock [`Secs`]).
+    pub last_completed: Option<Secs>,
+    /// Peers per label, indexed by [`crate::labels::LabelId`] (0: none).
+    pub per_label: Vec<u32>,
 }
 
 /// What one reaper pass did.
@@ -168,10 +207,19 @@ pub enum Op {
     Stats,
     Reap,
     Ping,
+    /// One swarm's figures (`/swarms/{info_hash}`).
+    Swarm,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [Op::Announce, Op::Scrape, Op::Stats, Op::Reap, Op::Ping];
+    pub const ALL: [Op; 6] = [
+        Op::Announce,
+        Op::Scrape,
+        Op::Stats,
+        Op::Reap,
+        Op::Ping,
+        Op::Swarm,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -180,6 +228,7 @@ impl Op {
             Op::Stats => "stats",
             Op::Reap => "reap",
             Op::Ping => "ping",
+            Op::Swarm => "swarm",
         }
     }
 }
@@ -202,6 +251,7 @@ enum Backend {
 pub struct SwarmStore {
     backend: Backend,
     limits: StoreLimits,
+    labels: Arc<Labels>,
     timeout: Duration,
     metrics: Option<StoreMetrics>,
     /// The last failure's description while the store is failing; `None` when healthy.
@@ -211,7 +261,13 @@ pub struct SwarmStore {
 impl SwarmStore {
     /// The in-process store.
     pub fn memory(limits: StoreLimits) -> Self {
-        Self::with(Backend::Memory(MemoryStore::new(limits)), limits)
+        Self::memory_with_labels(limits, Arc::new(Labels::empty()))
+    }
+
+    /// The in-process store, grouping peers by `labels`.
+    pub fn memory_with_labels(limits: StoreLimits, labels: Arc<Labels>) -> Self {
+        let m = MemoryStore::with_labels(limits, labels.clone());
+        Self::with(Backend::Memory(m), limits, labels)
     }
 
     /// The store `spec` names. Redis connects lazily (and reconnects by itself), so this
@@ -221,19 +277,35 @@ impl SwarmStore {
         limits: StoreLimits,
         timeout: Duration,
     ) -> Result<Self, StoreSpecError> {
+        Self::open_with_labels(spec, limits, Arc::new(Labels::empty()), timeout)
+    }
+
+    /// [`SwarmStore::open`], grouping peers by `labels`. Every instance sharing a Redis
+    /// store should have the same labels.
+    pub fn open_with_labels(
+        spec: &StoreSpec,
+        limits: StoreLimits,
+        labels: Arc<Labels>,
+        timeout: Duration,
+    ) -> Result<Self, StoreSpecError> {
         let backend = match spec {
-            StoreSpec::Memory => Backend::Memory(MemoryStore::new(limits)),
-            other => Backend::Redis(Box::new(RedisStore::open(other, limits, timeout)?)),
+            StoreSpec::Memory => Backend::Memory(MemoryStore::with_labels(limits, labels.clone())),
+            other => {
+                let mut r = RedisStore::open(other, limits, timeout)?;
+                r.set_labels(labels.clone());
+                Backend::Redis(Box::new(r))
+            }
         };
-        let mut s = Self::with(backend, limits);
+        let mut s = Self::with(backend, limits, labels);
         s.timeout = timeout;
         Ok(s)
     }
 
-    fn with(backend: Backend, limits: StoreLimits) -> Self {
+    fn with(backend: Backend, limits: StoreLimits, labels: Arc<Labels>) -> Self {
         SwarmStore {
             backend,
             limits,
+            labels,
             timeout: Duration::from_secs(1),
             metrics: None,
             failing: Mutex::new(None),
@@ -247,6 +319,11 @@ impl SwarmStore {
 
     pub fn limits(&self) -> &StoreLimits {
         &self.limits
+    }
+
+    /// The labels peers are grouped by (empty when none are configured).
+    pub fn labels(&self) -> &Labels {
+        &self.labels
     }
 
     /// `memory`, `redis` or `redis-cluster`.
@@ -299,6 +376,26 @@ impl SwarmStore {
         match &self.backend {
             Backend::Memory(m) => Ok(m.stats()),
             Backend::Redis(r) => self.remote(Op::Stats, r.stats()).await,
+        }
+    }
+
+    /// Peers per label over the whole store, indexed by [`crate::labels::LabelId`]
+    /// (0: none). Empty when no labels are configured (nothing is asked of the store).
+    pub async fn label_peers(&self) -> Result<Vec<u64>, StoreUnavailable> {
+        if self.labels.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.label_peers()),
+            Backend::Redis(r) => self.remote(Op::Stats, r.label_peers()).await,
+        }
+    }
+
+    /// One swarm's figures; `None` when the store holds no peers for it.
+    pub async fn swarm(&self, hash: &InfoHash) -> Result<Option<SwarmInfo>, StoreUnavailable> {
+        match &self.backend {
+            Backend::Memory(m) => Ok(self.timed(Op::Swarm, || m.swarm(hash))),
+            Backend::Redis(r) => self.remote(Op::Swarm, r.swarm(hash)).await,
         }
     }
 

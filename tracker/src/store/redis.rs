@@ -7,14 +7,18 @@
 //! - `{H}s`, `{H}l`: sorted sets of seeders and leechers; member = the peer's address
 //!   (4 or 16 IP bytes, then the port big-endian, the compact form), score = last seen
 //!   (wall-clock seconds). Counts are `ZCARD`s; stale peers are found by score.
-//! - `{H}p`: hash of address → peer id (20 bytes), IP bytes → peers from that IP (the
-//!   per-IP cap), and `d` → completed downloads. Field lengths (6/18, 4/16, 1) cannot
-//!   collide.
+//! - `{H}p`: hash of address → peer id (20 bytes) followed by the peer's label name
+//!   (nothing when unlabelled), IP bytes → peers from that IP (the per-IP cap), `d` →
+//!   completed downloads and `c` → when the last one was counted. Field lengths (6/18,
+//!   4/16, 1) cannot collide.
+//! - `{H}s:NAME`, `{H}l:NAME`: the seeders and leechers with label NAME, with the same
+//!   scores as in `{H}s`/`{H}l`; every removal from those goes through the peer's label,
+//!   so they empty (and vanish) with the swarm.
 //!
 //! Totals and the reaper's index live in *buckets* that share the swarm's slot, so the
 //! same script updates them atomically: `kpbt:ix{T}` (sorted set: swarm → its oldest
 //! peer's last-seen, 0 when empty) and `kpbt:st{T}` (hash: `t` torrents, `s` seeders,
-//! `l` leechers). A single Redis has one bucket (`T` empty); a cluster has one per slot,
+//! `l` leechers, `n:NAME` peers with label NAME). A single Redis has one bucket (`T` empty); a cluster has one per slot,
 //! `T` a `{tag}` of that slot. `/stats` sums the buckets; the reaper visits only the
 //! swarms whose oldest peer is stale (a range query on the index), never all keys.
 
@@ -31,7 +35,10 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Script, Value};
 
-use super::{AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats};
+use super::{
+    AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats, SwarmInfo, Wanted,
+};
+use crate::labels::Labels;
 
 /// Which store to run: the `store` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +118,8 @@ static REAP: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("redis_reap.lua")));
 static SCRAPE: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("redis_scrape.lua")));
+static SWARM: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(include_str!("redis_swarm.lua")));
 
 /// Swarms one reap script call removes at most, so no call blocks Redis for long.
 const REAP_BATCH: usize = 256;
@@ -414,6 +423,7 @@ pub struct RedisStore {
     /// Torrents at the last stats read; a cluster can only enforce `max_torrents`
     /// approximately, from this (a single server checks its one bucket exactly).
     torrents_seen: AtomicU64,
+    labels: Arc<Labels>,
 }
 
 impl RedisStore {
@@ -464,7 +474,13 @@ impl RedisStore {
             limits,
             buckets: Arc::new(buckets),
             torrents_seen: AtomicU64::new(0),
+            labels: Arc::new(Labels::empty()),
         })
+    }
+
+    /// Groups peers by `labels` from now on (set before the first call).
+    pub fn set_labels(&mut self, labels: Arc<Labels>) {
+        self.labels = labels;
     }
 
     pub fn kind(&self) -> &'static str {
@@ -537,12 +553,29 @@ impl RedisStore {
         } else {
             self.limits.numwant(req.numwant)
         };
-        let reply: Vec<Value> = ANNOUNCE
-            .key(format!("{{{hex}}}s"))
+        let id = self.labels.lookup(ip);
+        let label = if id.is_none() {
+            ""
+        } else {
+            self.labels.name(id)
+        };
+        let wanted = match Wanted::of(req) {
+            Wanted::Everyone => 0,
+            Wanted::Leechers => 1,
+            Wanted::LeechersThenSeeders => 2,
+        };
+        let mut script = ANNOUNCE.key(format!("{{{hex}}}s"));
+        script
             .key(format!("{{{hex}}}l"))
             .key(format!("{{{hex}}}p"))
             .key(format!("kpbt:ix{bucket}"))
-            .key(format!("kpbt:st{bucket}"))
+            .key(format!("kpbt:st{bucket}"));
+        if !label.is_empty() {
+            script
+                .key(format!("{{{hex}}}s:{label}"))
+                .key(format!("{{{hex}}}l:{label}"));
+        }
+        let reply: Vec<Value> = script
             .arg(&addr[..])
             .arg(&ip_bytes[..])
             .arg(&req.peer_id.0[..])
@@ -555,6 +588,8 @@ impl RedisStore {
             .arg(per_ip)
             .arg(max_torrents)
             .arg(&hex)
+            .arg(label)
+            .arg(wanted)
             .invoke_async(&mut conn)
             .await?;
         let int = |i: usize| match reply.get(i) {
@@ -580,9 +615,10 @@ impl RedisStore {
                     a.len()
                 )));
             };
+            // The peer id, then the peer's label name (when it has one).
             let mut peer_id = [0u8; 20];
             if let Value::BulkString(id) = id {
-                if id.len() == 20 {
+                if let Some(id) = id.get(..20) {
                     peer_id.copy_from_slice(id);
                 }
             }
@@ -627,6 +663,80 @@ impl RedisStore {
             }
         });
         futures_util::future::try_join_all(calls).await
+    }
+
+    /// One swarm's figures; `None` when it has no peers.
+    pub async fn swarm(&self, hash: &InfoHash) -> Result<Option<SwarmInfo>, RemoteError> {
+        let mut conn = self.handle().await?;
+        let hex = hex_of(hash);
+        let mut script = SWARM.key(format!("{{{hex}}}s"));
+        script.key(format!("{{{hex}}}l")).key(format!("{{{hex}}}p"));
+        for name in self.labels.names() {
+            script.arg(name);
+        }
+        let v: Vec<i64> = script.invoke_async(&mut conn).await?;
+        let n = |i: usize| {
+            v.get(i)
+                .map(|&n| u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+                .ok_or_else(|| RemoteError::Reply(format!("swarm field {i} missing")))
+        };
+        let (seeders, leechers) = (n(0)?, n(1)?);
+        if seeders + leechers == 0 {
+            return Ok(None);
+        }
+        let labelled = (0..self.labels.len())
+            .map(|i| n(4 + i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let none = (seeders + leechers).saturating_sub(labelled.iter().sum());
+        let last = n(3)?;
+        Ok(Some(SwarmInfo {
+            seeders,
+            leechers,
+            completed: n(2)?,
+            last_completed: (last > 0).then_some(last),
+            per_label: std::iter::once(none).chain(labelled).collect(),
+        }))
+    }
+
+    /// Peers per label over every bucket, indexed by label id (0: none, the rest of the
+    /// peers).
+    pub async fn label_peers(&self) -> Result<Vec<u64>, RemoteError> {
+        let conn = self.handle().await?;
+        let buckets = self.buckets.clone();
+        let fields: Arc<Vec<String>> = Arc::new(
+            ["s", "l"]
+                .into_iter()
+                .map(str::to_owned)
+                .chain(self.labels.names().iter().map(|n| format!("n:{n}")))
+                .collect(),
+        );
+        let width = fields.len();
+        let sums = stream::iter(0..buckets.len())
+            .map(|i| {
+                let mut conn = conn.clone();
+                let key = format!("kpbt:st{}", buckets[i]);
+                let fields = fields.clone();
+                async move {
+                    let v: Vec<Option<i64>> = redis::cmd("HMGET")
+                        .arg(key)
+                        .arg(&fields[..])
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok::<_, RemoteError>(v)
+                }
+            })
+            .buffer_unordered(BUCKET_CONCURRENCY)
+            .try_fold(vec![0i64; width], |mut acc, v| async move {
+                for (a, n) in acc.iter_mut().zip(v) {
+                    *a += n.unwrap_or(0);
+                }
+                Ok(acc)
+            })
+            .await?;
+        let labelled: Vec<u64> = sums[2..].iter().map(|&n| n.max(0) as u64).collect();
+        let all = (sums[0] + sums[1]).max(0) as u64;
+        let none = all.saturating_sub(labelled.iter().sum());
+        Ok(std::iter::once(none).chain(labelled).collect())
     }
 
     pub async fn stats(&self) -> Result<StoreStats, RemoteError> {

@@ -1,5 +1,6 @@
 -- Reaps one bucket: every swarm whose oldest peer is older than the cutoff (or that is
--- empty) loses its stale peers; swarms left empty are deleted. Totals stay exact.
+-- empty) loses its stale peers (from their label's zsets too); swarms left empty are
+-- deleted. Totals, and peers per label, stay exact.
 -- KEYS: 1 bucket index zset, 2 bucket stats hash. ARGV: 1 cutoff, 2 most swarms per call
 -- Returns {peers removed, swarms removed, swarms looked at}; looked at == ARGV[2] means
 -- call again.
@@ -13,6 +14,13 @@ for _, h in ipairs(names) do
     local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff, 'LIMIT', 0, 10000)
     for _, a in ipairs(gone) do
       redis.call('ZREM', z, a)
+      -- Its label's copy of z, and the label's total (peer-hash value: id .. label).
+      local v = redis.call('HGET', p, a)
+      if v and #v > 20 then
+        local l = string.sub(v, 21)
+        redis.call('ZREM', z .. ':' .. l, a)
+        if redis.call('HINCRBY', ST, 'n:' .. l, -1) <= 0 then redis.call('HDEL', ST, 'n:' .. l) end
+      end
       redis.call('HDEL', p, a)
       local i = string.sub(a, 1, -3)
       if redis.call('HINCRBY', p, i, -1) <= 0 then redis.call('HDEL', p, i) end

@@ -161,14 +161,17 @@ impl Handler {
                     outcome.complete,
                 );
                 let mut room = udp::max_reply_peers(family);
+                let mut tally = state.peers_tally(peer_ip);
                 for p in &outcome.peers {
                     if room == 0 {
                         break;
                     }
                     if udp::push_peer(out, family, p.addr) {
                         room -= 1;
+                        tally.add(p.addr.ip());
                     }
                 }
+                tally.finish();
             }
             Err(e) => self.fail_announce(out, a, (e.label(), &e.to_string())),
         }
