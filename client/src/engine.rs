@@ -307,6 +307,7 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
         events_tx,
     );
     shared.metadata = Arc::from(meta.info_bytes.as_slice());
+    shared.private = meta.info.private;
     let shared = Arc::new(shared);
     shared
         .max_connections_per_ip
@@ -476,6 +477,15 @@ impl TorrentHandle {
             self.shared.downloaded.load(Ordering::Relaxed),
             self.shared.uploaded.load(Ordering::Relaxed),
         )
+    }
+
+    pub fn info_hash(&self) -> kpbt_proto::InfoHash {
+        self.shared.info_hash
+    }
+
+    /// The addresses of the peers connected now.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.shared.lock().peers.values().map(|e| e.addr).collect()
     }
 
     /// True when every piece is verified (on disk).

@@ -169,7 +169,7 @@ async fn from_peer(
         return Err("peer does not speak the extension protocol".into());
     }
     let mut out = BytesMut::new();
-    peer_ext::our_handshake(None).encode(&mut out);
+    peer_ext::our_handshake(None, false).encode(&mut out);
     stream.write_all(&out).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut assembly: Option<(MetadataAssembly, u8)> = None;

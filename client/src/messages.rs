@@ -54,6 +54,9 @@ impl PeerStats {
 /// A connected peer as the piece state knows it.
 pub(crate) struct PeerEntry {
     pub addr: SocketAddr,
+    /// Where the peer accepts connections, when known (we dialed it): what PEX tells
+    /// other peers.
+    pub listen_addr: Option<SocketAddr>,
     pub peer_id: PeerId,
     pub cmd: mpsc::UnboundedSender<PeerCmd>,
     pub stats: Arc<PeerStats>,
@@ -70,4 +73,6 @@ pub(crate) enum Event {
     StorageFailed(StorageError),
     /// A peer's interest in us changed: re-run the choker now rather than in 10 s.
     Interest,
+    /// Peer addresses learned from a peer (PEX), to dial.
+    Peers(Vec<SocketAddr>),
 }

@@ -70,14 +70,15 @@ pub(crate) async fn run_incoming(shared: Arc<Shared>, incoming: Incoming) {
 }
 
 /// Exchanges handshakes (`theirs` is already read for incoming connections); returns
-/// the peer's id and whether it speaks BEP 10.
+/// the peer's id and whether it speaks BEP 10 and BEP 6 (the Fast extension).
 async fn handshake(
     shared: &Shared,
     stream: &mut TcpStream,
     theirs: Option<Handshake>,
-) -> Result<(PeerId, bool), String> {
+) -> Result<(PeerId, bool, bool), String> {
     let ours = Handshake::new(shared.info_hash, shared.our_id)
         .with_extension_protocol()
+        .with_fast()
         .encode();
     let outgoing = theirs.is_none();
     if outgoing {
@@ -100,7 +101,11 @@ async fn handshake(
     if !outgoing {
         stream.write_all(&ours).await.map_err(|e| e.to_string())?;
     }
-    Ok((theirs.peer_id, theirs.supports_extensions()))
+    Ok((
+        theirs.peer_id,
+        theirs.supports_extensions(),
+        theirs.supports_fast(),
+    ))
 }
 
 async fn run(
@@ -111,7 +116,7 @@ async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let outgoing = theirs.is_none();
-    let (peer_id, extensions) = match tokio::time::timeout(
+    let (peer_id, extensions, fast) = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         handshake(&shared, &mut stream, theirs),
     )
@@ -145,22 +150,34 @@ async fn run(
             key,
             PeerEntry {
                 addr,
+                listen_addr: outgoing.then_some(addr),
                 peer_id,
                 cmd: cmd_tx,
                 stats: stats.clone(),
             },
         );
-        (st.have.count_ones() > 0).then(|| Bytes::copy_from_slice(st.have.as_bytes()))
+        let have = st.have.count_ones();
+        if fast && have == shared.piece_count {
+            Some(Message::HaveAll)
+        } else if have == 0 {
+            fast.then_some(Message::HaveNone)
+        } else {
+            Some(Message::Bitfield(Bytes::copy_from_slice(
+                st.have.as_bytes(),
+            )))
+        }
     };
     shared.peer_count.fetch_add(1, Ordering::Relaxed);
     debug!(%addr, %peer_id, outgoing, "peer connected");
-    let mut conn = Conn::new(shared.clone(), key, addr.ip(), stats);
+    let mut conn = Conn::new(shared.clone(), key, addr, stats, fast);
     if extensions {
         // BEP 10: the extension handshake goes right after the BitTorrent one.
-        peer_ext::our_handshake(Some(shared.metadata.len())).encode(&mut conn.wbuf);
+        peer_ext::our_handshake(Some(shared.metadata.len()), !shared.private)
+            .encode(&mut conn.wbuf);
     }
-    if let Some(b) = have_bytes {
-        Message::Bitfield(b).encode(&mut conn.wbuf);
+    // A bitfield, or with the Fast extension have-all / have-none.
+    if let Some(m) = have_bytes {
+        m.encode(&mut conn.wbuf);
     }
     let reason = conn.run(stream, cmd_rx).await;
     debug!(%addr, "peer disconnected: {reason}");
@@ -174,7 +191,10 @@ type UploadBatch = Vec<(BlockRequest, Option<Vec<u8>>)>;
 struct Conn {
     shared: Arc<Shared>,
     key: PeerKey,
+    addr: SocketAddr,
     ip: IpAddr,
+    /// Both sides set the Fast extension bit (BEP 6).
+    fast: bool,
     stats: Arc<PeerStats>,
     bitfield: Bitfield,
     outstanding: HashSet<Block>,
@@ -198,13 +218,22 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(shared: Arc<Shared>, key: PeerKey, ip: IpAddr, stats: Arc<PeerStats>) -> Conn {
+    fn new(
+        shared: Arc<Shared>,
+        key: PeerKey,
+        addr: SocketAddr,
+        stats: Arc<PeerStats>,
+        fast: bool,
+    ) -> Conn {
         let n = shared.piece_count;
         let now = Instant::now();
+        let pex = !shared.private;
         Conn {
             shared,
             key,
-            ip,
+            addr,
+            ip: addr.ip(),
+            fast,
             stats,
             bitfield: Bitfield::new(n),
             outstanding: HashSet::new(),
@@ -224,7 +253,7 @@ impl Conn {
             last_block: now,
             window_bytes: 0,
             window_start: now,
-            extensions: PeerExtensions::default(),
+            extensions: PeerExtensions::new(pex),
         }
     }
 
@@ -282,6 +311,9 @@ impl Conn {
                     for (r, data) in blocks {
                         let Some(data) = data else { return "disk read failed".into() };
                         if self.am_choking {
+                            if self.fast {
+                                Message::Reject(r).encode(&mut self.wbuf);
+                            }
                             continue;
                         }
                         wire::encode_piece_header(r.index, r.begin, r.length, &mut self.wbuf);
@@ -299,6 +331,19 @@ impl Conn {
         let now = Instant::now();
         if now - self.last_recv > SILENCE_LIMIT {
             return Err("peer silent for too long".into());
+        }
+        if !self.shared.private {
+            let connected: Vec<SocketAddr> = {
+                let st = self.shared.lock();
+                st.peers
+                    .values()
+                    .filter_map(|e| e.listen_addr)
+                    .filter(|a| *a != self.addr)
+                    .collect()
+            };
+            if let Some(m) = self.extensions.pex_due(now, &connected) {
+                m.encode(&mut self.wbuf);
+            }
         }
         if now - self.last_send > KEEPALIVE_AFTER && self.wbuf.is_empty() {
             Message::KeepAlive.encode(&mut self.wbuf);
@@ -341,8 +386,13 @@ impl Conn {
                 if !self.am_choking {
                     self.am_choking = true;
                     self.stats.unchoked_by_us.store(false, Ordering::Relaxed);
-                    self.uploads.clear();
                     Message::Choke.encode(&mut self.wbuf);
+                    // BEP 6: pending requests of a choked peer are rejected, not dropped.
+                    for r in self.uploads.drain(..) {
+                        if self.fast {
+                            Message::Reject(r).encode(&mut self.wbuf);
+                        }
+                    }
                 }
             }
             PeerCmd::Unchoke => {
@@ -389,6 +439,10 @@ impl Conn {
                 let metadata = self.shared.metadata.clone();
                 if let Some(reply) = self.extensions.on_message(id, &payload, &metadata)? {
                     reply.encode(&mut self.wbuf);
+                }
+                if !self.extensions.learned.is_empty() {
+                    let peers = std::mem::take(&mut self.extensions.learned);
+                    let _ = self.shared.events.send(Event::Peers(peers));
                 }
             }
             Message::Choke => {
@@ -447,6 +501,40 @@ impl Conn {
                 self.bitfield = bf;
                 self.update_interest();
             }
+            Message::HaveAll | Message::HaveNone if !self.fast => {
+                return Err("have-all/have-none without the Fast extension".into())
+            }
+            Message::HaveAll => {
+                let n = self.shared.piece_count;
+                let mut bf = Bitfield::new(n);
+                let mut st = self.shared.lock();
+                for p in self.bitfield.iter_set() {
+                    st.picker.dec_availability(p);
+                }
+                for p in 0..n {
+                    bf.set(p);
+                    st.picker.inc_availability(p);
+                }
+                drop(st);
+                self.bitfield = bf;
+                self.update_interest();
+            }
+            Message::HaveNone => {}
+            Message::Reject(r) => {
+                if !self.fast {
+                    return Err("reject without the Fast extension".into());
+                }
+                // Our request will not be served: hand it back to the picker.
+                let b = Block {
+                    piece: r.index,
+                    block: r.begin / BLOCK_LEN,
+                };
+                if self.outstanding.remove(&b) {
+                    self.shared.lock().picker.cancel_request(self.key, b);
+                }
+            }
+            // Hints we do not act on (allowed-fast would let us request while choked).
+            Message::Suggest(_) | Message::AllowedFast(_) => {}
             Message::Request(r) => self.on_request(r)?,
             Message::Cancel(r) => self.uploads.retain(|q| *q != r),
             Message::Piece { index, begin, data } => self.on_piece(index, begin, data).await?,
@@ -469,12 +557,15 @@ impl Conn {
             }
         }
         trace!(ip = %self.ip, ?r, choking = self.am_choking, "request");
-        if self.am_choking {
-            return Ok(()); // raced with our choke; ignore
+        if self.am_choking || self.uploads.len() >= MAX_UPLOAD_QUEUE {
+            // Raced with our choke, or queued too deep. With the Fast extension the
+            // peer is told, so it can ask elsewhere at once; otherwise silence.
+            if self.fast {
+                Message::Reject(r).encode(&mut self.wbuf);
+            }
+            return Ok(());
         }
-        if self.uploads.len() < MAX_UPLOAD_QUEUE {
-            self.uploads.push_back(r);
-        }
+        self.uploads.push_back(r);
         Ok(())
     }
 

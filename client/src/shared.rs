@@ -59,6 +59,8 @@ pub(crate) struct State {
 pub(crate) struct Shared {
     pub info_hash: InfoHash,
     pub our_id: PeerId,
+    /// BEP 27: peers come from the trackers only (no PEX).
+    pub private: bool,
     pub storage: Arc<Storage>,
     pub piece_count: u32,
     pub total_len: u64,
@@ -116,6 +118,7 @@ impl Shared {
         Shared {
             info_hash,
             our_id: services.peer_id,
+            private: false,
             piece_count,
             total_len,
             storage,

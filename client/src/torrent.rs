@@ -19,6 +19,8 @@ use crate::picker::PeerKey;
 use crate::shared::Shared;
 use crate::storage::StorageError;
 
+/// Addresses waiting to be dialled, at most (PEX and tracker replies beyond are dropped).
+const MAX_CANDIDATES: usize = 1000;
 /// How long a failed dial keeps an address from being tried again.
 const REDIAL_AFTER: Duration = Duration::from_secs(15);
 
@@ -88,6 +90,17 @@ impl TorrentTask {
                     }
                     Some(Event::StorageFailed(e)) => break Err(e),
                     Some(Event::Interest) => do_rechoke = true,
+                    Some(Event::Peers(addrs)) => {
+                        // Learned by PEX: bounded, so a flood cannot grow the queue.
+                        for a in addrs {
+                            if candidates.len() >= MAX_CANDIDATES {
+                                break;
+                            }
+                            if !connected.contains(&a) && !candidates.contains(&a) {
+                                candidates.push_back(a);
+                            }
+                        }
+                    }
                     None => break Ok(()),
                 },
                 Some(addrs) = self.new_peers.recv() => {

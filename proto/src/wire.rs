@@ -15,6 +15,8 @@ pub const HANDSHAKE_LEN: usize = 68;
 pub const BLOCK_SIZE: u32 = 16 * 1024;
 /// Reserved-bit flag for the extension protocol (BEP 10), byte 5 bit 0x10.
 pub const RESERVED_EXTENSION_PROTOCOL: (usize, u8) = (5, 0x10);
+/// Reserved-bit flag for the Fast extension (BEP 6), byte 7 bit 0x04.
+pub const RESERVED_FAST: (usize, u8) = (7, 0x04);
 
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 pub enum WireError {
@@ -89,6 +91,18 @@ impl Handshake {
         self
     }
 
+    /// The same handshake announcing the Fast extension (BEP 6).
+    pub fn with_fast(mut self) -> Self {
+        let (byte, bit) = RESERVED_FAST;
+        self.reserved[byte] |= bit;
+        self
+    }
+
+    pub fn supports_fast(&self) -> bool {
+        let (byte, bit) = RESERVED_FAST;
+        self.reserved[byte] & bit != 0
+    }
+
     pub fn supports_extensions(&self) -> bool {
         let (byte, bit) = RESERVED_EXTENSION_PROTOCOL;
         self.reserved[byte] & bit != 0
@@ -113,11 +127,30 @@ pub enum Message {
     Have(u32),
     Bitfield(Bytes),
     Request(BlockRequest),
-    Piece { index: u32, begin: u32, data: Bytes },
+    Piece {
+        index: u32,
+        begin: u32,
+        data: Bytes,
+    },
     Cancel(BlockRequest),
     Port(u16),
-    Extended { id: u8, payload: Bytes },
-    Unknown { id: u8, payload: Bytes },
+    /// BEP 6 (only between peers that both set the Fast bit): "you may fetch this".
+    Suggest(u32),
+    /// BEP 6: instead of a bitfield, "I have every piece" / "I have none".
+    HaveAll,
+    HaveNone,
+    /// BEP 6: the request will not be served (e.g. we are choking the peer).
+    Reject(BlockRequest),
+    /// BEP 6: this piece may be requested even while choked.
+    AllowedFast(u32),
+    Extended {
+        id: u8,
+        payload: Bytes,
+    },
+    Unknown {
+        id: u8,
+        payload: Bytes,
+    },
 }
 
 mod id {
@@ -131,6 +164,11 @@ mod id {
     pub const PIECE: u8 = 7;
     pub const CANCEL: u8 = 8;
     pub const PORT: u8 = 9;
+    pub const SUGGEST: u8 = 0x0d;
+    pub const HAVE_ALL: u8 = 0x0e;
+    pub const HAVE_NONE: u8 = 0x0f;
+    pub const REJECT: u8 = 0x10;
+    pub const ALLOWED_FAST: u8 = 0x11;
     pub const EXTENDED: u8 = 20;
 }
 
@@ -189,22 +227,35 @@ pub fn decode_message(buf: &mut BytesMut, max_frame: u32) -> Result<Option<Messa
                 _ => Message::NotInterested,
             }
         }
-        id::HAVE => {
+        id::HAVE | id::SUGGEST | id::ALLOWED_FAST => {
             expect("4", payload_len == 4)?;
-            Message::Have(frame.get_u32())
+            let index = frame.get_u32();
+            match msg_id {
+                id::HAVE => Message::Have(index),
+                id::SUGGEST => Message::Suggest(index),
+                _ => Message::AllowedFast(index),
+            }
+        }
+        id::HAVE_ALL | id::HAVE_NONE => {
+            expect("0", payload_len == 0)?;
+            if msg_id == id::HAVE_ALL {
+                Message::HaveAll
+            } else {
+                Message::HaveNone
+            }
         }
         id::BITFIELD => Message::Bitfield(frame.freeze()),
-        id::REQUEST | id::CANCEL => {
+        id::REQUEST | id::CANCEL | id::REJECT => {
             expect("12", payload_len == 12)?;
             let request = BlockRequest {
                 index: frame.get_u32(),
                 begin: frame.get_u32(),
                 length: frame.get_u32(),
             };
-            if msg_id == id::REQUEST {
-                Message::Request(request)
-            } else {
-                Message::Cancel(request)
+            match msg_id {
+                id::REQUEST => Message::Request(request),
+                id::CANCEL => Message::Cancel(request),
+                _ => Message::Reject(request),
             }
         }
         id::PIECE => {
@@ -258,11 +309,7 @@ impl Message {
             Message::Unchoke => simple(out, id::UNCHOKE),
             Message::Interested => simple(out, id::INTERESTED),
             Message::NotInterested => simple(out, id::NOT_INTERESTED),
-            Message::Have(index) => {
-                out.put_u32(5);
-                out.put_u8(id::HAVE);
-                out.put_u32(*index);
-            }
+            Message::Have(index) => put_index(out, id::HAVE, *index),
             Message::Bitfield(bits) => put_payload(out, id::BITFIELD, &[], bits),
             Message::Request(r) => put_request(out, id::REQUEST, r),
             Message::Cancel(r) => put_request(out, id::CANCEL, r),
@@ -275,12 +322,23 @@ impl Message {
                 out.put_u8(id::PORT);
                 out.put_u16(*port);
             }
+            Message::Suggest(index) => put_index(out, id::SUGGEST, *index),
+            Message::AllowedFast(index) => put_index(out, id::ALLOWED_FAST, *index),
+            Message::HaveAll => simple(out, id::HAVE_ALL),
+            Message::HaveNone => simple(out, id::HAVE_NONE),
+            Message::Reject(r) => put_request(out, id::REJECT, r),
             Message::Extended { id: ext, payload } => {
                 put_payload(out, id::EXTENDED, &[*ext], payload)
             }
             Message::Unknown { id, payload } => put_payload(out, *id, &[], payload),
         }
     }
+}
+
+fn put_index(out: &mut BytesMut, id: u8, index: u32) {
+    out.put_u32(5);
+    out.put_u8(id);
+    out.put_u32(index);
 }
 
 fn put_request(out: &mut BytesMut, id: u8, r: &BlockRequest) {
@@ -453,6 +511,19 @@ mod tests {
                 b"\0\0\0\x0c\x07\0\0\0\x02\0\0\0\0abc",
             ),
             (Message::Port(6881), b"\0\0\0\x03\x09\x1a\xe1"),
+            // BEP 6 (Fast extension), byte for byte as in the BEP's message table.
+            (Message::Suggest(5), b"\0\0\0\x05\x0d\0\0\0\x05"),
+            (Message::HaveAll, b"\0\0\0\x01\x0e"),
+            (Message::HaveNone, b"\0\0\0\x01\x0f"),
+            (
+                Message::Reject(BlockRequest {
+                    index: 3,
+                    begin: 0,
+                    length: 16384,
+                }),
+                b"\0\0\0\x0d\x10\0\0\0\x03\0\0\0\0\0\0\x40\0",
+            ),
+            (Message::AllowedFast(9), b"\0\0\0\x05\x11\0\0\0\x09"),
             (
                 Message::Extended {
                     id: 0,
@@ -466,6 +537,26 @@ mod tests {
             let mut buf = BytesMut::from(bytes);
             assert_eq!(decode_message(&mut buf, MAX).unwrap(), Some(message));
             assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn fast_bit_and_malformed_fast_messages() {
+        let hs = Handshake::new(InfoHash([1; 20]), PeerId([2; 20])).with_fast();
+        let bytes = hs.encode();
+        assert_eq!(bytes[27], 0x04, "reserved byte 7, bit 0x04");
+        let back = Handshake::decode(&bytes).unwrap();
+        assert!(back.supports_fast() && !back.supports_extensions());
+        for bad in [
+            &b"\0\0\0\x02\x0e\0"[..],
+            b"\0\0\0\x04\x11\0\0\0",
+            b"\0\0\0\x05\x10\0\0\0\0",
+        ] {
+            let mut buf = BytesMut::from(bad);
+            assert!(matches!(
+                decode_message(&mut buf, MAX),
+                Err(WireError::BadPayloadLength { .. })
+            ));
         }
     }
 

@@ -26,6 +26,17 @@ pub fn make_torrent(
     files: &[(Vec<&str>, Vec<u8>)],
     dir: &Path,
 ) -> Metainfo {
+    make_torrent_opts(name, piece_len, files, dir, false)
+}
+
+/// `make_torrent`, optionally private (BEP 27).
+pub fn make_torrent_opts(
+    name: &str,
+    piece_len: u32,
+    files: &[(Vec<&str>, Vec<u8>)],
+    dir: &Path,
+    private: bool,
+) -> Metainfo {
     let all: Vec<u8> = files.iter().flat_map(|(_, d)| d.iter().copied()).collect();
     let hashes = all
         .chunks(piece_len as usize)
@@ -53,6 +64,7 @@ pub fn make_torrent(
                 .collect()
         },
         single_file_length: single.then(|| files[0].1.len() as u64),
+        private,
         ..Default::default()
     };
     Metainfo::from_bytes(&build_torrent(&t)).expect("valid torrent")

@@ -34,7 +34,7 @@ impl Wire {
         .await
     }
 
-    async fn connect_with(addr: SocketAddr, ours: Handshake) -> Wire {
+    pub async fn connect_with(addr: SocketAddr, ours: Handshake) -> Wire {
         let ih = ours.info_hash;
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&ours.encode()).await.unwrap();
