@@ -39,8 +39,9 @@ pub struct ServeOpts {
     /// Port for peers of every torrent [default: the first free of 6881-6889, else any].
     #[arg(long)]
     port: Option<u16>,
-    /// Address to accept peers on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    /// Address to accept peers on; `::` takes IPv6 and IPv4 together (IPv4 alone on
+    /// hosts without IPv6).
+    #[arg(long, value_name = "ADDR", default_value = "::")]
     listen: std::net::IpAddr,
     /// Also serve /metrics and /health on this address (the API has them too).
     #[arg(long, value_name = "ADDR")]

@@ -104,7 +104,7 @@ impl Config {
     pub fn new(output_dir: impl Into<PathBuf>) -> Config {
         Config {
             output_dir: output_dir.into(),
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            listen: SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 0),
             listen_fallback: false,
             peers: Vec::new(),
             use_trackers: true,
@@ -434,11 +434,29 @@ pub async fn pick_listen_port(addr: SocketAddr, fallback: bool) -> Result<u16, C
 }
 
 /// Binds the peer listener; with `fallback`, a taken port moves on to the next eight and
-/// then to any free port, saying which port was taken and which one is used.
+/// then to any free port, saying which port was taken and which one is used. `[::]`
+/// (the default) takes IPv6 and IPv4 on one socket; on a host without IPv6 it falls
+/// back to `0.0.0.0`.
 pub(crate) async fn bind_peer_listener(
     addr: SocketAddr,
     fallback: bool,
 ) -> Result<TcpListener, ClientError> {
+    if addr.ip() == IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+        match bind_on(addr, fallback).await {
+            Err(ClientError::Bind { source, .. })
+                if source.kind() != std::io::ErrorKind::AddrInUse =>
+            {
+                tracing::debug!("no IPv6 here ({source}); accepting peers on IPv4 only");
+                let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), addr.port());
+                return bind_on(v4, fallback).await;
+            }
+            other => return other,
+        }
+    }
+    bind_on(addr, fallback).await
+}
+
+async fn bind_on(addr: SocketAddr, fallback: bool) -> Result<TcpListener, ClientError> {
     let bind_error = |source| ClientError::Bind { addr, source };
     let first = match TcpListener::bind(addr).await {
         Ok(l) => return Ok(l),

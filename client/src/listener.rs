@@ -86,6 +86,9 @@ pub(crate) async fn run(
                     let router = router.clone();
                     tokio::spawn(async move {
                         let _permit = permit;
+                        // An IPv4 peer on the dual-stack socket shows as ::ffff:a.b.c.d;
+                        // bans and per-IP limits want the plain IPv4 address.
+                        let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_handshake(stream)).await {
                             Ok(Ok((stream, handshake))) => router.route(Incoming { stream, addr, handshake }),
                             Ok(Err(e)) => debug!(%addr, "handshake failed: {e}"),

@@ -39,8 +39,9 @@ struct PeerOpts {
     /// port]. A port given here must be free (0 = any free port).
     #[arg(long)]
     port: Option<u16>,
-    /// Address to accept peers on, for hosts with several interfaces.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    /// Address to accept peers on, for hosts with several interfaces; `::` takes IPv6
+    /// and IPv4 together (IPv4 alone on hosts without IPv6).
+    #[arg(long, value_name = "ADDR", default_value = "::")]
     listen: IpAddr,
     /// Extra peer to connect to, e.g. 127.0.0.1:6881 (repeatable; works without a tracker).
     #[arg(long = "peer", value_name = "ADDR")]

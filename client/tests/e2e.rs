@@ -154,3 +154,59 @@ async fn three_peers_share_a_download() {
     l2.shutdown().await.unwrap();
     seeder.shutdown().await.unwrap();
 }
+
+/// IPv6: a seeder on [::1] and a leecher that dials it there; a default listener
+/// (`::`) takes IPv4 peers too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_over_ipv6_loopback_and_dual_stack_listener() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let content = data(1024 * 1024 + 5, 61);
+    let meta = make_torrent(
+        "v6.bin",
+        32 * 1024,
+        &[(vec![], content.clone())],
+        seed_dir.path(),
+    );
+    let mut seed_cfg = config(seed_dir.path(), vec![]);
+    seed_cfg.listen = "[::1]:0".parse().unwrap();
+    let seeder = kpbt_client::start(meta.clone(), seed_cfg).await.unwrap();
+    let v6: std::net::SocketAddr = format!("[::1]:{}", seeder.listen_addr().port())
+        .parse()
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut leecher = kpbt_client::start(meta.clone(), config(out.path(), vec![v6]))
+        .await
+        .unwrap();
+    wait_complete(&mut leecher, 60).await;
+    assert_eq!(std::fs::read(out.path().join("v6.bin")).unwrap(), content);
+    assert!(
+        leecher.peers().iter().all(|p| p.is_ipv6()),
+        "{:?}",
+        leecher.peers()
+    );
+    leecher.shutdown().await.unwrap();
+    seeder.shutdown().await.unwrap();
+
+    // The library default listens on `::`; an IPv4 peer reaches it and shows as IPv4.
+    let mut dual_cfg = config(seed_dir.path(), vec![]);
+    dual_cfg.listen = kpbt_client::Config::new(seed_dir.path()).listen;
+    let dual = kpbt_client::start(meta.clone(), dual_cfg).await.unwrap();
+    assert!(dual.listen_addr().is_ipv6(), "{}", dual.listen_addr());
+    let out4 = tempfile::tempdir().unwrap();
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{}", dual.listen_addr().port())
+        .parse()
+        .unwrap();
+    let mut l4 = kpbt_client::start(meta, config(out4.path(), vec![v4]))
+        .await
+        .unwrap();
+    wait_complete(&mut l4, 60).await;
+    assert_eq!(std::fs::read(out4.path().join("v6.bin")).unwrap(), content);
+    let seen = dual.peers();
+    assert!(
+        seen.iter()
+            .all(|p| p.ip() == std::net::IpAddr::from([127, 0, 0, 1])),
+        "canonical IPv4: {seen:?}"
+    );
+    l4.shutdown().await.unwrap();
+    dual.shutdown().await.unwrap();
+}

@@ -326,3 +326,35 @@ fn cli_downloads_a_magnet_link_from_aria2_seeder_via_kpbt_tracker() {
     let saved = load(&out.join("payload.bin.torrent"));
     assert_eq!(saved.info_hash, meta.info_hash);
 }
+
+/// IPv6: our library downloads from an aria2 seeder over [::1] (no tracker: the
+/// seeder's address is given).
+#[test]
+fn library_downloads_from_aria2_over_ipv6() {
+    if !tools(&[("aria2c", "aria2")]) {
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let swarm = SingleFileSwarm::new(tmp.path(), PAYLOAD_LEN, 28);
+    let port = free_port();
+    let _seeder = Aria2::seed_with(
+        &swarm.torrent,
+        swarm.seed_dir(),
+        port,
+        &["--disable-ipv6=false"],
+    )
+    .expect("seed");
+    let out = tmp.path().join("dl");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(async {
+        let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        let mut cfg = common::config(&out, vec![v6]);
+        cfg.listen = "[::1]:0".parse().unwrap();
+        let mut h = kpbt_client::start(load(&swarm.torrent), cfg).await.unwrap();
+        common::wait_complete(&mut h, WAIT.as_secs()).await;
+        assert!(h.peers().iter().all(|p| p.is_ipv6()), "{:?}", h.peers());
+        h.shutdown().await.unwrap()
+    });
+    assert!(s.complete);
+    swarm.assert_downloaded(&out);
+}

@@ -8,7 +8,7 @@ pub mod state_dir;
 pub mod view;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -63,7 +63,7 @@ impl SessionConfig {
     pub fn new(state_dir: impl Into<PathBuf>) -> SessionConfig {
         SessionConfig {
             state_dir: state_dir.into(),
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            listen: SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
             listen_fallback: false,
             upload_limit: None,
             download_limit: None,
