@@ -162,10 +162,16 @@ struct AddQuery {
 
 #[derive(Deserialize)]
 struct AddJson {
-    url: String,
+    /// Fetch the .torrent from here ...
+    url: Option<String>,
+    /// ... or get its metadata from peers (BEP 9).
+    magnet: Option<String>,
     dir: Option<PathBuf>,
     paused: Option<bool>,
 }
+
+/// How long `POST /torrents {"magnet": ...}` waits for a peer to deliver the metadata.
+const MAGNET_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `POST /torrents?dir=DIR[&paused=true]` with the .torrent as the body, or with
 /// `{"url": ...}` (JSON) to fetch it first.
@@ -188,7 +194,14 @@ async fn add(
         })?;
         q.dir = q.dir.or(req.dir);
         q.paused = q.paused.or(req.paused);
-        fetch_torrent(&state.http, &req.url).await?
+        match (req.url, req.magnet) {
+            (Some(url), None) => fetch_torrent(&state.http, &url).await?,
+            (None, Some(link)) => {
+                let peers = parse_peers(q.peers.as_deref())?;
+                fetch_magnet(&state, &link, peers).await?
+            }
+            _ => return Err(bad_request("give one of \"url\" or \"magnet\"")),
+        }
     } else {
         body
     };
@@ -222,6 +235,28 @@ fn parse_peers(s: Option<&str>) -> Result<Vec<SocketAddr>, ApiError> {
             })
         })
         .collect()
+}
+
+/// Gets a magnet link's metadata from its peers and trackers as the session's peer.
+async fn fetch_magnet(
+    state: &ApiState,
+    link: &str,
+    peers: Vec<SocketAddr>,
+) -> Result<Bytes, ApiError> {
+    let m = kpbt_proto::magnet::parse(link)
+        .map_err(|e| bad_request(format!("not a usable magnet link: {e}")))?;
+    let cfg = crate::magnet_fetch::FetchConfig {
+        peer_id: state.session.peer_id(),
+        port: state.session.listen_addr().port(),
+        peers,
+        use_trackers: state.session.uses_trackers(),
+        http: state.http.clone(),
+        timeout: MAGNET_TIMEOUT,
+    };
+    let torrent = crate::magnet_fetch::fetch(&m, cfg)
+        .await
+        .map_err(|e| ApiError(StatusCode::GATEWAY_TIMEOUT, e.to_string()))?;
+    Ok(Bytes::from(torrent))
 }
 
 /// Fetches a .torrent over HTTP(S), refusing anything larger than a torrent may be.

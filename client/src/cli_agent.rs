@@ -233,6 +233,13 @@ pub async fn add(api: ApiOpts, torrent: String, how: AddHow) -> Result<ExitCode>
         .query(&query);
     let req = if torrent.starts_with("http://") || torrent.starts_with("https://") {
         req.json(&serde_json::json!({ "url": torrent }))
+    } else if torrent
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("magnet:"))
+    {
+        eprintln!("the session is fetching the metadata from peers (up to 2 minutes)");
+        req.json(&serde_json::json!({ "magnet": torrent }))
+            .timeout(Duration::from_secs(180))
     } else {
         let bytes = std::fs::read(&torrent).with_context(|| format!("cannot read {torrent}"))?;
         req.header("content-type", "application/x-bittorrent")

@@ -154,7 +154,8 @@ enum Cmd {
     Serve(cli_agent::ServeOpts),
     /// Add a .torrent file or URL to a running session (`serve`).
     Add {
-        /// The .torrent file, or an http(s):// URL the session fetches it from.
+        /// The .torrent file, an http(s):// URL the session fetches it from, or a magnet
+        /// link (the session gets the metadata from peers).
         torrent: String,
         /// The folder that holds (or will hold) the torrent's NAME.
         #[arg(long, value_name = "DIR", default_value = ".")]

@@ -546,3 +546,67 @@ async fn a_file_is_read_by_range_while_it_downloads() {
     leecher.stop().await;
     seeder.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magnet_link_is_added_through_the_api() {
+    let seed_data = tempfile::tempdir().unwrap();
+    let seed_state = tempfile::tempdir().unwrap();
+    let torrents = many_torrents(seed_data.path(), 1);
+    let (name, content, bytes) = &torrents[0];
+    let seeder = Agent::start(seed_state.path(), None).await;
+    let ih = add(&seeder.api, bytes, seed_data.path(), &[]).await.1["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_all(&seeder.api, std::slice::from_ref(&ih), "seeding", 30).await;
+    let leech_data = tempfile::tempdir().unwrap();
+    let leech_state = tempfile::tempdir().unwrap();
+    let leecher = Agent::start(leech_state.path(), None).await;
+    let link = format!("magnet:?xt=urn:btih:{ih}");
+    let (status, v) = call(
+        http()
+            .post(format!("{}/torrents", leecher.api))
+            .query(&[
+                ("dir", leech_data.path().display().to_string()),
+                ("peers", seeder.peer_addr().to_string()),
+            ])
+            .json(&serde_json::json!({ "magnet": link })),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["name"], name.as_str());
+    wait_all(&leecher.api, std::slice::from_ref(&ih), "seeding", 30).await;
+    assert_eq!(
+        &std::fs::read(leech_data.path().join(name)).unwrap(),
+        content
+    );
+    // The fetched .torrent is in the session's state, so a restart keeps it.
+    let saved = std::fs::read(
+        leech_state
+            .path()
+            .join("torrents")
+            .join(&ih)
+            .join("torrent.torrent"),
+    )
+    .unwrap();
+    assert_eq!(info_hash_of(&saved), ih);
+    // A magnet nobody serves: a clear error, nothing added.
+    let (status, v) = call(
+        http()
+            .post(format!("{}/torrents", leecher.api))
+            .query(&[("dir", leech_data.path().display().to_string())])
+            .json(&serde_json::json!({ "magnet": format!("magnet:?xt=urn:btih:{}", "cd".repeat(20)) })),
+    )
+    .await;
+    assert_eq!(status, 504, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("no peer delivered the metadata"),
+        "{v}"
+    );
+    assert_eq!(list(&leecher.api).await.len(), 1);
+    leecher.stop().await;
+    seeder.stop().await;
+}

@@ -189,6 +189,11 @@ impl Session {
         self.inner.services.peer_id
     }
 
+    /// Whether torrents announce to their trackers (off in tests that give peers).
+    pub fn uses_trackers(&self) -> bool {
+        self.inner.cfg.use_trackers
+    }
+
     fn torrents(&self) -> MutexGuard<'_, HashMap<InfoHash, Entry>> {
         lock(&self.inner.torrents)
     }
