@@ -27,9 +27,6 @@ use crate::storage::{FileSpec, Layout, Storage, StorageError, WriteMode};
 use crate::torrent::TorrentTask;
 use crate::tracker::Announcer;
 
-/// Memory for in-flight piece buffers; bounds how many pieces are downloaded at once.
-const PIECE_MEMORY_BUDGET: u64 = 24 * 1024 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -274,7 +271,7 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
     let piece_count = layout.piece_count();
     let total_len = layout.total_len;
     let resume_path = resume_file(&meta, &cfg).filter(|_| !cfg.seed_only);
-    let max_active = (PIECE_MEMORY_BUDGET / piece_len as u64).clamp(4, 4096) as usize;
+    let max_active = (services.piece_memory_per_torrent / piece_len as u64).clamp(4, 4096) as usize;
     let mut picker = Picker::new(
         piece_count,
         piece_len,

@@ -12,6 +12,14 @@ use crate::listener::Router;
 use crate::ratelimit::RateLimiter;
 use crate::tracker::REQUEST_TIMEOUT;
 
+/// Memory for a one-shot torrent's in-flight piece buffers.
+const ONE_TORRENT_PIECE_MEMORY: u64 = 24 * 1024 * 1024;
+/// Memory for in-flight piece buffers of a whole session, shared by its active
+/// downloads (4 by default: 24 MiB each, as a one-shot torrent gets).
+const SESSION_PIECE_MEMORY: u64 = 96 * 1024 * 1024;
+/// A torrent of a session never gets less than this share.
+const MIN_PIECE_MEMORY_PER_TORRENT: u64 = 8 * 1024 * 1024;
+
 #[derive(Clone)]
 pub(crate) struct Services {
     pub peer_id: PeerId,
@@ -23,12 +31,21 @@ pub(crate) struct Services {
     pub download_limit: Arc<RateLimiter>,
     /// Pieces hashed/written at once across every torrent (blocking threads).
     pub hash_pool: Arc<Semaphore>,
+    /// Memory for one downloading torrent's in-flight piece buffers (bounds how many
+    /// pieces it downloads at once): the session's budget shared by its active downloads.
+    pub piece_memory_per_torrent: u64,
     /// Spread each torrent's announces by a few percent of the interval (a session
     /// with many torrents must not hit the tracker in lockstep).
     pub announce_jitter: bool,
 }
 
 impl Services {
+    /// Shares the piece memory budget among `active_downloads` torrents.
+    pub(crate) fn share_piece_memory(&mut self, active_downloads: usize) {
+        self.piece_memory_per_torrent = (SESSION_PIECE_MEMORY / active_downloads.max(1) as u64)
+            .max(MIN_PIECE_MEMORY_PER_TORRENT);
+    }
+
     pub(crate) fn new(
         peer_id: PeerId,
         listen_addr: SocketAddr,
@@ -49,6 +66,7 @@ impl Services {
             download_limit: Arc::new(RateLimiter::new(download_limit)),
             hash_pool: Arc::new(Semaphore::new(2 * cores)),
             announce_jitter: false,
+            piece_memory_per_torrent: ONE_TORRENT_PIECE_MEMORY,
         })
     }
 }

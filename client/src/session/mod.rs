@@ -156,6 +156,7 @@ impl Session {
             Services::new(peer_id, listen_addr, cfg.upload_limit, cfg.download_limit)
                 .map_err(|e| ClientError::Task(format!("cannot build an HTTP client: {e}")))?;
         services.announce_jitter = true;
+        services.share_piece_memory(cfg.max_active_downloads);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let inner = Arc::new(Inner {
             cfg,
