@@ -114,6 +114,18 @@ fn extension_payload(payload: &[u8]) {
     }
     if let Ok(m) = MetadataMessage::decode(payload) {
         assert_eq!(MetadataMessage::decode(&m.encode()).as_ref(), Ok(&m));
+        // A magnet download feeds such pieces to its assembly: it refuses, never panics.
+        if let MetadataMessage::Data {
+            piece,
+            total_size,
+            data,
+        } = m
+        {
+            let ih = crate::InfoHash([0; 20]);
+            if let Ok(mut a) = crate::metadata::MetadataAssembly::new(ih, u64::from(total_size)) {
+                let _ = a.on_data(piece, total_size, data);
+            }
+        }
     }
     if let Ok(p) = PexMessage::decode(payload) {
         assert!(p.added.len() <= 2 * MAX_PEX_PEERS && p.dropped.len() <= 2 * MAX_PEX_PEERS);
