@@ -43,6 +43,7 @@ pub fn router(session: Session, token: Option<String>) -> Router {
         .route("/torrents/{ih}/pause", post(pause))
         .route("/torrents/{ih}/resume", post(resume))
         .route("/torrents/{ih}/recheck", post(recheck))
+        .route("/torrents/{ih}/limits", post(limits))
         .route("/torrents/{ih}/files/{index}", get(api_files::read))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), authorise))
@@ -316,6 +317,32 @@ async fn recheck(
 ) -> Result<Response, ApiError> {
     let ih = parse_info_hash(&ih)?;
     Ok(Json(state.session.recheck(ih).await?).into_response())
+}
+
+/// `POST /torrents/{ih}/limits` with `{"upload_limit": B/s or null, "download_limit": ...}`.
+#[derive(Deserialize)]
+struct Limits {
+    upload_limit: Option<u64>,
+    download_limit: Option<u64>,
+}
+
+async fn limits(
+    State(state): State<Arc<ApiState>>,
+    Path(ih): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ih = parse_info_hash(&ih)?;
+    let l: Limits = serde_json::from_slice(&body).map_err(|e| {
+        bad_request(format!(
+            "bad JSON body (want {{\"upload_limit\": 1048576, \"download_limit\": null}}): {e}"
+        ))
+    })?;
+    Ok(Json(
+        state
+            .session
+            .set_limits(ih, l.upload_limit, l.download_limit)?,
+    )
+    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -83,6 +83,8 @@ pub(crate) struct Shared {
     pub next_key: AtomicU64,
     pub peer_count: AtomicUsize,
     pub status: Mutex<Option<String>>,
+    /// Why the torrent task stopped on its own (a disk error), for the session API.
+    failure: Mutex<Option<String>>,
     /// Downloaded pieces that passed / failed their hash check this session (metrics).
     pub pieces_verified: AtomicU64,
     pub hash_failures: AtomicU64,
@@ -144,6 +146,7 @@ impl Shared {
             next_key: AtomicU64::new(1),
             peer_count: AtomicUsize::new(0),
             status: Mutex::new(None),
+            failure: Mutex::new(None),
             pieces_verified: AtomicU64::new(0),
             hash_failures: AtomicU64::new(0),
             upload_limit: StackedLimit::new(services.upload_limit.clone()),
@@ -171,6 +174,17 @@ impl Shared {
     pub(crate) fn left(&self) -> u64 {
         self.total_len
             .saturating_sub(self.verified_bytes.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_failure(&self, why: String) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn set_status(&self, s: Option<String>) {

@@ -88,7 +88,10 @@ impl TorrentTask {
                             do_rechoke = true; // now seeding: rank by upload rate
                         }
                     }
-                    Some(Event::StorageFailed(e)) => break Err(e),
+                    Some(Event::StorageFailed(e)) => {
+                        shared.set_failure(format!("stopped on a disk error: {e}"));
+                        break Err(e);
+                    }
                     Some(Event::Interest) => do_rechoke = true,
                     Some(Event::Peers(addrs)) => {
                         // Learned by PEX: bounded, so a flood cannot grow the queue.

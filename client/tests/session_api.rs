@@ -418,6 +418,25 @@ async fn a_restart_brings_every_torrent_back_in_its_state_without_rehashing() {
     wait_all(&agent.api, &ihs, "seeding", 30).await;
     let (status, _) = call(http().post(format!("{}/torrents/{}/pause", agent.api, ihs[4]))).await;
     assert_eq!(status, 200);
+    // Per-torrent limits are kept with the torrent.
+    let (status, v) = call(
+        http()
+            .post(format!("{}/torrents/{}/limits", agent.api, ihs[1]))
+            .body(r#"{"upload_limit": 65536, "download_limit": null}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, v["upload_limit"].as_u64()),
+        (200, Some(65536)),
+        "{v}"
+    );
+    let (status, v) = call(
+        http()
+            .post(format!("{}/torrents/{}/limits", agent.api, ihs[1]))
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
     agent.stop().await;
 
     // Flip one byte of torrent 0's data but keep its size and mtime: a session that
@@ -447,6 +466,11 @@ async fn a_restart_brings_every_torrent_back_in_its_state_without_rehashing() {
     let agent = Agent::start(state.path(), None).await;
     wait_all(&agent.api, &ihs[..3], "seeding", 30).await;
     assert_eq!(state_of(&agent.api, &ihs[4]).await, "paused");
+    let (_, v) = call(http().get(format!("{}/torrents/{}", agent.api, ihs[1]))).await;
+    assert_eq!(
+        v["upload_limit"], 65536,
+        "limit kept across the restart: {v}"
+    );
     let (_, v) = call(http().get(format!("{}/torrents/{}", agent.api, ihs[3]))).await;
     assert_eq!(v["state"], "error");
     assert!(

@@ -245,6 +245,8 @@ impl Session {
                     added: 0,
                     peers: Vec::new(),
                     seed_only: false,
+                    upload_limit: None,
+                    download_limit: None,
                 });
                 self.inner
                     .next_seq
@@ -310,6 +312,8 @@ impl Session {
             added: now_secs(),
             peers,
             seed_only,
+            upload_limit: None,
+            download_limit: None,
         };
         {
             let mut map = self.torrents();
@@ -346,7 +350,34 @@ impl Session {
         c.write_mode = cfg.write_mode;
         c.resume_path = Some(self.inner.state.resume_path(ih));
         c.seed_only = saved.seed_only;
+        c.torrent_upload_limit = saved.upload_limit;
+        c.torrent_download_limit = saved.download_limit;
         c
+    }
+
+    /// Sets the torrent's own rate limits (None: only the host's apply); kept across
+    /// restarts, applied at once to a running torrent.
+    pub fn set_limits(
+        &self,
+        ih: InfoHash,
+        upload: Option<u64>,
+        download: Option<u64>,
+    ) -> Result<TorrentView, SessionError> {
+        {
+            let mut map = self.torrents();
+            let e = map.get_mut(&ih).ok_or(SessionError::NotFound(ih))?;
+            e.saved.upload_limit = upload.filter(|r| *r > 0);
+            e.saved.download_limit = download.filter(|r| *r > 0);
+            self.inner.state.save_state(ih, &e.saved)?;
+            if let Run::Running(h) = &e.run {
+                h.shared.upload_limit.torrent.set_rate(e.saved.upload_limit);
+                h.shared
+                    .download_limit
+                    .torrent
+                    .set_rate(e.saved.download_limit);
+            }
+        }
+        self.view(ih)
     }
 
     fn start_check(&self, ih: InfoHash, ignore_resume: bool) {
@@ -403,7 +434,10 @@ impl Session {
             let mut map = self.torrents();
             let mut active = map
                 .values()
-                .filter(|e| matches!(&e.run, Run::Running(h) if !h.is_complete()))
+                // A torrent stopped by a disk error no longer holds a slot.
+                .filter(|e| {
+                    matches!(&e.run, Run::Running(h) if !h.is_complete() && h.shared.failure().is_none())
+                })
                 .count();
             let mut queued: Vec<(u64, InfoHash)> = map
                 .iter()

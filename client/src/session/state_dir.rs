@@ -26,6 +26,11 @@ pub struct SavedState {
     /// Served read-only, never written (`seed` semantics).
     #[serde(default)]
     pub seed_only: bool,
+    /// This torrent's own caps, bytes/s, on top of the host's.
+    #[serde(default)]
+    pub upload_limit: Option<u64>,
+    #[serde(default)]
+    pub download_limit: Option<u64>,
 }
 
 /// One torrent found in the state dir: its parts, or why they cannot be used.
@@ -147,6 +152,8 @@ mod tests {
             added: 1,
             peers: vec!["127.0.0.1:6881".parse().unwrap()],
             seed_only: true,
+            upload_limit: Some(1),
+            download_limit: None,
         };
         sd.add(a, b"d4:infod...e", &st).unwrap();
         sd.add(b, b"x", &st).unwrap();

@@ -50,6 +50,9 @@ pub struct TorrentView {
     pub peers: usize,
     pub dir: String,
     pub error: Option<String>,
+    /// The torrent's own caps, bytes/s (null: only the host's apply).
+    pub upload_limit: Option<u64>,
+    pub download_limit: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -100,6 +103,7 @@ pub struct Totals {
 pub(super) fn state_of(e: &Entry) -> TorrentState {
     match &e.run {
         Run::Error(_) => TorrentState::Error,
+        Run::Running(h) if h.shared.failure().is_some() => TorrentState::Error,
         _ if e.saved.paused => TorrentState::Paused,
         Run::Idle | Run::Checking => TorrentState::Checking,
         Run::Queued(_) => TorrentState::Queued,
@@ -143,8 +147,11 @@ pub(super) fn summary(ih: InfoHash, e: &Entry) -> TorrentView {
         upload_rate: e.rates.1,
         peers,
         dir: e.saved.dir.display().to_string(),
+        upload_limit: e.saved.upload_limit,
+        download_limit: e.saved.download_limit,
         error: match &e.run {
             Run::Error(r) => Some(r.clone()),
+            Run::Running(h) => h.shared.failure(),
             _ => None,
         },
     }
