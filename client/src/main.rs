@@ -124,6 +124,10 @@ enum Cmd {
         /// Free-text comment stored in the torrent.
         #[arg(long)]
         comment: Option<String>,
+        /// BEP 19 web seed: an http(s) URL serving the same data, the file itself or the
+        /// folder holding NAME (ending in /); repeatable. Written as `url-list`.
+        #[arg(long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Where to write the .torrent [default: NAME.torrent in the current directory].
         #[arg(short, long, value_name = "OUT.torrent")]
         output: Option<PathBuf>,
@@ -225,6 +229,9 @@ enum Cmd {
         /// Mark the torrent private (BEP 27).
         #[arg(long)]
         private: bool,
+        /// BEP 19 web seed URL written into the torrent (repeatable), as for `create`.
+        #[arg(long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Piece length (power of two) [default as for `create`].
         #[arg(long, value_parser = parse_piece_length)]
         piece_length: Option<u32>,
@@ -427,6 +434,9 @@ fn info(meta: &Metainfo) {
     for (n, tier) in meta.trackers.iter().enumerate() {
         println!("tier {n}:       {}", tier.join(" "));
     }
+    for url in &meta.web_seeds {
+        println!("web seed:     {}", kpbt_proto::redact::web_url(url));
+    }
     println!("magnet:       {}", magnet_of(meta));
     println!("files:        {}", count(i.files.len() as u64, "file"));
     for f in &i.files {
@@ -521,6 +531,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trackers,
             output,
             private,
+            web_seeds,
             piece_length,
             quiet,
             api,
@@ -535,6 +546,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 piece_length,
                 private,
                 comment: None,
+                web_seeds,
             };
             cli_agent::publish(api, options, output, quiet).await
         }
@@ -545,6 +557,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             piece_length,
             private,
             comment,
+            web_seeds,
             output,
             force,
             magnet,
@@ -571,6 +584,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 piece_length,
                 private,
                 comment,
+                web_seeds,
             };
             let written = output.clone();
             tokio::task::spawn_blocking(move || {

@@ -278,6 +278,7 @@ mod tests {
             piece_length: Some(16384),
             private: false,
             comment: None,
+            web_seeds: Vec::new(),
         })
         .unwrap();
         let (bytes, _) = build(&p, 1, &AtomicU64::new(0)).unwrap();
