@@ -155,6 +155,8 @@ pub struct Summary {
     pub uploaded: u64,
     pub elapsed: Duration,
     pub banned: Vec<IpAddr>,
+    /// How each web seed/origin did (after `shutdown`: final).
+    pub web_seeds: Vec<WebSeedView>,
 }
 
 /// A running torrent.
@@ -573,6 +575,7 @@ impl TorrentHandle {
             uploaded: self.shared.uploaded.load(Ordering::Relaxed),
             elapsed: self.started.elapsed(),
             banned,
+            web_seeds: self.web_seeds(),
         }
     }
 

@@ -52,6 +52,8 @@ const STARTUP_GRACE: Duration = Duration::from_secs(2);
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Peers get this long to show their rate before a slow swarm counts as slow.
 const MIN_RATE_HISTORY: Duration = Duration::from_secs(3);
+/// How long a completed torrent waits for its last runs' hash checks to be booked.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// How often the rate is sampled and backed-off URLs are looked at again.
 const TICK: Duration = Duration::from_millis(500);
 /// Time allowed for a response's status and headers.
@@ -302,7 +304,20 @@ impl WebSeedTask {
                 _ = self.shutdown.changed() => {}
             }
         }
-        // Dropping the jobs releases whatever they had reserved.
+        if *self.complete.borrow() {
+            // Complete (maybe stopping right after): the runs left only wait for their
+            // last hash checks; book them, within a bound.
+            let drain = async {
+                while let Some(Ok((id, outcome))) = jobs.join_next_with_id().await {
+                    if let Some(i) = job_seed.remove(&id) {
+                        settle(&mut seeds[i], outcome);
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+            self.publish(&seeds);
+        }
+        // Stopping: dropping the jobs releases whatever they had reserved.
         jobs.shutdown().await;
     }
 

@@ -26,6 +26,17 @@ pub fn make_torrent(
     files: &[(Vec<&str>, Vec<u8>)],
     dir: &Path,
 ) -> Metainfo {
+    make_torrent_with_web_seeds(name, piece_len, files, dir, &[])
+}
+
+/// [`make_torrent`] with BEP 19 web seeds in its `url-list`.
+pub fn make_torrent_with_web_seeds(
+    name: &str,
+    piece_len: u32,
+    files: &[(Vec<&str>, Vec<u8>)],
+    dir: &Path,
+    web_seeds: &[String],
+) -> Metainfo {
     let all: Vec<u8> = files.iter().flat_map(|(_, d)| d.iter().copied()).collect();
     let hashes = all
         .chunks(piece_len as usize)
@@ -53,6 +64,7 @@ pub fn make_torrent(
                 .collect()
         },
         single_file_length: single.then(|| files[0].1.len() as u64),
+        web_seeds: web_seeds.to_vec(),
         ..Default::default()
     };
     Metainfo::from_bytes(&build_torrent(&t)).expect("valid torrent")
