@@ -2,6 +2,7 @@
 
 mod cli_agent;
 mod cli_create;
+mod cli_origin;
 mod wait_ready;
 
 use std::io::IsTerminal;
@@ -90,6 +91,8 @@ enum Cmd {
         peer: PeerOpts,
         #[command(flatten)]
         write: WriteOpts,
+        #[command(flatten)]
+        origin: cli_origin::OriginOpts,
     },
     /// Serve the complete data in DIR (the folder that holds NAME, as written by
     /// `download -o DIR`) until Ctrl-C. Never writes: missing or corrupt data is an error.
@@ -174,6 +177,10 @@ enum Cmd {
         /// Extra peer to dial besides the trackers' (repeatable).
         #[arg(long = "peer", value_name = "ADDR")]
         peers: Vec<SocketAddr>,
+        /// HTTP(S) URL serving the torrent's data, used like a BEP 19 web seed (the file,
+        /// or the folder holding NAME ending in /); repeatable; kept with the torrent.
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
         #[command(flatten)]
         api: cli_agent::ApiOpts,
     },
@@ -368,10 +375,11 @@ fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     c
 }
 
-fn check_sources(meta: &Metainfo, p: &PeerOpts) -> Result<()> {
+fn check_sources(meta: &Metainfo, p: &PeerOpts, origins: &[String]) -> Result<()> {
     let trackers = !p.no_trackers && !kpbt_client::tracker::usable_tiers(&meta.trackers).is_empty();
-    if !trackers && p.peers.is_empty() {
-        bail!("no way to find peers: the torrent has no tracker this client can use (or --no-trackers was given); pass --peer ADDR");
+    let web = !meta.web_seeds.is_empty() || !origins.is_empty();
+    if !trackers && p.peers.is_empty() && !web {
+        bail!("no way to find peers: the torrent has no tracker this client can use (or --no-trackers was given) and no web seed; pass --peer ADDR or --origin URL");
     }
     Ok(())
 }
@@ -502,14 +510,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             seed_only,
             exist_ok,
             peers,
+            origins,
             api,
         } => {
+            cli_origin::check_origins(&origins)?;
             let how = cli_agent::AddHow {
                 dir,
                 paused,
                 seed_only,
                 exist_ok,
                 peers,
+                origins,
             };
             cli_agent::add(api, torrent, how).await
         }
@@ -611,8 +622,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             peer,
             write,
+            origin,
         } => {
             check_output_dir(&output)?;
+            cli_origin::check_origins(&origin.origins)?;
             let mut peer = peer;
             let (meta, peer_id) = if is_magnet(&torrent) {
                 let (meta, id, link_peers, port) = fetch_magnet(&torrent, &peer, &output).await?;
@@ -624,11 +637,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 (load(&torrent)?, None)
             };
-            check_sources(&meta, &peer)?;
+            check_sources(&meta, &peer, &origin.origins)?;
             let name = meta.info.name.clone();
             let mut cfg = config(output.clone(), &peer);
             cfg.peer_id = peer_id.or(cfg.peer_id);
             cfg.download_limit = write.download_limit;
+            origin.apply(&mut cfg);
             cfg.write_mode = if write.buffered_writes {
                 WriteMode::Buffered
             } else {
@@ -640,10 +654,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if s.complete {
                 if !peer.quiet {
                     eprintln!(
-                        "done: {} ({} verified); downloaded {}, uploaded {}",
+                        "done: {} ({} verified); downloaded {}{}, uploaded {}",
                         output.join(&name).display(),
                         count(u64::from(s.piece_count), "piece"),
                         amount(s.downloaded),
+                        by_source(&s),
                         amount(s.uploaded)
                     );
                 }
@@ -685,6 +700,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// ` (X from peers, Y from origin)` when any bytes came from a web seed or origin.
+fn by_source(s: &kpbt_client::Summary) -> String {
+    if s.origin_bytes == 0 {
+        return String::new();
+    }
+    format!(
+        " ({} from peers, {} from origin)",
+        format_bytes(s.peer_bytes),
+        format_bytes(s.origin_bytes)
+    )
 }
 
 /// A byte total in a final summary: human units, with the exact count for scripts.

@@ -26,6 +26,9 @@ pub struct SavedState {
     /// Served read-only, never written (`seed` semantics).
     #[serde(default)]
     pub seed_only: bool,
+    /// Web seed/origin URLs given when the torrent was added (`add --origin`).
+    #[serde(default)]
+    pub origins: Vec<String>,
 }
 
 /// One torrent found in the state dir: its parts, or why they cannot be used.
@@ -147,6 +150,7 @@ mod tests {
             added: 1,
             peers: vec!["127.0.0.1:6881".parse().unwrap()],
             seed_only: true,
+            origins: vec!["http://origin/files/".into()],
         };
         sd.add(a, b"d4:infod...e", &st).unwrap();
         sd.add(b, b"x", &st).unwrap();
@@ -163,5 +167,12 @@ mod tests {
         sd.remove(a).unwrap();
         sd.remove(a).unwrap();
         assert!(!sd.torrent_dir(a).exists());
+    }
+
+    #[test]
+    fn state_written_before_origins_existed_still_loads() {
+        let old = r#"{"dir":"/d","paused":false,"seq":1,"added":2,"peers":[],"seed_only":false}"#;
+        let st: SavedState = serde_json::from_str(old).unwrap();
+        assert!(st.origins.is_empty());
     }
 }
