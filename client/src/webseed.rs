@@ -300,8 +300,9 @@ impl WebSeedTask {
                         self.publish(&seeds);
                     }
                 }
-                _ = self.complete.changed() => {}
-                _ = self.shutdown.changed() => {}
+                // A closed channel means the torrent is gone: stop too.
+                r = self.complete.changed() => if r.is_err() { break },
+                r = self.shutdown.changed() => if r.is_err() { break },
             }
         }
         if *self.complete.borrow() {
