@@ -350,6 +350,8 @@ impl WebSeedTask {
 }
 
 /// Books a finished run against its URL: bytes, errors, bad pieces, back-off, drop.
+/// Runs that were already under way when the URL began backing off do not back it off
+/// further (four failing at once are one failure, not four).
 fn settle(seed: &mut Seed, outcome: Outcome) {
     seed.busy = seed.busy.saturating_sub(1);
     seed.view.downloaded += outcome.verified;
@@ -365,8 +367,8 @@ fn settle(seed: &mut Seed, outcome: Outcome) {
         );
         if seed.view.bad_pieces >= MAX_BAD_PIECES {
             warn!(
-                url = %seed.view.url,
-                "web seed dropped for this session: {} pieces from it failed their SHA-1 check; check that it serves this torrent's files",
+                "web seed {} dropped for this session: {} pieces from it failed their SHA-1 check; check that it serves this torrent's files",
+                seed.view.url,
                 seed.view.bad_pieces
             );
             seed.view.state = WebSeedState::Dropped;
@@ -379,18 +381,28 @@ fn settle(seed: &mut Seed, outcome: Outcome) {
         seed.view.errors += 1;
         problem = Some(problem.map_or_else(|| e.to_string(), |p| format!("{p}; {e}")));
     }
+    let now = Instant::now();
     match problem {
         None => {
             seed.failures = 0;
             seed.retry_at = None;
+            seed.view.state = WebSeedState::Ready;
+        }
+        Some(p) if seed.retry_at.is_some_and(|t| t > now) => {
+            debug!(url = %seed.view.url, "web seed (already backing off): {p}");
+            seed.view.last_error = Some(p);
         }
         Some(p) => {
             seed.failures = seed.failures.saturating_add(1);
             let backoff = BACKOFF_FIRST
                 .saturating_mul(1 << (seed.failures - 1).min(16))
                 .min(BACKOFF_MAX);
-            warn!(url = %seed.view.url, "web seed: {p}; trying it again in {} s", backoff.as_secs());
-            seed.retry_at = Some(Instant::now() + backoff);
+            warn!(
+                "web seed {}: {p}; trying it again in {} s",
+                seed.view.url,
+                backoff.as_secs()
+            );
+            seed.retry_at = Some(now + backoff);
             seed.view.state = WebSeedState::BackingOff;
             seed.view.last_error = Some(p);
         }
@@ -604,26 +616,32 @@ mod tests {
             (100, WebSeedState::Ready)
         );
         let t0 = Instant::now();
-        settle(&mut s, outcome(Some(FetchError::Status(503)), 0, vec![]));
+        let fail = |e: FetchError| outcome(Some(e), 0, vec![]);
+        settle(&mut s, fail(FetchError::Status(503)));
         assert_eq!(s.view.state, WebSeedState::BackingOff);
         assert_eq!(s.retry_at, Some(t0 + BACKOFF_FIRST));
         assert!(!s.usable(t0));
         assert!(s.usable(t0 + BACKOFF_FIRST));
-        settle(
-            &mut s,
-            outcome(Some(FetchError::Timeout("the body")), 0, vec![]),
-        );
-        assert_eq!(s.retry_at, Some(t0 + 2 * BACKOFF_FIRST));
+        // A run that was under way fails too: counted, but no longer back-off.
+        settle(&mut s, fail(FetchError::Status(503)));
+        assert_eq!(s.retry_at, Some(t0 + BACKOFF_FIRST));
+        tokio::time::advance(BACKOFF_FIRST).await;
+        settle(&mut s, fail(FetchError::Timeout("the body")));
+        assert_eq!(s.retry_at, Some(t0 + 3 * BACKOFF_FIRST), "doubled");
         for _ in 0..20 {
-            settle(&mut s, outcome(Some(FetchError::Status(500)), 0, vec![]));
+            let at = s.retry_at.unwrap();
+            tokio::time::advance(at - Instant::now()).await;
+            settle(&mut s, fail(FetchError::Status(500)));
         }
-        assert_eq!(s.retry_at, Some(t0 + BACKOFF_MAX), "capped");
-        assert_eq!(s.view.errors, 22);
+        assert_eq!(s.retry_at.unwrap() - Instant::now(), BACKOFF_MAX, "capped");
+        assert_eq!(s.view.errors, 23);
         assert!(s.view.last_error.as_deref().unwrap().contains("500"));
         // A good run resets the back-off.
         settle(&mut s, outcome(None, 10, vec![]));
         assert_eq!((s.failures, s.retry_at), (0, None));
-        // Bad data: backed off, then dropped at the third bad piece.
+        assert_eq!(s.view.state, WebSeedState::Ready);
+        // Bad data: backed off, then dropped at the third bad piece (even while
+        // backing off: bad pieces always count).
         settle(&mut s, outcome(None, 0, vec![7]));
         assert_eq!(s.view.state, WebSeedState::BackingOff);
         settle(&mut s, outcome(None, 0, vec![8, 9]));
