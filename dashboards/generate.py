@@ -126,12 +126,22 @@ transfer = dashboard(
               unit="bytes"),
         panel("Pieces left", "Pieces not yet verified on disk, per client and torrent (0 once seeding).",
               [("sum by (instance, torrent) (kpbt_client_pieces - kpbt_client_pieces_have)", "{{instance}} {{torrent}}")]),
+        panel("P2P offload", "Share of verified payload bytes that did not come from the origin (web seeds, `--origin`): 1 means peers delivered everything, 0 that the origin did. Over all clients, and per torrent. No data while nothing downloads.",
+              [(f"sum(rate(kpbt_client_peer_bytes_total[{RATE}])) / (sum(rate(kpbt_client_peer_bytes_total[{RATE}])) + sum(rate(kpbt_client_origin_bytes_total[{RATE}])))", "all clients"),
+               (f"sum by (torrent) (rate(kpbt_client_peer_bytes_total[{RATE}])) / (sum by (torrent) (rate(kpbt_client_peer_bytes_total[{RATE}])) + sum by (torrent) (rate(kpbt_client_origin_bytes_total[{RATE}])))", "{{torrent}}")],
+              unit="percentunit"),
+        panel("Download rate by source", "Verified payload bytes per second from peers and from the origin (web seeds, `--origin`), over all clients: what the origin serves is what the swarm did not.",
+              [(f"sum(rate(kpbt_client_peer_bytes_total[{RATE}]))", "from peers"),
+               (f"sum(rate(kpbt_client_origin_bytes_total[{RATE}]))", "from origin")],
+              unit="Bps", stack=True),
     ],
 )
 
 CLIENT_METRICS = [
     ("kpbt_client_downloaded_bytes_total", "counter", "verified payload bytes downloaded this session"),
     ("kpbt_client_uploaded_bytes_total", "counter", "payload bytes sent to peers this session"),
+    ("kpbt_client_peer_bytes_total", "counter", "of the downloaded bytes, those that came from peers"),
+    ("kpbt_client_origin_bytes_total", "counter", "of the downloaded bytes, those that came from web seeds and origins (`url-list`, `--origin`)"),
     ("kpbt_client_peers", "gauge", "open peer connections"),
     ("kpbt_client_pieces", "gauge", "pieces in the torrent"),
     ("kpbt_client_pieces_have", "gauge", "pieces verified and on disk"),

@@ -23,6 +23,9 @@ put(f"{root}/tree/empty", 0)
 PY
 mktorrent -l 15 -a http://127.0.0.1:6969/announce -o corpus/metainfo/mktorrent-single.torrent "$work/single.bin" >/dev/null
 mktorrent -l 15 -p -a http://a/announce,http://b/announce -a http://c/announce -o corpus/metainfo/mktorrent-multi-private.torrent "$work/tree" >/dev/null
+# BEP 19 web seeds: one URL (mktorrent writes a string) and two (a list).
+mktorrent -l 15 -w http://127.0.0.1:8080/single.bin -o corpus/metainfo/mktorrent-webseed-single.torrent "$work/single.bin" >/dev/null
+mktorrent -l 15 -a http://127.0.0.1:6969/announce -w http://origin.example/files/ -w https://mirror.example/pub/ -o corpus/metainfo/mktorrent-webseeds-multi.torrent "$work/tree" >/dev/null
 transmission-create -s 32 -t http://127.0.0.1:6969/announce -o corpus/metainfo/transmission-single.torrent "$work/single.bin" >/dev/null
 transmission-create -p -s 16 -t http://t1/announce -t http://t2/announce -c "fuzz seed" -o corpus/metainfo/transmission-multi-private.torrent "$work/tree" >/dev/null
 cp corpus/metainfo/*.torrent corpus/bencode/
@@ -36,8 +39,10 @@ for torrent in corpus/metainfo/*.torrent; do
     /^  Hash:/ {print "hash=" $2} /^  Name:/ {print "name=" $2}
     /^  Piece Count:/ {print "pieces=" $3}
     /^  Privacy:/ {print "private=" ($2 == "Private" ? 1 : 0)}
-    /^  Tier #/ {tier=$2} /^  http/ {print "tracker=" tier " " $1}
-    /^FILES/ {files=1; next} files && NF {print "file=" $1}' > "$fixtures/$name.expected"
+    /^TRACKERS/ {sec="trackers"} /^WEBSEEDS/ {sec="webseeds"; next} /^FILES/ {sec="files"; next}
+    /^  Tier #/ {tier=$2} sec == "trackers" && /^  http/ {print "tracker=" tier " " $1}
+    sec == "webseeds" && NF {print "webseed=" $1}
+    sec == "files" && NF {print "file=" $1}' > "$fixtures/$name.expected"
 done
 
 python3 - <<'PY'

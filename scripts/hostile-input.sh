@@ -47,6 +47,8 @@ if [[ ${SKIP_CLIENT:-0} != 1 ]]; then
   step "client: hostile peers" -p kpbt-client --test hostile
   step "client: hostile peer wire" -p kpbt-client --test hostile_wire
   step "client: bad tracker replies" -p kpbt-client --lib -- tracker::tests::malformed tracker_udp::
+  step "client: web seed responses" -p kpbt-client --lib -- webseed::
+  step "client: hostile web seeds" -p kpbt-client --test webseed -- hostile corrupt
 fi
 
 if [[ $fuzz_seconds == 0 ]]; then

@@ -8,6 +8,7 @@
 #   opentracker      opentracker       reference tracker (interop tests)
 #   mktorrent        mktorrent         .torrent creation
 #   redis-server     redis-server      the tracker's Redis store tests and benchmark
+#   nginx            nginx             HTTP origin for the client's web seed tests
 #   wrk              wrk               HTTP load generator (tracker benchmarks)
 #   hyperfine        hyperfine         command benchmarking
 #   prometheus       promtool          metrics/rules checking
@@ -15,7 +16,7 @@
 #   (shell lint)     shellcheck        from the apt package of the same name
 #
 # Env: KPBT_DEPS_MINIMAL=1 installs only what `scripts/test.sh` needs
-# (aria2, transmission-cli, opentracker, mktorrent, redis-server).
+# (aria2, transmission-cli, opentracker, mktorrent, redis-server, nginx).
 set -euo pipefail
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
@@ -29,6 +30,7 @@ required=(
   opentracker:opentracker
   mktorrent:mktorrent
   redis-server:redis-server
+  nginx:nginx
 )
 optional=(
   wrk:wrk
@@ -72,7 +74,7 @@ else
   fi
   log "apt-get install ${missing[*]}"
   # policy-rc.d 101: don't let postinst scripts start daemons (prometheus, opentracker,
-  # redis-server: the tests start their own on free ports).
+  # redis-server, nginx: the tests start their own on free ports).
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [[ ! -e $policy ]]; then

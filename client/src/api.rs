@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -169,20 +169,25 @@ struct AddJson {
     magnet: Option<String>,
     dir: Option<PathBuf>,
     paused: Option<bool>,
+    /// Web seed/origin URLs, as `origin=` in the query.
+    #[serde(default)]
+    origins: Vec<String>,
 }
 
 /// How long `POST /torrents {"magnet": ...}` waits for a peer to deliver the metadata.
 const MAGNET_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `POST /torrents?dir=DIR[&paused=true]` with the .torrent as the body, or with
-/// `{"url": ...}` (JSON) to fetch it first.
+/// `POST /torrents?dir=DIR[&paused=true][&origin=URL...]` with the .torrent as the
+/// body, or with `{"url": ...}` (JSON) to fetch it first.
 async fn add(
     State(state): State<Arc<ApiState>>,
     query: Result<Query<AddQuery>, axum::extract::rejection::QueryRejection>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Query(mut q) = query.map_err(|e| bad_request(format!("bad query: {}", e.body_text())))?;
+    let mut origins = query_origins(raw.as_deref());
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -195,6 +200,7 @@ async fn add(
         })?;
         q.dir = q.dir.or(req.dir);
         q.paused = q.paused.or(req.paused);
+        origins.extend(req.origins);
         match (req.url, req.magnet) {
             (Some(url), None) => fetch_torrent(&state.http, &url).await?,
             (None, Some(link)) => {
@@ -217,12 +223,33 @@ async fn add(
         peers,
         seed_only: q.seed_only.unwrap_or(false),
         verified: q.verified.unwrap_or(false),
+        origins,
     };
     // Writing the state dir syncs files: off the async threads.
     let view = tokio::task::spawn_blocking(move || session.add(&torrent, opts))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Every `origin=` value of the query (repeated, or comma-separated), decoded. They are
+/// checked by `Session::add`.
+fn query_origins(raw: Option<&str>) -> Vec<String> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(url) = reqwest::Url::parse(&format!("http://query.invalid/?{raw}")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (_, v) in url.query_pairs().filter(|(k, _)| k == "origin") {
+        for o in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            if !out.iter().any(|x| x == o) {
+                out.push(o.to_owned());
+            }
+        }
+    }
+    out
 }
 
 fn parse_peers(s: Option<&str>) -> Result<Vec<SocketAddr>, ApiError> {

@@ -59,7 +59,7 @@ pub(crate) fn render(session: &Session) -> String {
 
     let samples = session.samples(MAX_TORRENT_SERIES);
     type Field = fn(&TorrentSample) -> u64;
-    let series: [(&str, &str, &str, Field); 8] = [
+    let series: [(&str, &str, &str, Field); 10] = [
         (
             "kpbt_client_downloaded_bytes_total",
             "counter",
@@ -71,6 +71,18 @@ pub(crate) fn render(session: &Session) -> String {
             "counter",
             "Payload bytes sent to peers since the torrent started",
             |s| s.uploaded,
+        ),
+        (
+            "kpbt_client_peer_bytes_total",
+            "counter",
+            "Verified payload bytes that came from peers since the torrent started",
+            |s| s.peer_bytes,
+        ),
+        (
+            "kpbt_client_origin_bytes_total",
+            "counter",
+            "Verified payload bytes that came from web seeds and origins since the torrent started",
+            |s| s.origin_bytes,
         ),
         ("kpbt_client_peers", "gauge", "Open peer connections", |s| {
             s.peers as u64

@@ -61,6 +61,9 @@ pub struct ServeOpts {
     /// Write through the page cache instead of with O_DIRECT.
     #[arg(long)]
     buffered_writes: bool,
+    /// How web seeds and origins (`add --origin`) are used, for every torrent.
+    #[command(flatten)]
+    origin: crate::cli_origin::OriginPolicy,
 }
 
 pub async fn serve(o: ServeOpts, stop: impl std::future::Future<Output = ()>) -> Result<ExitCode> {
@@ -71,6 +74,8 @@ pub async fn serve(o: ServeOpts, stop: impl std::future::Future<Output = ()>) ->
     cfg.download_limit = o.download_limit;
     cfg.max_active_downloads = o.max_active_downloads.max(1);
     cfg.max_peers = o.max_peers;
+    cfg.origin_min_rate = o.origin.origin_min_rate;
+    cfg.origin_connections = o.origin.origin_connections;
     if o.buffered_writes {
         cfg.write_mode = WriteMode::Buffered;
     }
@@ -207,6 +212,8 @@ pub struct AddHow {
     /// "Already in the session" counts as success.
     pub exist_ok: bool,
     pub peers: Vec<SocketAddr>,
+    /// Web seed/origin URLs kept with the torrent (`--origin`).
+    pub origins: Vec<String>,
 }
 
 pub async fn add(api: ApiOpts, torrent: String, how: AddHow) -> Result<ExitCode> {
@@ -216,6 +223,7 @@ pub async fn add(api: ApiOpts, torrent: String, how: AddHow) -> Result<ExitCode>
         seed_only,
         exist_ok,
         peers,
+        origins,
     } = how;
     let api = Api::new(&api)?;
     let dir = absolute(&dir)?;
@@ -228,6 +236,7 @@ pub async fn add(api: ApiOpts, torrent: String, how: AddHow) -> Result<ExitCode>
         let list: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
         query.push(("peers", list.join(",")));
     }
+    query.extend(origins.into_iter().map(|o| ("origin", o)));
     let req = api
         .request(reqwest::Method::POST, "/torrents")
         .query(&query);

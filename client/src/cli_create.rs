@@ -114,6 +114,7 @@ pub fn demo(dir: &Path, size: u64, trackers: Vec<Vec<String>>) -> Result<()> {
         piece_length: None,
         private: true,
         comment: Some("kpbt demo payload".into()),
+        web_seeds: Vec::new(),
     };
     create_torrent(options, &torrent, false)?;
     Ok(())

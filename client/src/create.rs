@@ -27,6 +27,28 @@ pub enum CreateError {
     Changed(PathBuf),
     #[error("tracker URL {url:?} {problem}: give a full announce URL such as http://tracker.example:6969/announce")]
     TrackerUrl { url: String, problem: &'static str },
+    #[error("web seed URL {url:?} {problem}: give the http(s) URL of the file, or of the folder that holds NAME (ending in /), e.g. http://origin.example/files/")]
+    WebSeedUrl { url: String, problem: &'static str },
+}
+
+/// Checks a BEP 19 web seed (or `--origin`) URL: `http://` or `https://` with a host, in
+/// the bounds a torrent may carry ([`metainfo::is_web_seed_url`]).
+pub fn check_web_seed_url(url: &str) -> Result<(), CreateError> {
+    let bad = |problem| CreateError::WebSeedUrl {
+        url: url.to_string(),
+        problem,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| bad("is not a URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("has no host"));
+    }
+    if !metainfo::is_web_seed_url(url) {
+        return Err(bad("is too long or holds spaces or control characters"));
+    }
+    Ok(())
 }
 
 /// Checks an announce URL before it is written into a torrent: `http://`, `https://` or
@@ -57,6 +79,9 @@ pub struct CreateOptions {
     pub piece_length: Option<u32>,
     pub private: bool,
     pub comment: Option<String>,
+    /// BEP 19 web seeds written as `url-list` (`--web-seed`): where HTTP(S) serves the
+    /// same files.
+    pub web_seeds: Vec<String>,
 }
 
 /// A file to be shared: where it is on disk and its path inside the torrent.
@@ -94,6 +119,9 @@ impl Plan {
 pub fn plan(options: CreateOptions) -> Result<Plan, CreateError> {
     for url in options.trackers.iter().flatten() {
         check_tracker_url(url)?;
+    }
+    for url in &options.web_seeds {
+        check_web_seed_url(url)?;
     }
     let path = &options.path;
     let meta = std::fs::metadata(path).map_err(|source| io(path, source))?;
@@ -235,6 +263,7 @@ pub fn build(
             .duration_since(std::time::UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs() as i64),
+        web_seeds: options.web_seeds.clone(),
     };
     let bytes = metainfo::build_torrent(&torrent);
     // Parse what we built: it proves the torrent is valid and yields the info hash
@@ -332,6 +361,7 @@ mod tests {
             piece_length: Some(16 * 1024),
             private: true,
             comment: None,
+            web_seeds: Vec::new(),
         }
     }
 
@@ -382,6 +412,32 @@ mod tests {
         assert_eq!(meta.info.name, "one.iso");
         assert!(!meta.info.multi_file);
         assert_eq!(meta.info.total_length, 40_000);
+        assert!(meta.web_seeds.is_empty());
+        let seeded = super::plan(CreateOptions {
+            web_seeds: vec!["http://o:8080/files/".into(), "https://m/one.iso".into()],
+            ..options(&file)
+        })
+        .unwrap();
+        let (bytes, _) = build(&seeded, 2, &AtomicU64::new(0)).unwrap();
+        let meta = Metainfo::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            meta.web_seeds,
+            ["http://o:8080/files/", "https://m/one.iso"]
+        );
+        for (url, problem) in [
+            ("ftp://o/x", "must start with http"),
+            ("origin/files/", "is not a URL"),
+            ("http://o/a b", "spaces"),
+        ] {
+            let err = super::plan(CreateOptions {
+                web_seeds: vec![url.into()],
+                ..options(&file)
+            })
+            .err()
+            .expect("bad web seed refused")
+            .to_string();
+            assert!(err.contains(problem) && err.contains(url), "{err}");
+        }
 
         let empty = dir.path().join("empty-dir");
         std::fs::create_dir(&empty).unwrap();

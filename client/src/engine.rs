@@ -26,6 +26,7 @@ use crate::shared::Shared;
 use crate::storage::{FileSpec, Layout, Storage, StorageError, WriteMode};
 use crate::torrent::TorrentTask;
 use crate::tracker::Announcer;
+use crate::webseed::{OriginOptions, WebSeedStatus, WebSeedTask, WebSeedView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -95,6 +96,14 @@ pub struct Config {
     /// This torrent's own limits on top of the host's (`upload_limit`/`download_limit`).
     pub torrent_upload_limit: Option<u64>,
     pub torrent_download_limit: Option<u64>,
+    /// HTTP(S) URLs serving the torrent's data (`--origin`), used like the torrent's own
+    /// web seeds (BEP 19 rules): for torrents made without a `url-list`.
+    pub origins: Vec<String>,
+    /// Below this many bytes/s from peers the origin takes over (`--origin-min-rate`);
+    /// 0: the origin only fetches pieces no connected peer has.
+    pub origin_min_rate: u64,
+    /// Concurrent requests to web seeds/origins for this torrent (`--origin-connections`).
+    pub origin_connections: usize,
 }
 
 impl Config {
@@ -122,6 +131,9 @@ impl Config {
             trust_existing_data: false,
             torrent_upload_limit: None,
             torrent_download_limit: None,
+            origins: Vec::new(),
+            origin_min_rate: crate::webseed::DEFAULT_ORIGIN_MIN_RATE,
+            origin_connections: crate::webseed::DEFAULT_ORIGIN_CONNECTIONS,
         }
     }
 }
@@ -134,9 +146,14 @@ pub struct Summary {
     pub piece_count: u32,
     /// Verified payload bytes downloaded this session.
     pub downloaded: u64,
+    /// The part of `downloaded` that came from peers / from web seeds and origins.
+    pub peer_bytes: u64,
+    pub origin_bytes: u64,
     pub uploaded: u64,
     pub elapsed: Duration,
     pub banned: Vec<IpAddr>,
+    /// How each web seed/origin did (after `shutdown`: final).
+    pub web_seeds: Vec<WebSeedView>,
 }
 
 /// A running torrent.
@@ -150,6 +167,7 @@ pub struct TorrentHandle {
     started: Instant,
     resume_path: Option<PathBuf>,
     router: Router,
+    web_seeds: WebSeedStatus,
 }
 
 fn layout_of(meta: &Metainfo) -> Layout {
@@ -355,6 +373,26 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
             shutdown_rx.clone(),
         )));
     }
+    let web_seeds = WebSeedStatus::default();
+    let urls = crate::webseed::seed_urls(&meta.web_seeds, &cfg.origins);
+    if !urls.is_empty() && !cfg.seed_only && !shared.is_complete() {
+        let task = WebSeedTask {
+            shared: shared.clone(),
+            http: services.origin_http.clone(),
+            urls,
+            name: meta.info.name.clone(),
+            multi_file: meta.info.multi_file,
+            options: OriginOptions {
+                min_rate: cfg.origin_min_rate,
+                connections: cfg.origin_connections.max(1),
+            },
+            expect_peers: !cfg.peers.is_empty() || (cfg.use_trackers && !meta.trackers.is_empty()),
+            status: web_seeds.clone(),
+            complete: complete_rx.clone(),
+            shutdown: shutdown_rx.clone(),
+        };
+        helpers.push(tokio::spawn(task.run()));
+    }
     if cfg.progress != ProgressMode::Quiet {
         helpers.push(tokio::spawn(progress::run(
             shared.clone(),
@@ -376,6 +414,7 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
         started,
         resume_path,
         router: services.router.clone(),
+        web_seeds,
     }
 }
 
@@ -503,6 +542,23 @@ impl TorrentHandle {
         self.shared.lock().peers.values().map(|e| e.addr).collect()
     }
 
+    /// Verified payload bytes this run from peers and from web seeds/origins.
+    pub fn bytes_by_source(&self) -> (u64, u64) {
+        (
+            self.shared.peer_bytes.load(Ordering::Relaxed),
+            self.shared.origin_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// How each web seed/origin is doing (empty when the torrent has none, or was
+    /// complete at the start).
+    pub fn web_seeds(&self) -> Vec<WebSeedView> {
+        self.web_seeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// True when every piece is verified (on disk).
     pub fn is_complete(&self) -> bool {
         self.shared.is_complete()
@@ -539,9 +595,12 @@ impl TorrentHandle {
             pieces_verified: st.picker.have_count(),
             piece_count: self.shared.piece_count,
             downloaded: self.shared.downloaded.load(Ordering::Relaxed),
+            peer_bytes: self.shared.peer_bytes.load(Ordering::Relaxed),
+            origin_bytes: self.shared.origin_bytes.load(Ordering::Relaxed),
             uploaded: self.shared.uploaded.load(Ordering::Relaxed),
             elapsed: self.started.elapsed(),
             banned,
+            web_seeds: self.web_seeds(),
         }
     }
 

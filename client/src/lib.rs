@@ -26,6 +26,7 @@
 //! - [`create`]: building .torrent files (parallel hashing).
 //! - [`units`]: sizes and rates as typed on the command line (`20M`).
 //! - [`rng`]: seeded xorshift for picks and choke rotation (deterministic in tests).
+//! - [`webseed`]: web seeds (BEP 19) and `--origin` URLs: pieces over HTTP range requests.
 
 pub mod api;
 mod api_common;
@@ -56,6 +57,7 @@ mod torrent;
 pub mod tracker;
 pub mod tracker_udp;
 pub mod units;
+pub mod webseed;
 
 pub use engine::{download, start, ClientError, Config, Summary, TorrentHandle};
 pub use progress::ProgressMode;

@@ -2,6 +2,7 @@
 
 mod cli_agent;
 mod cli_create;
+mod cli_origin;
 mod wait_ready;
 
 use std::io::IsTerminal;
@@ -91,6 +92,8 @@ enum Cmd {
         peer: PeerOpts,
         #[command(flatten)]
         write: WriteOpts,
+        #[command(flatten)]
+        origin: cli_origin::OriginOpts,
     },
     /// Serve the complete data in DIR (the folder that holds NAME, as written by
     /// `download -o DIR`) until Ctrl-C. Never writes: missing or corrupt data is an error.
@@ -125,6 +128,10 @@ enum Cmd {
         /// Free-text comment stored in the torrent.
         #[arg(long)]
         comment: Option<String>,
+        /// BEP 19 web seed: an http(s) URL serving the same data, the file itself or the
+        /// folder holding NAME (ending in /); repeatable. Written as `url-list`.
+        #[arg(long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Where to write the .torrent [default: NAME.torrent in the current directory].
         #[arg(short, long, value_name = "OUT.torrent")]
         output: Option<PathBuf>,
@@ -172,6 +179,10 @@ enum Cmd {
         /// Extra peer to dial besides the trackers' (repeatable).
         #[arg(long = "peer", value_name = "ADDR")]
         peers: Vec<SocketAddr>,
+        /// HTTP(S) URL serving the torrent's data, used like a BEP 19 web seed (the file,
+        /// or the folder holding NAME ending in /); repeatable; kept with the torrent.
+        #[arg(long = "origin", value_name = "URL")]
+        origins: Vec<String>,
         #[command(flatten)]
         api: cli_agent::ApiOpts,
     },
@@ -227,6 +238,9 @@ enum Cmd {
         /// Mark the torrent private (BEP 27).
         #[arg(long)]
         private: bool,
+        /// BEP 19 web seed URL written into the torrent (repeatable), as for `create`.
+        #[arg(long = "web-seed", value_name = "URL")]
+        web_seeds: Vec<String>,
         /// Piece length (power of two) [default as for `create`].
         #[arg(long, value_parser = parse_piece_length)]
         piece_length: Option<u32>,
@@ -363,10 +377,11 @@ fn config(dir: PathBuf, p: &PeerOpts) -> Config {
     c
 }
 
-fn check_sources(meta: &Metainfo, p: &PeerOpts) -> Result<()> {
+fn check_sources(meta: &Metainfo, p: &PeerOpts, origins: &[String]) -> Result<()> {
     let trackers = !p.no_trackers && !kpbt_client::tracker::usable_tiers(&meta.trackers).is_empty();
-    if !trackers && p.peers.is_empty() {
-        bail!("no way to find peers: the torrent has no tracker this client can use (or --no-trackers was given); pass --peer ADDR");
+    let web = !meta.web_seeds.is_empty() || !origins.is_empty();
+    if !trackers && p.peers.is_empty() && !web {
+        bail!("no way to find peers: the torrent has no tracker this client can use (or --no-trackers was given) and no web seed; pass --peer ADDR or --origin URL");
     }
     Ok(())
 }
@@ -428,6 +443,9 @@ fn info(meta: &Metainfo) {
     }
     for (n, tier) in meta.trackers.iter().enumerate() {
         println!("tier {n}:       {}", tier.join(" "));
+    }
+    for url in &meta.web_seeds {
+        println!("web seed:     {}", kpbt_proto::redact::web_url(url));
     }
     println!("magnet:       {}", magnet_of(meta));
     println!("files:        {}", count(i.files.len() as u64, "file"));
@@ -494,14 +512,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             seed_only,
             exist_ok,
             peers,
+            origins,
             api,
         } => {
+            cli_origin::check_origins(&origins)?;
             let how = cli_agent::AddHow {
                 dir,
                 paused,
                 seed_only,
                 exist_ok,
                 peers,
+                origins,
             };
             cli_agent::add(api, torrent, how).await
         }
@@ -523,6 +544,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             trackers,
             output,
             private,
+            web_seeds,
             piece_length,
             quiet,
             api,
@@ -537,6 +559,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 piece_length,
                 private,
                 comment: None,
+                web_seeds,
             };
             cli_agent::publish(api, options, output, quiet).await
         }
@@ -547,6 +570,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             piece_length,
             private,
             comment,
+            web_seeds,
             output,
             force,
             magnet,
@@ -573,6 +597,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 piece_length,
                 private,
                 comment,
+                web_seeds,
             };
             let written = output.clone();
             tokio::task::spawn_blocking(move || {
@@ -599,8 +624,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             seed,
             peer,
             write,
+            origin,
         } => {
             check_output_dir(&output)?;
+            cli_origin::check_origins(&origin.origins)?;
             let mut peer = peer;
             let (meta, peer_id) = if is_magnet(&torrent) {
                 let (meta, id, link_peers, port) = fetch_magnet(&torrent, &peer, &output).await?;
@@ -612,11 +639,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 (load(&torrent)?, None)
             };
-            check_sources(&meta, &peer)?;
+            check_sources(&meta, &peer, &origin.origins)?;
             let name = meta.info.name.clone();
             let mut cfg = config(output.clone(), &peer);
             cfg.peer_id = peer_id.or(cfg.peer_id);
             cfg.download_limit = write.download_limit;
+            origin.apply(&mut cfg);
             cfg.write_mode = if write.buffered_writes {
                 WriteMode::Buffered
             } else {
@@ -628,10 +656,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if s.complete {
                 if !peer.quiet {
                     eprintln!(
-                        "done: {} ({} verified); downloaded {}, uploaded {}",
+                        "done: {} ({} verified); downloaded {}{}, uploaded {}",
                         output.join(&name).display(),
                         count(u64::from(s.piece_count), "piece"),
                         amount(s.downloaded),
+                        by_source(&s),
                         amount(s.uploaded)
                     );
                 }
@@ -673,6 +702,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// ` (X from peers, Y from origin)` when any bytes came from a web seed or origin.
+fn by_source(s: &kpbt_client::Summary) -> String {
+    if s.origin_bytes == 0 {
+        return String::new();
+    }
+    format!(
+        " ({} from peers, {} from origin)",
+        format_bytes(s.peer_bytes),
+        format_bytes(s.origin_bytes)
+    )
 }
 
 /// A byte total in a final summary: human units, with the exact count for scripts.

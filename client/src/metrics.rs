@@ -32,6 +32,8 @@ pub(crate) struct ClientMetrics {
     registry: Registry,
     downloaded: IntCounter,
     uploaded: IntCounter,
+    peer_bytes: IntCounter,
+    origin_bytes: IntCounter,
     peers: IntGauge,
     pieces: IntGauge,
     pieces_have: IntGauge,
@@ -61,6 +63,16 @@ impl ClientMetrics {
                 IntCounter,
                 "kpbt_client_uploaded_bytes_total",
                 "Payload bytes sent to peers this session"
+            ),
+            peer_bytes: reg!(
+                IntCounter,
+                "kpbt_client_peer_bytes_total",
+                "Verified payload bytes that came from peers this session"
+            ),
+            origin_bytes: reg!(
+                IntCounter,
+                "kpbt_client_origin_bytes_total",
+                "Verified payload bytes that came from web seeds and origins this session"
             ),
             peers: reg!(IntGauge, "kpbt_client_peers", "Open peer connections"),
             pieces: reg!(IntGauge, "kpbt_client_pieces", "Pieces in the torrent"),
@@ -97,6 +109,11 @@ impl ClientMetrics {
         let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
         catch_up(&self.downloaded, shared.downloaded.load(Ordering::Relaxed));
         catch_up(&self.uploaded, shared.uploaded.load(Ordering::Relaxed));
+        catch_up(&self.peer_bytes, shared.peer_bytes.load(Ordering::Relaxed));
+        catch_up(
+            &self.origin_bytes,
+            shared.origin_bytes.load(Ordering::Relaxed),
+        );
         catch_up(
             &self.pieces_verified,
             shared.pieces_verified.load(Ordering::Relaxed),
@@ -278,6 +295,7 @@ mod tests {
             piece_length: Some(16384),
             private: false,
             comment: None,
+            web_seeds: Vec::new(),
         })
         .unwrap();
         let (bytes, _) = build(&p, 1, &AtomicU64::new(0)).unwrap();
@@ -305,6 +323,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kpbt_client_downloaded_bytes_total{torrent=\"p.bin\"} 0\n"));
+        assert!(text.contains("kpbt_client_origin_bytes_total{torrent=\"p.bin\"} 0\n"));
+        assert!(text.contains("kpbt_client_peer_bytes_total{torrent=\"p.bin\"} 0\n"));
         // The rates are rate() of the byte counters, not gauges of their own.
         assert!(!text.contains("_rate"), "{text}");
         let (status, body) = tokio::task::spawn_blocking(move || get(addr, "/health"))
@@ -369,6 +389,8 @@ mod tests {
         for name in [
             "kpbt_client_downloaded_bytes_total",
             "kpbt_client_uploaded_bytes_total",
+            "kpbt_client_peer_bytes_total",
+            "kpbt_client_origin_bytes_total",
             "kpbt_client_peers",
             "kpbt_client_pieces",
             "kpbt_client_pieces_have",
@@ -381,7 +403,7 @@ mod tests {
                 "{name} missing in:\n{text}"
             );
         }
-        assert_eq!(text.matches("# TYPE ").count(), 8, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 10, "{text}");
         assert!(
             text.contains("kpbt_client_downloaded_bytes_total{torrent=\"demo \\\"x\\\"\"} 5"),
             "{text}"

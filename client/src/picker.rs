@@ -37,6 +37,9 @@ enum PieceState {
     Missing,
     /// Some blocks requested or received; has an entry in `active`.
     Active,
+    /// Reserved for the origin (web seeds): fetched whole over HTTP, never picked for
+    /// a peer meanwhile.
+    Origin,
     /// All blocks received, waiting for the SHA-1 check.
     Hashing,
     Have,
@@ -154,7 +157,7 @@ impl Picker {
     pub fn wants(&self, piece: u32) -> bool {
         matches!(
             self.state.get(piece as usize),
-            Some(PieceState::Missing | PieceState::Active)
+            Some(PieceState::Missing | PieceState::Active | PieceState::Origin)
         )
     }
 
@@ -166,10 +169,66 @@ impl Picker {
             PieceState::Active => {
                 self.active.remove(&piece);
             }
-            PieceState::Hashing => {}
+            PieceState::Hashing | PieceState::Origin => {}
         }
         self.state[piece as usize] = PieceState::Have;
         self.have += 1;
+    }
+
+    /// Reserves a run of consecutive missing pieces for the origin: at most `max`,
+    /// starting with the first eligible piece at or after `from` (wrapping around), or an
+    /// urgent one. Eligible: missing (not had, not in flight from a peer, not hashing,
+    /// not already the origin's) and, with `only_unavailable`, held by no connected peer.
+    /// Peers never pick a reserved piece; [`Picker::origin_release`] hands it back,
+    /// [`Picker::origin_fetched`] moves it to hashing.
+    pub fn reserve_for_origin(
+        &mut self,
+        from: u32,
+        max: u32,
+        only_unavailable: bool,
+    ) -> Option<std::ops::Range<u32>> {
+        let n = self.piece_count();
+        if n == 0 || max == 0 || self.missing == 0 {
+            return None;
+        }
+        let eligible = |p: u32| {
+            self.state[p as usize] == PieceState::Missing
+                && (!only_unavailable || self.availability[p as usize] == 0)
+        };
+        let from = from % n;
+        let start = self
+            .urgent
+            .clone()
+            .find(|&p| eligible(p))
+            .or_else(|| (0..n).map(|k| (from + k) % n).find(|&p| eligible(p)))?;
+        let mut end = start + 1;
+        while end < n && end - start < max && eligible(end) {
+            end += 1;
+        }
+        for p in start..end {
+            self.state[p as usize] = PieceState::Origin;
+        }
+        self.missing -= end - start;
+        Some(start..end)
+    }
+
+    /// A reserved piece the origin did not deliver (an error, a timeout): missing again.
+    pub fn origin_release(&mut self, piece: u32) {
+        if self.state.get(piece as usize) == Some(&PieceState::Origin) {
+            self.state[piece as usize] = PieceState::Missing;
+            self.missing += 1;
+        }
+    }
+
+    /// The origin delivered every byte of a reserved piece: on to the SHA-1 check, whose
+    /// result arrives as for a peer's piece ([`Picker::piece_verified`] or
+    /// [`Picker::piece_failed`]). False if the piece was not reserved.
+    pub fn origin_fetched(&mut self, piece: u32) -> bool {
+        let reserved = self.state.get(piece as usize) == Some(&PieceState::Origin);
+        if reserved {
+            self.state[piece as usize] = PieceState::Hashing;
+        }
+        reserved
     }
 
     pub fn inc_availability(&mut self, piece: u32) {
@@ -348,6 +407,11 @@ impl Picker {
             .iter()
             .filter(|s| **s == PieceState::Hashing)
             .count();
+        let origin = self
+            .state
+            .iter()
+            .filter(|s| **s == PieceState::Origin)
+            .count();
         let mut act: Vec<String> = self
             .active
             .iter()
@@ -362,7 +426,7 @@ impl Picker {
             .collect();
         act.sort();
         format!(
-            "have={} missing={} hashing={hashing} active={} [{}]",
+            "have={} missing={} hashing={hashing} origin={origin} active={} [{}]",
             self.have,
             self.missing,
             self.active.len(),
@@ -602,5 +666,66 @@ mod tests {
         let mut b = vec![];
         p.pick(2, all, 1, &mut b);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn origin_reserves_runs_of_unavailable_pieces_that_peers_then_skip() {
+        let mut p = Picker::new(10, BLOCK_LEN, 10 * BLOCK_LEN as u64, 16, 3);
+        p.set_have(1);
+        p.inc_availability(5);
+        // From 0: piece 0 only (1 is had); from 2: 2..5 (5 is held by a peer).
+        assert_eq!(p.reserve_for_origin(0, 4, true), Some(0..1));
+        assert_eq!(p.reserve_for_origin(2, 8, true), Some(2..5));
+        // Bounded by `max`, and wraps around to find the first eligible piece.
+        assert_eq!(p.reserve_for_origin(6, 2, true), Some(6..8));
+        assert_eq!(p.reserve_for_origin(9, 9, true), Some(9..10));
+        assert_eq!(p.reserve_for_origin(9, 9, true), Some(8..9), "wrapped");
+        assert_eq!(
+            p.reserve_for_origin(0, 9, true),
+            None,
+            "only 5 is left, a peer has it"
+        );
+        assert_eq!(
+            p.reserve_for_origin(0, 9, false),
+            Some(5..6),
+            "taking over: any missing"
+        );
+        // Reserved pieces are still wanted (interest) but never picked for a peer,
+        // not even in endgame.
+        assert!(p.wants(3));
+        let mut out = vec![];
+        p.pick(7, all, 100, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // Released pieces go back to the peers; fetched ones go through the hash check.
+        p.origin_release(3);
+        p.origin_release(3);
+        p.pick(7, all, 100, &mut out);
+        assert_eq!(out, vec![Block { piece: 3, block: 0 }]);
+        assert!(p.origin_fetched(4));
+        assert!(!p.origin_fetched(4), "no longer reserved");
+        assert!(!p.origin_fetched(3), "a peer's now");
+        p.piece_verified(4);
+        assert!(p.have(4));
+        assert!(p.origin_fetched(2));
+        p.piece_failed(2);
+        assert_eq!(
+            p.reserve_for_origin(0, 9, false),
+            Some(2..3),
+            "failed: missing again"
+        );
+    }
+
+    #[test]
+    fn origin_takes_urgent_pieces_first_and_never_what_we_have_or_peers_fetch() {
+        let mut p = Picker::new(8, BLOCK_LEN, 8 * BLOCK_LEN as u64, 16, 3);
+        let mut out = vec![];
+        p.pick(1, |i| i == 0, 1, &mut out); // piece 0 in flight from a peer
+        p.set_have(7);
+        p.set_urgent(5..7);
+        assert_eq!(p.reserve_for_origin(0, 8, false), Some(5..7));
+        assert_eq!(p.reserve_for_origin(0, 8, false), Some(1..5));
+        assert_eq!(p.reserve_for_origin(0, 8, false), None);
+        assert_eq!(p.reserve_for_origin(0, 0, false), None);
+        assert!(!p.is_complete());
     }
 }

@@ -57,6 +57,8 @@ pub(crate) struct Sample {
     /// Bytes uploaded in this run.
     pub uploaded: u64,
     pub peers: usize,
+    /// Of `downloaded`: from web seeds and origins (the rest came from peers).
+    pub from_origin: u64,
 }
 
 /// What a status line shows, compared to decide whether a new line is worth printing.
@@ -209,6 +211,7 @@ impl Reporter {
             if up > 0.0 {
                 t.push_str(&format!(", up {}", format_rate(up)));
             }
+            t.push_str(&by_source(s));
             t
         };
         if let Some(st) = status {
@@ -240,13 +243,27 @@ impl Reporter {
         self.last = (s.at, self.view(&s, status));
         let rate = s.downloaded as f64 / s.at.as_secs_f64().max(0.001);
         format!(
-            "{}: complete in {} ({}){}",
+            "{}: complete in {} ({}){}{}",
             self.name,
             format_duration(s.at),
             format_rate(rate),
+            by_source(&s),
             if self.seed_after { ", now seeding" } else { "" }
         )
     }
+}
+
+/// `, 40.0 MiB from peers, 24.0 MiB from origin` once any byte came from a web seed or
+/// origin; nothing before (a plain peer download reads as it always did).
+fn by_source(s: &Sample) -> String {
+    if s.from_origin == 0 {
+        return String::new();
+    }
+    format!(
+        ", {} from peers, {} from origin",
+        format_bytes(s.downloaded.saturating_sub(s.from_origin)),
+        format_bytes(s.from_origin)
+    )
 }
 
 impl View {
@@ -274,6 +291,7 @@ fn sample(shared: &Shared, started: Instant) -> Sample {
         downloaded: shared.downloaded.load(Ordering::Relaxed),
         uploaded: shared.uploaded.load(Ordering::Relaxed),
         peers: shared.peer_count.load(Ordering::Relaxed),
+        from_origin: shared.origin_bytes.load(Ordering::Relaxed),
     }
 }
 
@@ -405,6 +423,7 @@ mod tests {
             downloaded,
             uploaded,
             peers,
+            from_origin: 0,
         }
     }
 
@@ -482,6 +501,36 @@ mod tests {
         assert_eq!(
             r.completion_line(at(200, 20 * MIB, 20 * MIB, 0, 1), None),
             "d.bin: complete in 3 min 20 s (102.4 KiB/s)"
+        );
+    }
+
+    #[test]
+    fn bytes_from_the_origin_are_shown_beside_the_peers_once_there_are_any() {
+        let mut r = Reporter::new("o.bin", 100 * MIB, false, false, at(0, 0, 0, 0, 0));
+        let plain = at(5, 10 * MIB, 10 * MIB, 0, 1);
+        assert!(
+            !r.text(&plain, None).contains("origin"),
+            "{}",
+            r.text(&plain, None)
+        );
+        let mixed = Sample {
+            from_origin: 24 * MIB,
+            ..at(10, 64 * MIB, 64 * MIB, 0, 1)
+        };
+        r.observe(mixed);
+        assert!(
+            r.text(&mixed, None)
+                .ends_with(", 1 peer, 40.0 MiB from peers, 24.0 MiB from origin"),
+            "{}",
+            r.text(&mixed, None)
+        );
+        let done = Sample {
+            from_origin: 100 * MIB,
+            ..at(20, 100 * MIB, 100 * MIB, 0, 0)
+        };
+        assert_eq!(
+            r.completion_line(done, None),
+            "o.bin: complete in 20.0 s (5.0 MiB/s), 0 B from peers, 100.0 MiB from origin"
         );
     }
 
@@ -594,6 +643,7 @@ mod tests {
             downloaded: 1,
             uploaded: 0,
             peers: 1,
+            from_origin: 0,
         };
         r.observe(s);
         assert!(

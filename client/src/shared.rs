@@ -1,7 +1,7 @@
 //! A torrent's piece state, `Shared` (behind one short mutex, used directly by peer
 //! tasks so a block costs no channel round trip), the hashing/writing pipeline off the
-//! async threads with bounded concurrency, and smart banning of peers that send bad
-//! data.
+//! async threads with bounded concurrency (pieces from peers and whole pieces from the
+//! origin alike), and smart banning of peers that send bad data.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -12,7 +12,8 @@ use kpbt_proto::wire::Bitfield;
 use kpbt_proto::{InfoHash, PeerId};
 use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, Semaphore};
-use tracing::warn;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
 
 use crate::direct_io::PieceBuffer;
 use crate::messages::{Event, PeerCmd, PeerEntry};
@@ -73,6 +74,9 @@ pub(crate) struct Shared {
     pub events: mpsc::UnboundedSender<Event>,
     /// Verified payload bytes this session.
     pub downloaded: AtomicU64,
+    /// The part of `downloaded` that came from peers / from the origin (web seeds).
+    pub peer_bytes: AtomicU64,
+    pub origin_bytes: AtomicU64,
     /// Raw block bytes received (including duplicates and failed pieces).
     pub received: AtomicU64,
     pub uploaded: AtomicU64,
@@ -138,6 +142,8 @@ impl Shared {
             resume_lock: Mutex::new(()),
             events,
             downloaded: AtomicU64::new(0),
+            peer_bytes: AtomicU64::new(0),
+            origin_bytes: AtomicU64::new(0),
             received: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
             verified_bytes: AtomicU64::new(verified_bytes),
@@ -249,14 +255,59 @@ impl Shared {
     /// Hashes and writes a completed piece on a blocking thread; waits for a free slot
     /// first (backpressure).
     pub(crate) async fn submit(self: &Arc<Self>, done: CompletedPiece) {
-        let Ok(permit) = self.hash_slots.clone().acquire_owned().await else {
-            return;
+        let _ = self.check_in_background(done).await;
+    }
+
+    /// A buffer for a whole piece of `size` bytes from the origin (recycled when one is
+    /// spare). Its bytes are stale: the caller overwrites all of them.
+    pub(crate) fn origin_buffer(&self, size: usize) -> PieceBuffer {
+        let mut data = self.lock().spare.pop().unwrap_or_default();
+        data.reset(size);
+        data
+    }
+
+    /// Hands a whole piece fetched from the origin to the same hash/write pipeline as a
+    /// peer's, with no peer as its sender (so no one can be banned for it, while bad
+    /// blocks peers sent earlier are still caught by smart ban). The piece must be
+    /// reserved with [`Picker::reserve_for_origin`]; `None` when it is not (any more).
+    /// Waits for a hashing slot; the handle yields whether the piece verified.
+    pub(crate) async fn submit_origin(
+        self: &Arc<Self>,
+        piece: u32,
+        data: PieceBuffer,
+    ) -> Option<JoinHandle<Option<bool>>> {
+        let (blocks, had_failures) = {
+            let mut st = self.lock();
+            if !st.picker.origin_fetched(piece) {
+                return None;
+            }
+            (
+                st.picker.blocks_in(piece) as usize,
+                st.failed.contains_key(&piece),
+            )
         };
-        let Ok(pool_permit) = self.hash_pool.clone().acquire_owned().await else {
-            return;
+        let done = CompletedPiece {
+            piece,
+            buf: PieceBuf {
+                data,
+                senders: vec![None; blocks],
+            },
+            had_failures,
         };
+        self.check_in_background(done).await
+    }
+
+    /// Waits for a hashing slot, then hashes and writes `done` on a blocking thread and
+    /// tells the torrent task (`Event::PieceChecked`). The handle yields whether it
+    /// verified (`None`: storage failed, or no slot because the torrent is stopping).
+    async fn check_in_background(
+        self: &Arc<Self>,
+        done: CompletedPiece,
+    ) -> Option<JoinHandle<Option<bool>>> {
+        let permit = self.hash_slots.clone().acquire_owned().await.ok()?;
+        let pool_permit = self.hash_pool.clone().acquire_owned().await.ok()?;
         let shared = self.clone();
-        tokio::task::spawn_blocking(move || {
+        Some(tokio::task::spawn_blocking(move || {
             let CompletedPiece {
                 piece,
                 buf,
@@ -266,7 +317,7 @@ impl Shared {
             if ok {
                 if let Err(e) = shared.storage.write_piece(piece, buf.data.as_slice()) {
                     let _ = shared.events.send(Event::StorageFailed(e));
-                    return;
+                    return None;
                 }
             }
             let block_hashes = (!ok || had_failures).then(|| {
@@ -289,7 +340,8 @@ impl Shared {
             drop(st);
             drop(pool_permit);
             drop(permit);
-        });
+            Some(ok)
+        }))
     }
 
     /// Bans `ip` for the session and disconnects every peer at it.
@@ -304,6 +356,9 @@ impl Shared {
         }
     }
 
+    /// Applies a hash check's result. A piece with no sender at all came whole from the
+    /// origin (`submit_origin`): counted apart, and nobody is banned when it fails (the
+    /// web seed task backs the URL off itself).
     pub(crate) fn on_checked(
         &self,
         piece: u32,
@@ -311,6 +366,7 @@ impl Shared {
         senders: Vec<Option<IpAddr>>,
         hashes: Option<Vec<[u8; 20]>>,
     ) {
+        let from_origin = senders.iter().all(Option::is_none);
         let mut st = self.lock();
         if ok {
             st.picker.piece_verified(piece);
@@ -318,6 +374,12 @@ impl Shared {
             let size = st.picker.piece_size(piece) as u64;
             self.verified_bytes.fetch_add(size, Ordering::Relaxed);
             self.downloaded.fetch_add(size, Ordering::Relaxed);
+            let source = if from_origin {
+                &self.origin_bytes
+            } else {
+                &self.peer_bytes
+            };
+            source.fetch_add(size, Ordering::Relaxed);
             self.pieces_verified.fetch_add(1, Ordering::Relaxed);
             if let (Some(attempts), Some(good)) = (st.failed.remove(&piece), hashes) {
                 for attempt in attempts {
@@ -336,6 +398,10 @@ impl Shared {
             self.hash_failures.fetch_add(1, Ordering::Relaxed);
             let hashes = hashes.unwrap_or_default();
             let ips: HashSet<IpAddr> = senders.iter().flatten().copied().collect();
+            if from_origin {
+                debug!(piece, "piece from the origin failed its hash check");
+                return;
+            }
             warn!(piece, senders = ?ips, "piece failed its hash check; fetching it again");
             if ips.len() == 1 {
                 // One sender for the whole piece: it is certainly the culprit.

@@ -634,3 +634,77 @@ async fn a_magnet_link_is_added_through_the_api() {
     leecher.stop().await;
     seeder.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_given_through_the_api_serves_the_download_and_is_kept() {
+    if !kpbt_testkit::require_binary("nginx", "nginx") {
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let origin_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let origin = kpbt_testkit::Nginx::serve(origin_dir.path()).expect("nginx");
+    let content = data(700_001, 77);
+    // Made without a url-list: the origin comes with the add.
+    let (_, torrent) = single_file_torrent("o.bin", 16 * 1024, &content, origin_dir.path(), &[]);
+    let ih = info_hash_of(&torrent);
+    let agent = Agent::start(state.path(), None).await;
+    let post = |query: Vec<(&'static str, String)>| {
+        call(
+            http()
+                .post(format!("{}/torrents", agent.api))
+                .query(&query)
+                .body(torrent.clone()),
+        )
+    };
+    let dir = ("dir", out.path().display().to_string());
+    let (status, v) = post(vec![dir.clone(), ("origin", "ftp://o/x".into())]).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("ftp://o/x"), "{v}");
+    // Comma-separated and repeated; a dead one beside the good one; duplicates dropped.
+    let dead = "http://127.0.0.1:1/files/".to_string();
+    let (status, v) = post(vec![
+        dir.clone(),
+        ("origin", format!("{dead},{}", origin.url())),
+        ("origin", origin.url()),
+    ])
+    .await;
+    assert_eq!(status, 201, "{v}");
+    wait_all(&agent.api, std::slice::from_ref(&ih), "seeding", 60).await;
+    assert_eq!(std::fs::read(out.path().join("o.bin")).unwrap(), content);
+    let (_, v) = call(http().get(format!("{}/torrents/{ih}", agent.api))).await;
+    assert_eq!(v["origin_bytes"], content.len() as u64, "{v}");
+    assert_eq!(v["peer_bytes"], 0, "{v}");
+    let seeds = v["web_seeds"].as_array().expect("web_seeds");
+    assert_eq!(seeds.len(), 2, "{v}");
+    assert_eq!(seeds[0]["url"], dead.as_str());
+    assert_eq!(seeds[0]["downloaded"], 0);
+    assert_eq!(seeds[1]["downloaded"], content.len() as u64);
+    let metrics = http()
+        .get(format!("{}/metrics", agent.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let want = format!(
+        "kpbt_client_origin_bytes_total{{torrent=\"o.bin\",info_hash=\"{ih}\"}} {}",
+        content.len()
+    );
+    assert!(metrics.contains(&want), "{metrics}");
+    assert!(
+        metrics.contains("kpbt_client_peer_bytes_total{"),
+        "{metrics}"
+    );
+    // Kept in the state dir, so a restart still knows the origin.
+    let saved =
+        std::fs::read_to_string(state.path().join(format!("torrents/{ih}/state.json"))).unwrap();
+    let saved: Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(
+        saved["origins"],
+        serde_json::json!([dead, origin.url()]),
+        "{saved}"
+    );
+    agent.stop().await;
+}

@@ -183,6 +183,7 @@ impl Swarm {
                 piece_length: Some(piece_length),
                 private: true,
                 comment: Some(format!("kpbt-integration {test}")),
+                web_seeds: Vec::new(),
             })?;
             let (bytes, _) = kpbt_client::create::build(&plan, 2, &AtomicU64::new(0))?;
             std::fs::write(torrent_dir.join(file), &bytes)?;

@@ -195,6 +195,7 @@ fn make_torrent(dir: &Path, tracker: SocketAddr) -> Metainfo {
         piece_length: Some(PIECE_LEN),
         private: true,
         comment: None,
+        web_seeds: Vec::new(),
     })
     .expect("plan");
     let (bytes, _) = build(&p, 2, &AtomicU64::new(0)).expect("hash");

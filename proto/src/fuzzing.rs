@@ -29,6 +29,13 @@ pub fn metainfo(data: &[u8]) {
         return;
     };
     let info = &meta.info;
+    assert!(meta.web_seeds.len() <= crate::metainfo::MAX_WEB_SEEDS);
+    for url in &meta.web_seeds {
+        assert!(
+            crate::metainfo::is_web_seed_url(url),
+            "{url:?} kept as a web seed"
+        );
+    }
     for file in &info.files {
         for component in &file.path {
             assert!(!component.is_empty() && component != "." && component != "..");

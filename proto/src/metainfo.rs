@@ -22,6 +22,10 @@ pub const MAX_FILES: usize = 1_000_000;
 pub const MAX_PATH_DEPTH: usize = 64;
 /// Largest piece accepted (libtorrent and Transmission refuse beyond similar sizes).
 pub const MAX_PIECE_LENGTH: u32 = 256 * 1024 * 1024;
+/// Most web seeds (BEP 19 `url-list` entries) kept from one torrent; the rest are ignored.
+pub const MAX_WEB_SEEDS: usize = 32;
+/// Longest web seed URL kept; longer entries are ignored.
+pub const MAX_WEB_SEED_LEN: usize = 2048;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum MetainfoError {
@@ -73,6 +77,10 @@ pub struct Metainfo {
     pub comment: Option<String>,
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
+    /// BEP 19 web seeds (`url-list`): HTTP(S) URLs that serve the torrent's files. At most
+    /// [`MAX_WEB_SEEDS`], each at most [`MAX_WEB_SEED_LEN`] bytes, duplicates and entries
+    /// that are not `http://` or `https://` dropped; may be empty.
+    pub web_seeds: Vec<String>,
     /// The info dictionary exactly as it was in the file: what the info hash covers, and
     /// what BEP 9 serves to magnet clients.
     pub info_bytes: Vec<u8>,
@@ -140,6 +148,7 @@ impl Metainfo {
             comment: opt_string(root, b"comment"),
             created_by: opt_string(root, b"created by"),
             creation_date: root.get(b"creation date").and_then(Value::as_int),
+            web_seeds: parse_web_seeds(root),
             info_bytes: info_dict.raw().to_vec(),
         })
     }
@@ -176,6 +185,45 @@ fn parse_trackers(root: &Dict<'_>) -> Vec<Vec<String>> {
         Some(url) if !url.is_empty() => vec![vec![url.to_owned()]],
         _ => Vec::new(),
     }
+}
+
+/// `url-list` is one URL or a list of them (BEP 19). Like trackers, web seeds are
+/// advisory: anything unusable is skipped, never an error.
+fn parse_web_seeds(root: &Dict<'_>) -> Vec<String> {
+    let entries: Vec<&Value<'_>> = match root.get(b"url-list") {
+        Some(Value::List(list)) => list.iter().collect(),
+        Some(single) => vec![single],
+        None => Vec::new(),
+    };
+    let mut seeds: Vec<String> = Vec::new();
+    for url in entries.into_iter().filter_map(Value::as_str) {
+        if seeds.len() == MAX_WEB_SEEDS {
+            break;
+        }
+        if is_web_seed_url(url) && !seeds.iter().any(|s| s == url) {
+            seeds.push(url.to_owned());
+        }
+    }
+    seeds
+}
+
+/// True for an `http://` or `https://` URL with a host, no whitespace or control
+/// characters, within [`MAX_WEB_SEED_LEN`]: what a web seed may be.
+pub fn is_web_seed_url(url: &str) -> bool {
+    if url.len() > MAX_WEB_SEED_LEN {
+        return false;
+    }
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return false;
+    };
+    !rest.is_empty()
+        && !rest.starts_with(['/', '?', '#'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
@@ -384,6 +432,9 @@ pub struct NewTorrent {
     pub comment: Option<String>,
     pub created_by: Option<String>,
     pub creation_date: Option<i64>,
+    /// BEP 19 web seeds, written as `url-list`: a string for one URL, a list for more
+    /// (as mktorrent writes them).
+    pub web_seeds: Vec<String>,
 }
 
 /// Encodes `t` as a .torrent (canonical bencode, keys sorted).
@@ -436,6 +487,14 @@ pub fn build_torrent(t: &NewTorrent) -> Vec<u8> {
     }
     if let Some(date) = t.creation_date {
         root.push((b"creation date", Value::Int(date)));
+    }
+    match t.web_seeds.as_slice() {
+        [] => {}
+        [one] => root.push((b"url-list", Value::Bytes(one.as_bytes()))),
+        many => root.push((
+            b"url-list",
+            Value::List(many.iter().map(|u| Value::Bytes(u.as_bytes())).collect()),
+        )),
     }
     bencode::to_vec(&Value::Dict(Dict::from_entries(root)))
 }

@@ -35,22 +35,54 @@ pub fn tracker_url(url: &str) -> String {
     }
     if let Some(q) = query {
         out.push('?');
-        for (i, pair) in q.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((name, _)) => {
-                    out.push_str(name);
-                    out.push('=');
-                    out.push_str(REDACTED);
-                }
-                None if pair.is_empty() => {}
-                None => out.push_str(REDACTED),
-            }
-        }
+        redact_query(q, &mut out);
     }
     out
+}
+
+/// A web seed or origin URL fit for a log line: the user and password of `user:pw@`
+/// and every query value (presigned URLs carry signatures there) become
+/// [`REDACTED`]; the path, which names the file, is kept.
+/// `https://u:p@s3.example/b/f.iso?X-Amz-Signature=ab` → `https://<redacted>@s3.example/b/f.iso?X-Amz-Signature=<redacted>`.
+pub fn web_url(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    let (origin, path) = split_origin(before_query);
+    match origin.find("://").map(|i| i + 3) {
+        Some(start) if origin[start..].contains('@') => {
+            let at = start + origin[start..].rfind('@').expect("contains @");
+            out.push_str(&origin[..start]);
+            out.push_str(REDACTED);
+            out.push_str(&origin[at..]);
+        }
+        _ => out.push_str(origin),
+    }
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        redact_query(q, &mut out);
+    }
+    out
+}
+
+fn redact_query(q: &str, out: &mut String) {
+    for (i, pair) in q.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            None if pair.is_empty() => {}
+            None => out.push_str(REDACTED),
+        }
+    }
 }
 
 /// `scheme://host:port` and the path after it (the whole input is a path when there is
@@ -122,6 +154,27 @@ mod tests {
             ] {
                 assert!(!tracker_url(&url).contains(key), "{url}");
             }
+        }
+    }
+
+    #[test]
+    fn web_urls_keep_the_path_and_hide_credentials_and_query_values() {
+        let cases = [
+            ("http://o:8080/files/", "http://o:8080/files/"),
+            (
+                "http://o/release-1.2/app-2024.tar",
+                "http://o/release-1.2/app-2024.tar",
+            ),
+            (
+                "https://u:pw@s3.example/b/f.iso?X-Amz-Signature=ab&x",
+                "https://<redacted>@s3.example/b/f.iso?X-Amz-Signature=<redacted>&<redacted>",
+            ),
+            ("https://a@b@h/p", "https://<redacted>@h/p"),
+            ("http://h?k=v", "http://h?k=<redacted>"),
+            ("not a url?secret=1", "not a url?secret=<redacted>"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(web_url(input), want, "{input}");
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Torrents made by mktorrent and transmission-create parse to what transmission-show reports.
+//! Torrents made by mktorrent and transmission-create parse to what transmission-show
+//! reports (trackers, BEP 19 web seeds, files).
 //!
 //! The fixtures and their `.expected` files are written by `fuzz/seed-corpus.sh`.
 
@@ -20,6 +21,7 @@ fn third_party_torrents_match_transmission_show() {
         let expected = std::fs::read_to_string(path.with_extension("torrent.expected")).unwrap();
         let mut trackers: Vec<Vec<String>> = Vec::new();
         let mut files = Vec::new();
+        let mut web_seeds = Vec::new();
         for line in expected.lines() {
             let (key, value) = line.split_once('=').unwrap();
             match key {
@@ -34,16 +36,18 @@ fn third_party_torrents_match_transmission_show() {
                     trackers[tier - 1].push(url.to_owned());
                 }
                 "file" => files.push(value.to_owned()),
+                "webseed" => web_seeds.push(value.to_owned()),
                 other => panic!("unknown key {other}"),
             }
         }
         assert_eq!(meta.trackers, trackers, "{}", path.display());
+        assert_eq!(meta.web_seeds, web_seeds, "{}", path.display());
         let ours: Vec<String> = meta.info.files.iter().map(|f| f.path.join("/")).collect();
         assert_eq!(ours, files, "{}", path.display());
         checked += 1;
     }
     assert!(
-        checked >= 4,
-        "expected the four third-party fixtures, found {checked}"
+        checked >= 6,
+        "expected the six third-party fixtures, found {checked}"
     );
 }

@@ -1,7 +1,8 @@
 //! kpbt-testkit owns the helpers that kpbt's tracker and client tests use to run
 //! against real third-party BitTorrent software on loopback: free ports and TCP
 //! readiness, deterministic payloads, `.torrent` creation via `mktorrent`, and
-//! kill-on-drop guards for `aria2c`, `transmission-cli` and `opentracker`.
+//! kill-on-drop guards for `aria2c`, `transmission-cli`, `opentracker` and `nginx`
+//! (an HTTP origin for web seed tests).
 //!
 //! Everything here is synchronous (std only) so it works from plain `#[test]`s.
 //! **From `#[tokio::test]`**: the waits (`wait_complete`, `wait_for_seeders`, …)
@@ -93,10 +94,17 @@
 //!   aria2 (for comparison) uses upper-case escapes. Setting aria2's
 //!   `--bt-external-ip` would add `ip=`; it is not needed on loopback and not set.
 //! * **mktorrent 1.1**: `-d` (no date) makes output deterministic; `-p` sets
-//!   `private=1`.
+//!   `private=1`; `-w URL` (repeatable) writes `url-list`: a string for one URL, a list
+//!   for several.
+//! * **nginx 1.22** (Debian's `nginx`; `nginx-light` is a transitional package for it):
+//!   answers `Range: bytes=a-b` with 206 and `Content-Range: bytes a-b/SIZE`, a range
+//!   past the end with 416. Started as root, its workers run as `nobody` unless the
+//!   config says `user root;` ([`Nginx`] does), and it creates its temp dirs under
+//!   /var/lib/nginx unless told otherwise (it is told to use its own dir).
 
 mod aria2;
 mod net;
+mod nginx;
 mod opentracker;
 mod payload;
 mod process;
@@ -109,6 +117,7 @@ use std::path::PathBuf;
 
 pub use aria2::Aria2;
 pub use net::{free_port, http_get, wait_for_tcp};
+pub use nginx::Nginx;
 pub use opentracker::{OpenTracker, Scrape};
 pub use payload::{assert_same_file, make_multi_file_tree, random_bytes, write_random_file};
 pub use process::ChildGuard;

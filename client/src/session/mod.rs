@@ -57,6 +57,10 @@ pub struct SessionConfig {
     /// Off in tests that give peers by hand.
     pub use_trackers: bool,
     pub write_mode: WriteMode,
+    /// How every torrent uses its web seeds and origins (`Config::origin_min_rate`,
+    /// `Config::origin_connections`).
+    pub origin_min_rate: u64,
+    pub origin_connections: usize,
 }
 
 impl SessionConfig {
@@ -72,6 +76,8 @@ impl SessionConfig {
             peer_id: None,
             use_trackers: true,
             write_mode: WriteMode::Direct,
+            origin_min_rate: crate::webseed::DEFAULT_ORIGIN_MIN_RATE,
+            origin_connections: crate::webseed::DEFAULT_ORIGIN_CONNECTIONS,
         }
     }
 }
@@ -90,6 +96,9 @@ pub struct AddOptions {
     /// The caller hashed this data itself a moment ago (`publish`): every piece is
     /// taken as verified without hashing, for instant seeding.
     pub verified: bool,
+    /// HTTP(S) URLs serving the data (web seed rules, BEP 19), besides the torrent's own
+    /// `url-list`; checked here, kept in the state dir.
+    pub origins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +256,7 @@ impl Session {
                     seed_only: false,
                     upload_limit: None,
                     download_limit: None,
+                    origins: Vec::new(),
                 });
                 self.inner
                     .next_seq
@@ -282,7 +292,12 @@ impl Session {
             peers,
             seed_only,
             verified: trust_data,
+            origins,
         } = opts;
+        for url in &origins {
+            crate::create::check_web_seed_url(url)
+                .map_err(|e| SessionError::BadRequest(format!("origin: {e}")))?;
+        }
         let dir = dir.as_path();
         let meta =
             Metainfo::from_bytes(torrent).map_err(|e| SessionError::BadTorrent(e.to_string()))?;
@@ -314,6 +329,7 @@ impl Session {
             seed_only,
             upload_limit: None,
             download_limit: None,
+            origins,
         };
         {
             let mut map = self.torrents();
@@ -352,6 +368,9 @@ impl Session {
         c.seed_only = saved.seed_only;
         c.torrent_upload_limit = saved.upload_limit;
         c.torrent_download_limit = saved.download_limit;
+        c.origins = saved.origins.clone();
+        c.origin_min_rate = cfg.origin_min_rate;
+        c.origin_connections = cfg.origin_connections;
         c
     }
 

@@ -31,6 +31,9 @@ pub struct SavedState {
     pub upload_limit: Option<u64>,
     #[serde(default)]
     pub download_limit: Option<u64>,
+    /// Web seed/origin URLs given when the torrent was added (`add --origin`).
+    #[serde(default)]
+    pub origins: Vec<String>,
 }
 
 /// One torrent found in the state dir: its parts, or why they cannot be used.
@@ -154,6 +157,7 @@ mod tests {
             seed_only: true,
             upload_limit: Some(1),
             download_limit: None,
+            origins: vec!["http://origin/files/".into()],
         };
         sd.add(a, b"d4:infod...e", &st).unwrap();
         sd.add(b, b"x", &st).unwrap();
@@ -170,5 +174,12 @@ mod tests {
         sd.remove(a).unwrap();
         sd.remove(a).unwrap();
         assert!(!sd.torrent_dir(a).exists());
+    }
+
+    #[test]
+    fn state_written_before_origins_existed_still_loads() {
+        let old = r#"{"dir":"/d","paused":false,"seq":1,"added":2,"peers":[],"seed_only":false}"#;
+        let st: SavedState = serde_json::from_str(old).unwrap();
+        assert!(st.origins.is_empty());
     }
 }

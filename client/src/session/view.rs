@@ -45,6 +45,9 @@ pub struct TorrentView {
     /// Verified bytes downloaded / bytes uploaded since the torrent last started.
     pub downloaded: u64,
     pub uploaded: u64,
+    /// The part of `downloaded` from peers / from web seeds and origins.
+    pub peer_bytes: u64,
+    pub origin_bytes: u64,
     pub download_rate: u64,
     pub upload_rate: u64,
     pub peers: usize,
@@ -87,6 +90,8 @@ pub struct TorrentDetail {
     pub piece_length: u32,
     pub files: Vec<FileView>,
     pub peer_list: Vec<PeerView>,
+    /// The torrent's web seeds and origins: URL (redacted), state, bytes, errors.
+    pub web_seeds: Vec<crate::webseed::WebSeedView>,
 }
 
 /// Session-wide figures.
@@ -135,6 +140,10 @@ pub(super) fn summary(ih: InfoHash, e: &Entry) -> TorrentView {
         ),
         _ => (0.0, 0, 0, 0),
     };
+    let (peer_bytes, origin_bytes) = match &e.run {
+        Run::Running(h) => h.bytes_by_source(),
+        _ => (0, 0),
+    };
     TorrentView {
         info_hash: ih.to_hex(),
         name,
@@ -143,6 +152,8 @@ pub(super) fn summary(ih: InfoHash, e: &Entry) -> TorrentView {
         size,
         downloaded,
         uploaded,
+        peer_bytes,
+        origin_bytes,
         download_rate: e.rates.0,
         upload_rate: e.rates.1,
         peers,
@@ -175,6 +186,7 @@ pub(super) fn detail(ih: InfoHash, e: &Entry) -> TorrentDetail {
             piece_length: 0,
             files: Vec::new(),
             peer_list: Vec::new(),
+            web_seeds: Vec::new(),
         };
     };
     let info = &meta.info;
@@ -237,6 +249,10 @@ pub(super) fn detail(ih: InfoHash, e: &Entry) -> TorrentDetail {
         piece_length: info.piece_length,
         files,
         peer_list,
+        web_seeds: match &e.run {
+            Run::Running(h) => h.web_seeds(),
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -281,6 +297,8 @@ pub struct TorrentSample {
     pub info_hash: String,
     pub downloaded: u64,
     pub uploaded: u64,
+    pub peer_bytes: u64,
+    pub origin_bytes: u64,
     pub peers: usize,
     pub pieces: u32,
     pub pieces_have: u32,
@@ -305,6 +323,8 @@ pub(super) fn sample(ih: InfoHash, e: &Entry) -> Option<TorrentSample> {
         info_hash: ih.to_hex(),
         downloaded: s.downloaded.load(Ordering::Relaxed),
         uploaded: s.uploaded.load(Ordering::Relaxed),
+        peer_bytes: s.peer_bytes.load(Ordering::Relaxed),
+        origin_bytes: s.origin_bytes.load(Ordering::Relaxed),
         peers: s.peer_count.load(Ordering::Relaxed),
         pieces: s.piece_count,
         pieces_have: have,

@@ -26,7 +26,7 @@ pub fn make_torrent(
     files: &[(Vec<&str>, Vec<u8>)],
     dir: &Path,
 ) -> Metainfo {
-    make_torrent_opts(name, piece_len, files, dir, false)
+    make_torrent_full(name, piece_len, files, dir, false, &[])
 }
 
 /// `make_torrent`, optionally private (BEP 27).
@@ -36,6 +36,28 @@ pub fn make_torrent_opts(
     files: &[(Vec<&str>, Vec<u8>)],
     dir: &Path,
     private: bool,
+) -> Metainfo {
+    make_torrent_full(name, piece_len, files, dir, private, &[])
+}
+
+/// [`make_torrent`] with BEP 19 web seeds in its `url-list`.
+pub fn make_torrent_with_web_seeds(
+    name: &str,
+    piece_len: u32,
+    files: &[(Vec<&str>, Vec<u8>)],
+    dir: &Path,
+    web_seeds: &[String],
+) -> Metainfo {
+    make_torrent_full(name, piece_len, files, dir, false, web_seeds)
+}
+
+fn make_torrent_full(
+    name: &str,
+    piece_len: u32,
+    files: &[(Vec<&str>, Vec<u8>)],
+    dir: &Path,
+    private: bool,
+    web_seeds: &[String],
 ) -> Metainfo {
     let all: Vec<u8> = files.iter().flat_map(|(_, d)| d.iter().copied()).collect();
     let hashes = all
@@ -65,6 +87,7 @@ pub fn make_torrent_opts(
         },
         single_file_length: single.then(|| files[0].1.len() as u64),
         private,
+        web_seeds: web_seeds.to_vec(),
         ..Default::default()
     };
     Metainfo::from_bytes(&build_torrent(&t)).expect("valid torrent")

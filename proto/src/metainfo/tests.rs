@@ -285,3 +285,81 @@ fn huge_file_counts_are_refused() {
         "{err:?}"
     );
 }
+
+/// A torrent whose root carries `url_list` (raw bencode) after a minimal info dict.
+fn with_url_list(url_list: &str) -> Vec<u8> {
+    format!("d4:infod6:lengthi3e4:name1:a12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae8:url-list{url_list}e").into_bytes()
+}
+
+#[test]
+fn url_list_as_one_string_or_a_list() {
+    let one = Metainfo::from_bytes(&with_url_list("18:http://o/files/a.b")).unwrap();
+    assert_eq!(one.web_seeds, vec!["http://o/files/a.b".to_string()]);
+    let many = Metainfo::from_bytes(&with_url_list("l9:http://a/10:https://b/e")).unwrap();
+    assert_eq!(many.web_seeds, vec!["http://a/", "https://b/"]);
+    let none = Metainfo::from_bytes(&with_raw_info(
+        "d6:lengthi3e4:name1:a12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae",
+    ))
+    .unwrap();
+    assert!(none.web_seeds.is_empty());
+}
+
+#[test]
+fn unusable_url_list_entries_are_skipped_not_errors() {
+    // Wrong types, other schemes, no host, whitespace, a duplicate, bytes that are not
+    // UTF-8, an empty string: only the two good URLs remain.
+    let mut list =
+        b"li7ed1:ai1ee7:ftp://h7:http://9:http:///x11:http://a\tb/9:http://a/9:http://a/".to_vec();
+    list.extend_from_slice(b"2:\xff\xfe0:10:HTTPS://B/e");
+    let mut raw = with_url_list("");
+    raw.truncate(raw.len() - 1);
+    raw.extend_from_slice(&list);
+    raw.push(b'e');
+    let m = Metainfo::from_bytes(&raw).unwrap();
+    assert_eq!(m.web_seeds, vec!["http://a/", "HTTPS://B/"]);
+    for bad in ["i1e", "de", "le", "0:", "5:ftp:/"] {
+        let m = Metainfo::from_bytes(&with_url_list(bad)).unwrap();
+        assert!(m.web_seeds.is_empty(), "{bad}");
+    }
+}
+
+#[test]
+fn url_list_is_bounded_in_count_and_length() {
+    let mut list = String::from("l");
+    for i in 0..(MAX_WEB_SEEDS + 10) {
+        let url = format!("http://h/{i}");
+        list.push_str(&format!("{}:{url}", url.len()));
+    }
+    let long = format!("http://h/{}", "x".repeat(MAX_WEB_SEED_LEN));
+    let list = format!("{}:{long}{}e", long.len(), &list[1..]);
+    let m = Metainfo::from_bytes(&with_url_list(&format!("l{list}"))).unwrap();
+    assert_eq!(m.web_seeds.len(), MAX_WEB_SEEDS);
+    assert_eq!(m.web_seeds[0], "http://h/0", "the over-long URL is skipped");
+}
+
+#[test]
+fn build_writes_url_list_as_mktorrent_does() {
+    let mut t = single(3, 4);
+    t.trackers.clear();
+    t.piece_hashes = vec![*b"aaaaaaaaaaaaaaaaaaaa"];
+    t.name = "a".into();
+    t.web_seeds = vec!["http://o/a".into()];
+    let info = "4:infod6:lengthi3e4:name1:a12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+    assert_eq!(
+        String::from_utf8(build_torrent(&t)).unwrap(),
+        format!("d{info}8:url-list10:http://o/ae")
+    );
+    t.web_seeds = vec!["http://o/".into(), "https://p/x/".into()];
+    t.comment = Some("c".into());
+    // Keys sorted: comment < info < url-list.
+    assert_eq!(
+        String::from_utf8(build_torrent(&t)).unwrap(),
+        format!("d7:comment1:c{info}8:url-listl9:http://o/12:https://p/x/ee")
+    );
+    let m = Metainfo::from_bytes(&build_torrent(&t)).unwrap();
+    assert_eq!(m.web_seeds, t.web_seeds);
+    t.web_seeds.clear();
+    assert!(!String::from_utf8(build_torrent(&t))
+        .unwrap()
+        .contains("url-list"));
+}

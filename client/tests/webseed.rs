@@ -1,0 +1,340 @@
+//! Web seeds and origins (BEP 19): downloads from a real nginx origin alone, with a slow
+//! peer beside it, from an origin with a corrupt piece, multi-file from a folder URL,
+//! and past a hostile HTTP server. Bytes compared; the per-source counters checked.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kpbt_client::webseed::WebSeedState;
+use kpbt_client::TorrentHandle;
+use kpbt_testkit::Nginx;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// Starts nginx on `root`, or returns None when it is missing and interop tests are
+/// skipped (`KPBT_SKIP_INTEROP=1`; otherwise a missing nginx fails the test).
+fn nginx(root: &Path) -> Option<Nginx> {
+    if !kpbt_testkit::require_binary("nginx", "nginx") {
+        return None;
+    }
+    Some(Nginx::serve(root).expect("nginx starts"))
+}
+
+/// Polls `cond` every 50 ms for up to `secs`; panics with `what` on timeout.
+async fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pieces_have(h: &TorrentHandle) -> u32 {
+    h.summary().pieces_verified
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_alone_serves_a_download_with_no_peers_at_all() {
+    let origin_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let Some(origin) = nginx(origin_dir.path()) else {
+        return;
+    };
+    // The torrent's own url-list names the folder (ending in /): the name is appended.
+    let content = data(3 * MIB + 12_345, 11);
+    let meta = make_torrent_with_web_seeds(
+        "payload.bin",
+        64 * KIB as u32,
+        &[(vec![], content.clone())],
+        origin_dir.path(),
+        &[origin.url()],
+    );
+    let mut h = kpbt_client::start(meta, config(out.path(), vec![]))
+        .await
+        .unwrap();
+    wait_complete(&mut h, 60).await;
+    let s = h.shutdown().await.unwrap();
+    let seeds = &s.web_seeds;
+    assert_eq!(
+        std::fs::read(out.path().join("payload.bin")).unwrap(),
+        content
+    );
+    assert_eq!(
+        (s.peer_bytes, s.origin_bytes, s.downloaded),
+        (0, content.len() as u64, content.len() as u64)
+    );
+    assert_eq!(seeds.len(), 1);
+    assert_eq!(seeds[0].downloaded, content.len() as u64);
+    assert_eq!((seeds[0].errors, seeds[0].bad_pieces), (0, 0));
+    // Adjacent pieces were coalesced: far fewer requests than the 49 pieces.
+    let requests = std::fs::read_to_string(origin.access_log())
+        .unwrap()
+        .lines()
+        .count();
+    assert!(requests <= 8, "{requests} requests for 49 pieces");
+    assert_eq!(origin.bytes_sent(), content.len() as u64, "each byte once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_peer_and_the_origin_both_deliver() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let Some(origin) = nginx(seed_dir.path()) else {
+        return;
+    };
+    let content = data(6 * MIB + 777, 12);
+    // Made without a url-list: the origin comes from `--origin` (Config::origins).
+    let meta = make_torrent(
+        "both.bin",
+        64 * KIB as u32,
+        &[(vec![], content.clone())],
+        seed_dir.path(),
+    );
+    let mut seed_cfg = config(seed_dir.path(), vec![]);
+    seed_cfg.seed_only = true;
+    seed_cfg.upload_limit = Some(256 * KIB as u64);
+    let seeder = kpbt_client::start(meta.clone(), seed_cfg).await.unwrap();
+    let mut cfg = config(out.path(), vec![addr_of(&seeder)]);
+    cfg.origins = vec![origin.url()];
+    let mut h = kpbt_client::start(meta, cfg).await.unwrap();
+    wait_complete(&mut h, 90).await;
+    let s = h.shutdown().await.unwrap();
+    seeder.shutdown().await.unwrap();
+    assert_eq!(std::fs::read(out.path().join("both.bin")).unwrap(), content);
+    eprintln!(
+        "from peers {} bytes, from the origin {} bytes",
+        s.peer_bytes, s.origin_bytes
+    );
+    assert!(s.peer_bytes > 0, "the peer delivered nothing");
+    assert!(s.origin_bytes > 0, "the origin never took over");
+    assert_eq!(s.peer_bytes + s.origin_bytes, content.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_origin_piece_comes_from_an_honest_peer_and_the_url_is_dropped() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let origin_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let piece = 32 * KIB;
+    let content = data(40 * piece + 100, 13);
+    let meta = make_torrent(
+        "bad.bin",
+        piece as u32,
+        &[(vec![], content.clone())],
+        seed_dir.path(),
+    );
+    // The origin's copy differs in one byte of piece 17.
+    let bad = 17;
+    let mut corrupt = content.clone();
+    corrupt[bad * piece + 5] ^= 0xff;
+    std::fs::write(origin_dir.path().join("bad.bin"), &corrupt).unwrap();
+    let Some(origin) = nginx(origin_dir.path()) else {
+        return;
+    };
+    // No peer known at first: the origin runs at full speed and serves every piece but
+    // piece 17, which fails its hash each time until the URL is dropped.
+    let mut cfg = config(out.path(), vec![]);
+    cfg.origins = vec![format!("{}bad.bin", origin.url())];
+    let mut h = kpbt_client::start(meta.clone(), cfg).await.unwrap();
+    wait_until("the origin to be dropped", 60, || {
+        h.web_seeds()
+            .first()
+            .is_some_and(|s| s.state == WebSeedState::Dropped)
+    })
+    .await;
+    let seeds = h.web_seeds();
+    assert_eq!(seeds[0].bad_pieces, kpbt_client::webseed::MAX_BAD_PIECES);
+    assert!(
+        seeds[0].last_error.as_deref().unwrap().contains("SHA-1"),
+        "{seeds:?}"
+    );
+    wait_until("every other piece", 30, || pieces_have(&h) == 40).await;
+    assert!(!h.is_complete());
+    // An honest peer (it dials us) supplies the missing piece.
+    let mut seed_cfg = config(seed_dir.path(), vec![addr_of(&h)]);
+    seed_cfg.seed_only = true;
+    let seeder = kpbt_client::start(meta, seed_cfg).await.unwrap();
+    wait_complete(&mut h, 60).await;
+    let s = h.shutdown().await.unwrap();
+    seeder.shutdown().await.unwrap();
+    assert_eq!(std::fs::read(out.path().join("bad.bin")).unwrap(), content);
+    assert_eq!(s.peer_bytes, piece as u64, "piece 17 from the peer");
+    assert_eq!(s.origin_bytes, (content.len() - piece) as u64);
+    assert!(
+        s.banned.is_empty(),
+        "nobody is banned for the origin's bytes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_file_pieces_spanning_files_come_from_a_folder_url() {
+    let origin_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let Some(origin) = nginx(origin_dir.path()) else {
+        return;
+    };
+    // Files smaller and larger than a piece, an empty one, names that need escaping.
+    let files = vec![
+        (vec!["a b.txt"], data(50_000, 1)),
+        (vec!["empty"], Vec::new()),
+        (vec!["sub", "ü #2.bin"], data(300_001, 2)),
+        (vec!["sub", "c"], data(17, 3)),
+        (vec!["z%.bin"], data(MIB + 3, 4)),
+    ];
+    let meta = make_torrent_with_web_seeds(
+        "set 1",
+        32 * KIB as u32,
+        &files,
+        origin_dir.path(),
+        &[origin.url()],
+    );
+    let mut h = kpbt_client::start(meta, config(out.path(), vec![]))
+        .await
+        .unwrap();
+    wait_complete(&mut h, 60).await;
+    let s = h.shutdown().await.unwrap();
+    let total: usize = files.iter().map(|f| f.1.len()).sum();
+    assert_eq!(s.origin_bytes, total as u64);
+    for (path, content) in &files {
+        let mut p = out.path().join("set 1");
+        p.extend(path);
+        assert_eq!(&std::fs::read(&p).unwrap(), content, "{}", p.display());
+    }
+    let log = std::fs::read_to_string(origin.access_log()).unwrap();
+    assert!(log.contains("/set%201/sub/%C3%BC%20%232.bin"), "{log}");
+    assert!(
+        !log.contains("/empty"),
+        "no request for an empty file: {log}"
+    );
+}
+
+/// How a [`hostile_server`] answers every range request.
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// 206 naming other bytes than asked for.
+    WrongRange,
+    /// 200 with the whole file (the Range header ignored).
+    IgnoresRange,
+    /// 206 with the right range but more bytes than it, then close.
+    TooLong,
+    /// 206 with the right headers, half the body, then close.
+    CutShort,
+}
+
+/// A web server for `content` that answers every request the `mode` way.
+fn hostile_server(content: Arc<Vec<u8>>, mode: Hostile) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/h.bin", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            count.fetch_add(1, Ordering::Relaxed);
+            let mut head = Vec::new();
+            let mut b = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => head.extend_from_slice(&b[..k]),
+                }
+            }
+            let text = String::from_utf8_lossy(&head).to_lowercase();
+            let range = text
+                .lines()
+                .find_map(|l| l.strip_prefix("range: bytes="))
+                .and_then(|r| r.trim().split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)));
+            let len = content.len();
+            let (a, b) = range.unwrap_or((0, len - 1));
+            let n = b - a + 1;
+            let (head, body): (String, &[u8]) = match mode {
+                Hostile::WrongRange => {
+                    // One byte off: the right length, the wrong bytes.
+                    let s = if b + 1 < len { a + 1 } else { a - 1 };
+                    (
+                        format!("206 Partial Content\r\nContent-Range: bytes {s}-{}/{len}\r\nContent-Length: {n}", s + n - 1),
+                        &content[s..s + n],
+                    )
+                }
+                Hostile::IgnoresRange => (format!("200 OK\r\nContent-Length: {len}"), &content[..]),
+                Hostile::TooLong => (
+                    format!("206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}"),
+                    &content[a..(b + 1000).min(len)],
+                ),
+                Hostile::CutShort => (
+                    format!("206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}\r\nContent-Length: {n}"),
+                    &content[a..a + n / 2],
+                ),
+            };
+            let _ = s.write_all(format!("HTTP/1.1 {head}\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    (url, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_web_servers_are_backed_off_while_a_good_one_completes() {
+    let origin_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let Some(origin) = nginx(origin_dir.path()) else {
+        return;
+    };
+    // Big enough for several 4 MiB runs, so every server is asked for one.
+    let content = Arc::new(data(24 * MIB + 5, 14));
+    let meta = make_torrent(
+        "h.bin",
+        64 * KIB as u32,
+        &[(vec![], content.to_vec())],
+        origin_dir.path(),
+    );
+    let modes = [
+        (Hostile::WrongRange, "asked for bytes"),
+        (Hostile::IgnoresRange, "ignored the Range header"),
+        (Hostile::TooLong, "more than the"),
+        (Hostile::CutShort, "bad body"),
+    ];
+    let servers: Vec<_> = modes
+        .iter()
+        .map(|(m, _)| hostile_server(content.clone(), *m))
+        .collect();
+    let mut cfg = config(out.path(), vec![]);
+    cfg.origins = servers.iter().map(|(u, _)| u.clone()).collect();
+    cfg.origins.push(origin.url());
+    cfg.origin_connections = 5;
+    let mut h = kpbt_client::start(meta, cfg).await.unwrap();
+    wait_complete(&mut h, 60).await;
+    let s = h.shutdown().await.unwrap();
+    let seeds = &s.web_seeds;
+    assert_eq!(std::fs::read(out.path().join("h.bin")).unwrap(), *content);
+    assert_eq!(s.origin_bytes, content.len() as u64);
+    for (i, (_, want)) in modes.iter().enumerate() {
+        let v = &seeds[i];
+        assert!(
+            servers[i].1.load(Ordering::Relaxed) >= 1,
+            "server {i} never asked"
+        );
+        // (A body that runs long or breaks off is refused there; the whole pieces
+        // before that verified and count.)
+        if matches!(modes[i].0, Hostile::WrongRange | Hostile::IgnoresRange) {
+            assert_eq!(v.downloaded, 0, "{v:?}");
+        }
+        assert_eq!(v.bad_pieces, 0, "{v:?}");
+        assert!(v.errors >= 1, "{v:?}");
+        assert!(
+            v.last_error.as_deref().is_some_and(|e| e.contains(want)),
+            "server {i}: want {want:?} in {v:?}"
+        );
+    }
+    let total: u64 = seeds.iter().map(|v| v.downloaded).sum();
+    assert_eq!(total, content.len() as u64, "{seeds:#?}");
+}
