@@ -1,7 +1,8 @@
 //! kpbt-testkit owns the helpers that kpbt's tracker and client tests use to run
 //! against real third-party BitTorrent software on loopback: free ports and TCP
 //! readiness, deterministic payloads, `.torrent` creation via `mktorrent`, and
-//! kill-on-drop guards for `aria2c`, `transmission-cli` and `opentracker`.
+//! kill-on-drop guards for `aria2c`, `transmission-cli`, libtorrent (through its
+//! Python bindings) and `opentracker`.
 //!
 //! Everything here is synchronous (std only) so it works from plain `#[test]`s.
 //! **From `#[tokio::test]`**: the waits (`wait_complete`, `wait_for_seeders`, …)
@@ -96,6 +97,7 @@
 //!   `private=1`.
 
 mod aria2;
+mod libtorrent;
 mod net;
 mod opentracker;
 mod payload;
@@ -108,6 +110,9 @@ mod transmission;
 use std::path::PathBuf;
 
 pub use aria2::Aria2;
+pub use libtorrent::{
+    libtorrent_python, require_libtorrent, Libtorrent, LtOptions, LT_PEER_SCRIPT,
+};
 pub use net::{free_port, http_get, wait_for_tcp};
 pub use opentracker::{OpenTracker, Scrape};
 pub use payload::{assert_same_file, make_multi_file_tree, random_bytes, write_random_file};
