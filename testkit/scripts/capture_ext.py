@@ -8,13 +8,14 @@ Connects, sends a handshake with the extension-protocol and Fast bits, then our
 extension handshake (m: ut_metadata=3, ut_pex=1; p=--listen-port), optionally asks
 for metadata piece 0 once the peer's handshake says it has ut_metadata, and prints
 every message the peer sends for --seconds as one JSON object a line:
-  {"t": secs, "kind": "handshake", "reserved": hex, "peer_id": hex}
+  {"t": secs, "kind": "handshake", "reserved": hex, "peer_id": hex, "raw": all 68 bytes}
   {"t": secs, "id": message id or null (keep-alive), "ext": extended id, "payload": hex}
 Only the standard library is used, so it runs under any python3.
 """
 
 import argparse
 import json
+import os
 import socket
 import struct
 import sys
@@ -63,7 +64,7 @@ def main():
     reserved[5] |= 0x10  # BEP 10
     reserved[7] |= 0x04  # BEP 6
     s.sendall(b"\x13BitTorrent protocol" + bytes(reserved)
-              + bytes.fromhex(args.info_hash) + b"-KP0000-capturecaptu")
+              + bytes.fromhex(args.info_hash) + b"-KP0000-" + os.urandom(6).hex().encode())
     hs = b""
     while len(hs) < 68:
         chunk = s.recv(68 - len(hs))
@@ -71,7 +72,8 @@ def main():
             emit({"kind": "closed", "during": "handshake"})
             return 1
         hs += chunk
-    emit({"kind": "handshake", "reserved": hs[20:28].hex(), "peer_id": hs[48:68].hex()})
+    emit({"kind": "handshake", "reserved": hs[20:28].hex(), "peer_id": hs[48:68].hex(),
+          "raw": hs.hex()})
     ours = {"m": {"ut_metadata": 3, "ut_pex": 1}, "p": args.listen_port, "v": "kpbt-capture"}
     s.sendall(frame(20, b"\x00" + bencode(ours)))
     if args.interested:
