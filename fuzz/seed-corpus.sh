@@ -72,6 +72,15 @@ frames = (struct.pack('>I', 0) + msg(0) + msg(1) + msg(2) + msg(3) + msg(4, stru
     + msg(8, struct.pack('>III', 1, 0, 16384)) + msg(9, b'\x1a\xe1') + msg(20, b'\x00d1:md11:ut_metadatai1eee'))
 w('corpus/wire/handshake-and-all-messages', hs + frames)
 w('corpus/wire/all-messages', frames)
+# what libtorrent and transmission sent (proto/tests/fixtures/extension): handshake, then
+# the extension handshake, ut_metadata data and ut_pex frames under our ids (3 and 1)
+fx = '../proto/tests/fixtures/extension/'
+for client in ['libtorrent-2.0.8', 'transmission-3.00']:
+    rd = lambda n: open(fx + client + '-' + n + '.bin', 'rb').read()
+    captured = (msg(20, b'\x00' + rd('handshake')) + msg(20, b'\x03' + rd('ut_metadata-data'))
+        + msg(20, b'\x01' + rd('ut_pex')))
+    w('corpus/wire/captured-' + client, captured)
+    w('corpus/wire/captured-' + client + '-with-handshake', rd('bt-handshake') + captured)
 # UDP tracker datagrams (BEP 15, BEP 41), both directions
 PID = 0x41727101980
 w('corpus/udp_tracker/connect', struct.pack('>QII', PID, 0, 0x1234))

@@ -29,6 +29,7 @@ required=(
   transmission-create:transmission-cli
   opentracker:opentracker
   mktorrent:mktorrent
+  python3-libtorrent:python3-libtorrent
   redis-server:redis-server
   nginx:nginx
 )
@@ -45,7 +46,14 @@ if [[ "${KPBT_DEPS_MINIMAL:-0}" != 1 ]]; then
 fi
 
 # Debian installs some daemons' binaries outside a non-root PATH (e.g. /usr/sbin).
-has_bin() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/usr/bin/$1" ]]; }
+# A "python3-MOD" entry is a Python module of Debian's python3 (`import MOD` works).
+has_bin() {
+  if [[ $1 == python3-* ]]; then
+    /usr/bin/python3 -c "import ${1#python3-}" >/dev/null 2>&1
+    return
+  fi
+  command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/usr/bin/$1" ]]
+}
 
 missing=()
 for pair in "${wanted[@]}"; do

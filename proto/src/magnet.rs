@@ -167,15 +167,28 @@ impl Magnet {
             s.push_str("&dn=");
             percent_encode_into(&mut s, name.as_bytes());
         }
-        for (key, values) in [("tr", &self.trackers), ("x.pe", &self.peers)] {
-            for v in values {
-                s.push('&');
-                s.push_str(key);
-                s.push('=');
-                percent_encode_into(&mut s, v.as_bytes());
-            }
+        for t in &self.trackers {
+            s.push_str("&tr=");
+            percent_encode_into(&mut s, t.as_bytes());
+        }
+        for p in &self.peers {
+            s.push_str("&x.pe=");
+            peer_encode_into(&mut s, p);
         }
         s
+    }
+}
+
+/// `x.pe` values keep `:` and the brackets of `[v6]:port` as they are: libtorrent
+/// (2.0) reads the value without percent-decoding it, so `127.0.0.1%3A6881` would be
+/// no peer at all there. Anything else outside the unreserved set is escaped.
+fn peer_encode_into(out: &mut String, peer: &str) {
+    for &b in peer.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:[]".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
 }
 
@@ -226,6 +239,25 @@ mod tests {
             trackers: vec!["http://t:6969/announce?passkey=x&y=z".into()],
             peers: vec!["127.0.0.1:6881".into()],
         };
+        assert_eq!(parse(&m.to_uri()).unwrap(), m);
+    }
+
+    #[test]
+    fn peers_are_written_the_way_libtorrent_reads_them() {
+        let m = Magnet {
+            info_hash: InfoHash::from_hex(HEX).unwrap(),
+            name: None,
+            trackers: vec![],
+            peers: vec![
+                "127.0.0.1:6881".into(),
+                "[::1]:51413".into(),
+                "a&b:1".into(),
+            ],
+        };
+        assert_eq!(
+            m.to_uri(),
+            format!("magnet:?xt=urn:btih:{HEX}&x.pe=127.0.0.1:6881&x.pe=[::1]:51413&x.pe=a%26b:1")
+        );
         assert_eq!(parse(&m.to_uri()).unwrap(), m);
     }
 

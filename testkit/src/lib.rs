@@ -1,8 +1,8 @@
 //! kpbt-testkit owns the helpers that kpbt's tracker and client tests use to run
 //! against real third-party BitTorrent software on loopback: free ports and TCP
 //! readiness, deterministic payloads, `.torrent` creation via `mktorrent`, and
-//! kill-on-drop guards for `aria2c`, `transmission-cli`, `opentracker` and `nginx`
-//! (an HTTP origin for web seed tests).
+//! kill-on-drop guards for `aria2c`, `transmission-cli`, libtorrent (through its
+//! Python bindings), `opentracker` and `nginx` (an HTTP origin for web seed tests).
 //!
 //! Everything here is synchronous (std only) so it works from plain `#[test]`s.
 //! **From `#[tokio::test]`**: the waits (`wait_complete`, `wait_for_seeders`, …)
@@ -103,6 +103,7 @@
 //!   /var/lib/nginx unless told otherwise (it is told to use its own dir).
 
 mod aria2;
+mod libtorrent;
 mod net;
 mod nginx;
 mod opentracker;
@@ -116,6 +117,9 @@ mod transmission;
 use std::path::PathBuf;
 
 pub use aria2::Aria2;
+pub use libtorrent::{
+    libtorrent_python, require_libtorrent, Libtorrent, LtOptions, LT_PEER_SCRIPT,
+};
 pub use net::{free_port, http_get, wait_for_tcp};
 pub use nginx::Nginx;
 pub use opentracker::{OpenTracker, Scrape};
