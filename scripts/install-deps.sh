@@ -16,7 +16,7 @@
 #   (shell lint)     shellcheck        from the apt package of the same name
 #
 # Env: KPBT_DEPS_MINIMAL=1 installs only what `scripts/test.sh` needs
-# (aria2, transmission-cli, opentracker, mktorrent, redis-server, nginx).
+# (aria2, transmission-cli, opentracker, mktorrent, python3-libtorrent, redis-server, nginx).
 set -euo pipefail
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }

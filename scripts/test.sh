@@ -2,8 +2,8 @@
 # The project's test command (README): runs the whole workspace's tests.
 # Extra arguments replace `--workspace` (e.g. `scripts/test.sh -p kpbt-client`).
 #
-# Interop tests need aria2c, transmission-cli, opentracker and mktorrent
-# (scripts/install-deps.sh); set KPBT_SKIP_INTEROP=1 to skip them instead.
+# Interop tests need aria2c, transmission-cli, opentracker, mktorrent and
+# python3-libtorrent (scripts/install-deps.sh); set KPBT_SKIP_INTEROP=1 to skip them instead.
 # The tracker's Redis store tests need redis-server (same script); KPBT_SKIP_REDIS=1 skips.
 # Container tests (kpbt-integration) need a Docker engine; KPBT_SKIP_DOCKER=1 skips them.
 set -euo pipefail

@@ -101,6 +101,29 @@
 //!   past the end with 416. Started as root, its workers run as `nobody` unless the
 //!   config says `user root;` ([`Nginx`] does), and it creates its temp dirs under
 //!   /var/lib/nginx unless told otherwise (it is told to use its own dir).
+//! * **libtorrent 2.0.8** (`python3-libtorrent`, run by [`Libtorrent`] through
+//!   `scripts/lt_peer.py`): Debian installs the bindings for `/usr/bin/python3` only
+//!   (a pyenv `python3` first on `PATH` cannot import them; [`libtorrent_python`]
+//!   picks the right one). `lt.session(settings, 0)` starts without the default
+//!   plugins; the script adds back `ut_metadata` and `smart_ban`, and `ut_pex` only
+//!   when asked. Loopback peers fall in its "local" peer class, which ignores unchoke
+//!   slots: an interested loopback peer is unchoked at once (even a request from a
+//!   not-interested peer counts as interest) and never choked by the choker, so a
+//!   "reject while choked" test needs `choke_after` (everyone in the global class,
+//!   then no unchoke slots). A request from a peer it never choked ends the
+//!   connection ("too many piece requests while choked") instead of a reject.
+//!   It sets the DHT bit in its handshake although DHT is off, sends the extension
+//!   handshake, then have-all (seeding) and an unchoke. Its magnet parser takes
+//!   `x.pe` raw: `127.0.0.1%3A6881` is no peer. It announces about 0.5 s after a
+//!   torrent is added. Its PEX messages list the recipient itself. Several peers on
+//!   127.0.0.1 need `allow_multiple_connections_per_ip`.
+//! * **transmission-cli 3.00** with magnet peers: a tracker-less test cannot tell
+//!   when it serves a torrent (after "Verification is done" it still resets
+//!   connections for a moment, and it logs nothing more without a tracker), so such
+//!   tests still give its torrent a tracker to wait on. It refuses a connection from
+//!   an address while it still holds another from there (an open one, or one in its
+//!   handshake), so a magnet client's data connection right after its metadata
+//!   connection closed is dropped once.
 
 mod aria2;
 mod libtorrent;
