@@ -2,7 +2,7 @@
 # Benchmarks the host agent (`kpbt-client serve`: one process, many torrents, a JSON
 # API) against rqbit's server mode and transmission-daemon, in one run:
 #
-#   scripts/bench-session.sh                          # the full run (~15 min)
+#   scripts/bench-session.sh                          # the full run (~17 min)
 #   N_TORRENTS=100 SETTLE=5 CPU_SECS=10 PAR_MB=32 LAT_MB=256 RUNS=1 \
 #     scripts/bench-session.sh                        # a quick pass (~3 min)
 #   PARTS=1 CLIENTS="kpbt rqbit" scripts/bench-session.sh
@@ -16,7 +16,8 @@
 #    CPU_SECS s of idle seeding. Then it is stopped cleanly and started again on the same
 #    state: "restart" is the time from the exec to the API showing every torrent seeding,
 #    and "read" is what the process read (rchar of /proc/PID/io) until then: the data
-#    size means it hashed all the data again, a part of it that it spot-checked. Clients:
+#    size means it hashed all the data again, a part of it that it spot-checked (the
+#    data stays in the page cache throughout, so a rehash costs CPU, not disk). Clients:
 #      kpbt         serve, torrents added with seed_only=true (read-only serving)
 #      kpbt-rw      serve, torrents added without seed_only (the data dir is writable)
 #      rqbit        `rqbit server start` (HTTP API, its fastresume on)
@@ -25,7 +26,10 @@
 # 2. Parallel downloads (PARTS 2): a seeding serve holds PAR_N torrents of PAR_MB MiB;
 #    a fresh leecher serve (`--max-active-downloads PAR_N`) downloads 1 of them, or all
 #    PAR_N at once, given the seeder with `peers=`; time from the first POST to every
-#    torrent seeding; aggregate rate = bytes / time; medians of RUNS, alternating order.
+#    torrent seeding (one python process adds and polls every 20 ms); aggregate rate =
+#    bytes / time; medians of RUNS, the order rotated each run. When LAT_MB is PAR_N x
+#    PAR_MB, one torrent of that total (part 3's) is timed too. Peak RSS (VmHWM) of the
+#    leecher is kept.
 # 3. API latency under load (PARTS 3): `GET /torrents` over one keep-alive connection
 #    every LAT_INTERVAL_MS while the leecher downloads one LAT_MB MiB torrent from the
 #    seeder (removed with its data and added again until LAT_REQS samples were taken
@@ -54,7 +58,7 @@ PAR_MB=${PAR_MB:-128}
 RUNS=${RUNS:-3}
 LAT_MB=${LAT_MB:-1024}
 LAT_REQS=${LAT_REQS:-500}
-LAT_INTERVAL_MS=${LAT_INTERVAL_MS:-2}
+LAT_INTERVAL_MS=${LAT_INTERVAL_MS:-10}
 LAT_WITH_MANY=${LAT_WITH_MANY:-1}
 PARTS=${PARTS:-"1 2 3"}
 SERVER_CPUS=${SERVER_CPUS:-0}
@@ -208,7 +212,15 @@ def cmd_add(kind, port, data_dir, peers, *torrents):
     for t in torrents:
         api.add(t, data_dir, peers, seed_only=(kind == "kpbt"))
 
-def cmd_wait(kind, port, n, t0, timeout, pid):
+def cmd_fetch(port, data_dir, peers, pid, *torrents):
+    """Adds the torrents (to download from `peers`) and waits until all seed; prints
+    what cmd_wait prints, timed from the first POST, and the process's peak RSS (KiB)."""
+    t0 = time.time()
+    cmd_add("kpbt-leech", port, data_dir, peers, *torrents)
+    cmd_wait("kpbt", port, len(torrents), t0, 600, pid, end=" ")
+    print(next(l.split()[1] for l in open("/proc/%s/status" % pid) if l.startswith("VmHWM")))
+
+def cmd_wait(kind, port, n, t0, timeout, pid, end="\n"):
     """Polls every 20 ms until n torrents seed; prints the seconds since t0 (epoch),
     the states seen on the way and the process's rchar at that moment."""
     n, t0, timeout = int(n), float(t0), float(timeout)
@@ -221,19 +233,20 @@ def cmd_wait(kind, port, n, t0, timeout, pid):
         seen.update(s.values())
         done = sum(1 for v in s.values() if v == "seeding")
         if done >= n:
-            print("%.3f %s %d" % (time.time() - t0, ",".join(sorted(seen)), rchar(pid)))
+            print("%.3f %s %d" % (time.time() - t0, ",".join(sorted(seen)), rchar(pid)), end=end)
             return
         time.sleep(0.02)
-    print("%.3f %s %d TIMEOUT:%d/%d" % (time.time() - t0, ",".join(sorted(seen)) or "-", rchar(pid), done, n))
+    print("%.3f %s %d TIMEOUT:%d/%d" % (time.time() - t0, ",".join(sorted(seen)) or "-", rchar(pid), done, n),
+          end=end)
 
 def cmd_latency(port, torrent, data_dir, peers, want, interval_ms):
     """GET /torrents every interval_ms while `torrent` downloads; a sample counts when
     the reply shows it downloading. A finished download is removed with its data and
     added again. Prints: samples p50 p99 max mean (ms), the median rate of the
-    downloads (size / time from add to seeding) and their number."""
+    downloads (size / time from add to seeding), their number, the mean reply size."""
     want, pause = int(want), float(interval_ms) / 1000
     api, ih = Api("kpbt", port), info_hash(torrent)
-    lat, rates, rounds = [], [], 0
+    lat, rates, rounds, size = [], [], 0, 0
     while len(lat) < want and rounds < 30:
         rounds += 1
         t_add = time.perf_counter()
@@ -245,6 +258,7 @@ def cmd_latency(port, torrent, data_dir, peers, want, interval_ms):
             me = next((x for x in json.loads(data) if x["info_hash"] == ih), {})
             if me.get("state") == "downloading":
                 lat.append(dt)
+                size += len(data)
             elif me.get("state") == "seeding":
                 rates.append(me["size"] / (time.perf_counter() - t_add))
                 break
@@ -257,8 +271,9 @@ def cmd_latency(port, torrent, data_dir, peers, want, interval_ms):
     lat.sort()
     ms = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
     rates.sort()
-    print("%d %.2f %.2f %.2f %.2f %d %d" % (len(lat), ms(0.5), ms(0.99), lat[-1] * 1000,
-                                           sum(lat) / len(lat) * 1000, rates[len(rates) // 2], rounds))
+    print("%d %.2f %.2f %.2f %.2f %d %d %d" % (len(lat), ms(0.5), ms(0.99), lat[-1] * 1000,
+                                              sum(lat) / len(lat) * 1000, rates[len(rates) // 2], rounds,
+                                              size // len(lat)))
 
 if __name__ == "__main__":
     globals()["cmd_" + sys.argv[1]](*sys.argv[2:])
@@ -318,6 +333,8 @@ torrents_of() { find "$WORK/$1/torrents" -name '*.torrent' | sort; }
 [[ " $PARTS " == *" 1 "* || $LAT_WITH_MANY == 1 ]] && make_set many "$N_TORRENTS" $((FILE_KIB * 1024))
 [[ " $PARTS " == *" 2 "* ]] && make_set par "$PAR_N" $((PAR_MB * 1024 * 1024))
 [[ " $PARTS " == *" 3 "* ]] && make_set big 1 $((LAT_MB * 1024 * 1024))
+# Fresh data is still being written back; the first client's fsyncs would wait for it.
+sync
 
 # opentracker (Debian build: whitelist only; as root it chroots into -d, drops to nobody).
 tdir=$WORK/tracker
@@ -333,11 +350,11 @@ put load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- clients ------------------------------------------------------------------------
 # start_client KIND DIR: starts KIND on SERVER_CPUS with its state/config in DIR;
-# sets $cpid and $cport (its API port). The peer and API ports are kept in DIR so a
+# sets $cpid and $cport (its API port); a third argument skips waiting for the API. The peer and API ports are kept in DIR so a
 # restart uses the same ones. serve_args=(...) adds flags to kpbt's serve.
 serve_args=()
 start_client() {
-  local kind=$1 dir=$2 pport
+  local kind=$1 dir=$2 nowait=${3:-} pport
   mkdir -p "$dir"
   [[ -f $dir/peer-port ]] || free_port >"$dir/peer-port"
   [[ -f $dir/api-port ]] || free_port >"$dir/api-port"
@@ -374,7 +391,7 @@ EOF
   esac
   cpid=$!
   pids+=("$cpid")
-  wait_tcp "$cport"
+  [[ -n $nowait ]] || wait_tcp "$cport"
 }
 
 version_of() {
@@ -410,7 +427,7 @@ part_many() {
     log "[$c] RSS ${rss0} -> ${rss1} KiB; idle CPU ${cpu} % of a core"
     stop_pid "$cpid"
     t0=$(now)
-    start_client "$c" "$dir"
+    start_client "$c" "$dir" nowait
     out=$(py wait "$c" "$cport" "$N_TORRENTS" "$t0" 300 "$cpid")
     local t_restart seen_r read_r rss2
     read -r t_restart seen_r read_r _ <<<"$out"
@@ -461,28 +478,29 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 part_parallel() {
   start_seeder
   mapfile -t ptl < <(torrents_of par)
-  local run mode order dir t out
+  local run i mode modes=(single multi) dir t out hwm mb mbs
+  # Also one torrent as big as the PAR_N together, when part 3's torrent is that size.
+  ((LAT_MB == PAR_N * PAR_MB)) && [[ -d $WORK/big/torrents ]] && modes+=(total)
   for run in $(seq 1 "$RUNS"); do
-    order="single multi"
-    ((run % 2 == 0)) && order="multi single"
-    for mode in $order; do
+    # Rotate the order so that no mode always runs first.
+    for ((i = 0; i < ${#modes[@]}; i++)); do
+      mode=${modes[(i + run - 1) % ${#modes[@]}]}
       dir=$WORK/leech-$mode
       rm -rf "$dir"
       serve_args=(--max-active-downloads "$PAR_N")
       start_client kpbt "$dir"
       serve_args=()
       local list=("${ptl[@]}")
-      [[ $mode == single ]] && list=("${ptl[0]}")
-      t=$(now)
-      py add kpbt-leech "$cport" "$dir/data" "127.0.0.1:$speer" "${list[@]}"
-      out=$(py wait kpbt "$cport" "${#list[@]}" "$t" 600 "$cpid")
+      mb=$((PAR_N * PAR_MB))
+      [[ $mode == single ]] && list=("${ptl[0]}") mb=$PAR_MB
+      [[ $mode == total ]] && mapfile -t list < <(torrents_of big)
+      out=$(py fetch "$cport" "$dir/data" "127.0.0.1:$speer" "$cpid" "${list[@]}")
       stop_pid "$cpid"
       [[ $out == *TIMEOUT* ]] && die "part 2 $mode run $run timed out: $out"
-      read -r t _ <<<"$out"
-      local bytes=$((${#list[@]} * PAR_MB * 1024 * 1024)) mbs
-      mbs=$(awk -v b="$bytes" -v t="$t" 'BEGIN {printf "%.1f", b/1048576/t}')
-      log "part 2 run $run $mode: ${#list[@]} x $PAR_MB MiB in ${t}s = $mbs MiB/s"
-      put "p2.$mode.run$run" "$t $mbs"
+      read -r t _ _ hwm <<<"$out"
+      mbs=$(awk -v b="$mb" -v t="$t" 'BEGIN {printf "%.1f", b/t}')
+      log "part 2 run $run $mode: ${#list[@]} torrent(s), $mb MiB in ${t}s = $mbs MiB/s, peak RSS $hwm KiB"
+      put "p2.$mode.run$run" "$t $mbs $hwm"
       rm -rf "$dir"
     done
   done
@@ -546,31 +564,44 @@ put load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
   if [[ " $PARTS " == *" 2 "* ]]; then
     printf '%s x %s MiB at once vs 1 x %s MiB, leecher on core %s, seeder on core %s, medians of %s\n\n' \
       "$PAR_N" "$PAR_MB" "$PAR_MB" "$SERVER_CPUS" "$SEEDER_CPUS" "$RUNS"
-    printf '| download | runs: s (MiB/s) | median MiB/s |\n|---|---|---:|\n'
-    for mode in single multi; do
-      runs="" rates=""
+    printf '| download | runs: s (MiB/s) | median MiB/s | leecher peak RSS (MiB) |\n|---|---|---:|---:|\n'
+    for mode in single multi total; do
+      [[ -n $(get "p2.$mode.run1") ]] || continue
+      runs="" rates="" peak=0
       for run in $(seq 1 "$RUNS"); do
-        read -r t m <<<"$(get "p2.$mode.run$run")"
+        read -r t m h <<<"$(get "p2.$mode.run$run")"
         runs+="$t ($m) " rates+="$m"$'\n'
+        ((h > peak)) && peak=$h
       done
       med=$(printf '%s' "$rates" | median)
       put "p2.$mode.median" "$med"
-      printf '| %s | %s| %s |\n' "$([[ $mode == single ]] && echo "1 x $PAR_MB MiB" || echo "$PAR_N x $PAR_MB MiB")" "$runs" "$med"
+      case $mode in
+        single) label="1 x $PAR_MB MiB" ;;
+        multi) label="$PAR_N x $PAR_MB MiB at once" ;;
+        *) label="1 x $LAT_MB MiB (the same total)" ;;
+      esac
+      printf '| %s | %s| %s | %s |\n' "$label" "$runs" "$med" "$(awk -v r="$peak" 'BEGIN {printf "%.0f", r/1024}')"
     done
-    printf '\naggregate rate %s-at-once / single: %s (target >= 0.9)\n\n' "$PAR_N" \
+    printf '\naggregate rate %s-at-once / single: %s (target >= 0.9)\n' "$PAR_N" \
       "$(awk -v a="$(get p2.multi.median)" -v b="$(get p2.single.median)" 'BEGIN {printf "%.2f", a/b}')"
+    if [[ -n $(get p2.total.median) ]]; then
+      printf '%s-at-once / one torrent of the same total: %s\n' "$PAR_N" \
+        "$(awk -v a="$(get p2.multi.median)" -v b="$(get p2.total.median)" 'BEGIN {printf "%.2f", a/b}')"
+    fi
+    printf '\n'
   fi
   if [[ " $PARTS " == *" 3 "* ]]; then
     printf 'GET /torrents every %s ms while a %s MiB torrent downloads (leecher on core %s, poller and seeder on core %s)\n\n' \
       "$LAT_INTERVAL_MS" "$LAT_MB" "$SERVER_CPUS" "$POLLER_CPUS"
-    printf '| session holds | samples | p50 ms | p99 ms | max ms | mean ms | download rate, add to seeding (MiB/s) | downloads |\n|---|---:|---:|---:|---:|---:|---:|---:|\n'
+    printf '| session holds | samples | p50 ms | p99 ms | max ms | mean ms | reply KiB | download rate, add to seeding (MiB/s) | downloads |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n'
     for variant in alone many; do
       v=$(get "p3.$variant")
       [[ -n $v ]] || continue
-      read -r n p50 p99 mx mean rate rounds <<<"$v"
-      printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+      read -r n p50 p99 mx mean rate rounds bytes <<<"$v"
+      printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
         "$([[ $variant == alone ]] && echo "the download only" || echo "the download + $N_TORRENTS seeding")" \
-        "$n" "$p50" "$p99" "$mx" "$mean" "$(awk -v r="$rate" 'BEGIN {printf "%.0f", r/1048576}')" "$rounds"
+        "$n" "$p50" "$p99" "$mx" "$mean" "$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b/1024}')" \
+        "$(awk -v r="$rate" 'BEGIN {printf "%.0f", r/1048576}')" "$rounds"
     done
     printf '\n(target p99 < 20 ms)\n'
   fi
