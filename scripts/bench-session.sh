@@ -13,7 +13,8 @@
 #    of its own; we read its RSS (VmRSS of /proc/PID/status), add every torrent through
 #    its API (complete data in place, so it checks and seeds), wait until all seed, wait
 #    SETTLE s, read RSS again, then its CPU time (utime+stime of /proc/PID/stat) over
-#    CPU_SECS s of idle seeding. Then it is stopped cleanly and started again on the same
+#    CPU_SECS s of idle seeding (and the context switches of its threads then, about
+#    how often it wakes up). Then it is stopped cleanly and started again on the same
 #    state: "restart" is the time from the exec to the API showing every torrent seeding,
 #    and "read" is what the process read (rchar of /proc/PID/io) until then: the data
 #    size means it hashed all the data again, a part of it that it spot-checked (the
@@ -282,6 +283,8 @@ py() { taskset -c "$POLLER_CPUS" python3 "$PY" "$@"; }
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# Context switches of all the process's threads: about how often it wakes up.
+ctx_switches() { cat "/proc/$1"/task/*/status | awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s}'; }
 clk_tck=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 results=$OUT/results.tsv
@@ -407,7 +410,7 @@ part_many() {
   local data=$WORK/many/data total=$((N_TORRENTS * FILE_KIB * 1024)) c
   mapfile -t tlist < <(torrents_of many)
   for c in $CLIENTS; do
-    local dir=$WORK/p1-$c t0 rss0 rss1 c0 c1 out t_add seen
+    local dir=$WORK/p1-$c t0 rss0 rss1 c0 c1 w0 w1 out t_add seen
     rm -rf "$dir"
     log "[$c] $(version_of "$c"): start empty"
     start_client "$c" "$dir"
@@ -419,12 +422,12 @@ part_many() {
     log "[$c] $N_TORRENTS torrents added and seeding after ${t_add}s (states seen: $seen)"
     sleep "$SETTLE"
     rss1=$(rss_kib "$cpid")
-    c0=$(cpu_ticks "$cpid")
+    c0=$(cpu_ticks "$cpid") w0=$(ctx_switches "$cpid")
     sleep "$CPU_SECS"
-    c1=$(cpu_ticks "$cpid")
-    local cpu
+    c1=$(cpu_ticks "$cpid") w1=$(ctx_switches "$cpid")
+    local cpu wakes=$(((w1 - w0) / CPU_SECS))
     cpu=$(awk -v a="$c0" -v b="$c1" -v t="$clk_tck" -v s="$CPU_SECS" 'BEGIN {printf "%.2f", (b-a)/t/s*100}')
-    log "[$c] RSS ${rss0} -> ${rss1} KiB; idle CPU ${cpu} % of a core"
+    log "[$c] RSS ${rss0} -> ${rss1} KiB; idle CPU ${cpu} % of a core, $wakes context switches/s"
     stop_pid "$cpid"
     t0=$(now)
     start_client "$c" "$dir" nowait
@@ -435,7 +438,7 @@ part_many() {
     # Hashed again: all of it, part of it (rqbit's fastresume hashes a sample of the
     # pieces, at least one per file) or none.
     local rehashed=no
-    ((read_r > total / 20)) && rehashed=partly
+    ((read_r > total / 10)) && rehashed=partly
     ((read_r > total * 95 / 100)) && rehashed=yes
     log "[$c] restart: all seeding after ${t_restart}s, read $((read_r / 1024)) KiB (rehashed: $rehashed; states: $seen_r) $out"
     stop_pid "$cpid"
@@ -444,6 +447,7 @@ part_many() {
     put "p1.$c.rss1" "$rss1"
     put "p1.$c.rss_restart" "$rss2"
     put "p1.$c.cpu" "$cpu"
+    put "p1.$c.wakes" "$wakes"
     put "p1.$c.add_secs" "$t_add"
     put "p1.$c.restart_secs" "$t_restart"
     put "p1.$c.restart_states" "$seen_r"
@@ -542,15 +546,15 @@ put load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
     total=$((N_TORRENTS * FILE_KIB * 1024))
     printf '%s seeding torrents of %s KiB (one file each), servers on core %s, pollers on core %s\n\n' \
       "$N_TORRENTS" "$FILE_KIB" "$SERVER_CPUS" "$POLLER_CPUS"
-    printf '| client | version | RSS empty (MiB) | RSS %s seeding (MiB) | per torrent (KiB) | idle CPU (%% core, %s s) | add+check (s) | restart to all seeding (s) | read on restart (%% of data) | rehashed |\n' "$N_TORRENTS" "$CPU_SECS"
-    printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n'
+    printf '| client | version | RSS empty (MiB) | RSS %s seeding (MiB) | per torrent (KiB) | idle CPU (%% core, %s s) | context switches/s | add+check (s) | restart to all seeding (s) | read on restart (%% of data) | rehashed |\n' "$N_TORRENTS" "$CPU_SECS"
+    printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
     for c in $CLIENTS; do
       r0=$(get "p1.$c.rss0") r1=$(get "p1.$c.rss1")
       to=$(get "p1.$c.timeout")
-      printf '| %s | %s | %.1f | %.1f | %.1f | %s | %s | %s%s | %s | %s |\n' "$c" "$(get "p1.$c.version")" \
+      printf '| %s | %s | %.1f | %.1f | %.1f | %s | %s | %s | %s%s | %s | %s |\n' "$c" "$(get "p1.$c.version")" \
         "$(awk -v r="$r0" 'BEGIN {print r/1024}')" "$(awk -v r="$r1" 'BEGIN {print r/1024}')" \
         "$(awk -v a="$r0" -v b="$r1" -v n="$N_TORRENTS" 'BEGIN {print (b-a)/n}')" \
-        "$(get "p1.$c.cpu")" "$(get "p1.$c.add_secs")" "$(get "p1.$c.restart_secs")" \
+        "$(get "p1.$c.cpu")" "$(get "p1.$c.wakes")" "$(get "p1.$c.add_secs")" "$(get "p1.$c.restart_secs")" \
         "$([[ $to == yes ]] && echo ' (timeout)')" \
         "$(awk -v r="$(get "p1.$c.restart_read")" -v t="$total" 'BEGIN {printf "%.0f", r/t*100}')" "$(get "p1.$c.rehashed")"
     done
