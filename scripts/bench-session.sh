@@ -2,7 +2,7 @@
 # Benchmarks the host agent (`kpbt-client serve`: one process, many torrents, a JSON
 # API) against rqbit's server mode and transmission-daemon, in one run:
 #
-#   scripts/bench-session.sh                          # the full run (~17 min)
+#   scripts/bench-session.sh                          # the full run (~13 min)
 #   N_TORRENTS=100 SETTLE=5 CPU_SECS=10 PAR_MB=32 LAT_MB=256 RUNS=1 \
 #     scripts/bench-session.sh                        # a quick pass (~3 min)
 #   PARTS=1 CLIENTS="kpbt rqbit" scripts/bench-session.sh
@@ -44,7 +44,7 @@
 # (/var/tmp/kpbt-bench-session: disk, not tmpfs); the seed data is kept and reused
 # between runs (CLEAN=1 removes it at the end). Results: OUT_DIR/summary.md (default
 # bench-out/session/) and results.tsv. Needs opentracker, transmission-daemon, python3
-# (apt), a release kpbt-client (built unless SKIP_BUILD=1; KPBT=path overrides) and
+# (apt, scripts/install-deps.sh), a release kpbt-client (built unless SKIP_BUILD=1; KPBT=path overrides) and
 # rqbit (`cargo install rqbit --locked --no-default-features --features default-tls`;
 # found on PATH, at /var/tmp/rqbit/bin/rqbit or via RQBIT=; left out, loudly, if absent).
 set -euo pipefail
@@ -77,7 +77,7 @@ LOG_TAG=bench-session
 source "$ROOT/scripts/lib.sh"
 
 for b in opentracker transmission-daemon python3 taskset; do
-  command -v "$b" >/dev/null 2>&1 || die "$b not found (apt: opentracker transmission-daemon python3 util-linux)"
+  command -v "$b" >/dev/null 2>&1 || die "$b not found: run scripts/install-deps.sh"
 done
 if [[ $CLIENTS == *rqbit* && ! -x $RQBIT ]]; then
   log "WARNING: rqbit not found (set RQBIT=...); leaving it out"

@@ -9,6 +9,7 @@
 #   mktorrent        mktorrent         .torrent creation
 #   redis-server     redis-server      the tracker's Redis store tests and benchmark
 #   wrk              wrk               HTTP load generator (tracker benchmarks)
+#   transmission-daemon transmission-daemon  many-torrent daemon (host agent benchmark)
 #   hyperfine        hyperfine         command benchmarking
 #   prometheus       promtool          metrics/rules checking
 #   debootstrap      debootstrap       building the Docker base image offline
@@ -32,6 +33,7 @@ required=(
 )
 optional=(
   wrk:wrk
+  transmission-daemon:transmission-daemon
   hyperfine:hyperfine
   promtool:prometheus
   debootstrap:debootstrap
