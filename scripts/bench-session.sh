@@ -283,8 +283,19 @@ py() { taskset -c "$POLLER_CPUS" python3 "$PY" "$@"; }
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-# Context switches of all the process's threads: about how often it wakes up.
-ctx_switches() { cat "/proc/$1"/task/*/status | awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s}'; }
+# Context switches per thread ("tid count" lines): about how often the process wakes up.
+ctx_switches() {
+  local t
+  for t in "/proc/$1"/task/*; do
+    awk -v t="${t##*/}" '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print t, s}' "$t/status" 2>/dev/null || true
+  done
+}
+# ctx_rate BEFORE AFTER SECS: switches/s of the threads in AFTER (a thread that exited
+# in between loses its last switches; one that started counts whole).
+ctx_rate() {
+  awk -v s="$3" 'NR == FNR {a[$1] = $2; next} {d += ($1 in a) ? $2 - a[$1] : $2} END {printf "%d", d / s}' \
+    <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+}
 clk_tck=$(getconf CLK_TCK)
 now() { date +%s.%N; }
 results=$OUT/results.tsv
@@ -425,7 +436,8 @@ part_many() {
     c0=$(cpu_ticks "$cpid") w0=$(ctx_switches "$cpid")
     sleep "$CPU_SECS"
     c1=$(cpu_ticks "$cpid") w1=$(ctx_switches "$cpid")
-    local cpu wakes=$(((w1 - w0) / CPU_SECS))
+    local cpu wakes
+    wakes=$(ctx_rate "$w0" "$w1" "$CPU_SECS")
     cpu=$(awk -v a="$c0" -v b="$c1" -v t="$clk_tck" -v s="$CPU_SECS" 'BEGIN {printf "%.2f", (b-a)/t/s*100}')
     log "[$c] RSS ${rss0} -> ${rss1} KiB; idle CPU ${cpu} % of a core, $wakes context switches/s"
     stop_pid "$cpid"
