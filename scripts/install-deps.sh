@@ -10,6 +10,7 @@
 #   redis-server     redis-server      the tracker's Redis store tests and benchmark
 #   nginx            nginx             HTTP origin for the client's web seed tests
 #   wrk              wrk               HTTP load generator (tracker benchmarks)
+#   transmission-daemon transmission-daemon  many-torrent daemon (host agent benchmark)
 #   hyperfine        hyperfine         command benchmarking
 #   prometheus       promtool          metrics/rules checking
 #   debootstrap      debootstrap       building the Docker base image offline
@@ -35,6 +36,7 @@ required=(
 )
 optional=(
   wrk:wrk
+  transmission-daemon:transmission-daemon
   hyperfine:hyperfine
   promtool:prometheus
   debootstrap:debootstrap
