@@ -288,7 +288,11 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
     let piece_len = layout.piece_len;
     let piece_count = layout.piece_count();
     let total_len = layout.total_len;
-    let resume_path = resume_file(&meta, &cfg).filter(|_| !cfg.seed_only);
+    // `seed` leaves its folder as it found it, so its resume file (in that folder by
+    // default) is never written; a session keeps resume files in its own state dir,
+    // where a seed-only torrent's is written too, so restarts skip re-hashing.
+    let resume_path =
+        resume_file(&meta, &cfg).filter(|_| !cfg.seed_only || cfg.resume_path.is_some());
     let max_active = (services.piece_memory_per_torrent / piece_len as u64).clamp(4, 4096) as usize;
     let mut picker = Picker::new(
         piece_count,

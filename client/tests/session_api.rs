@@ -708,3 +708,54 @@ async fn an_origin_given_through_the_api_serves_the_download_and_is_kept() {
     );
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_only_torrent_restarts_without_rehashing_and_its_data_is_untouched() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let torrents = many_torrents(data_dir.path(), 1);
+    let (name, _, bytes) = &torrents[0];
+    let seed_only = |api: String| {
+        let bytes = bytes.clone();
+        let dir = data_dir.path().display().to_string();
+        async move {
+            call(
+                http()
+                    .post(format!("{api}/torrents"))
+                    .query(&[("dir", dir), ("seed_only", "true".into())])
+                    .body(bytes),
+            )
+            .await
+        }
+    };
+    let agent = Agent::start(state.path(), None).await;
+    let (status, v) = seed_only(agent.api.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    let ih = v["info_hash"].as_str().unwrap().to_string();
+    wait_all(&agent.api, std::slice::from_ref(&ih), "seeding", 30).await;
+    agent.stop().await;
+    let before = tree(data_dir.path());
+    // Same size and mtime, one byte different: a re-hash would find the piece bad.
+    let path = data_dir.path().join(name);
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut content = std::fs::read(&path).unwrap();
+    content[3] ^= 0xff;
+    std::fs::write(&path, &content).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let agent = Agent::start(state.path(), None).await;
+    wait_all(&agent.api, std::slice::from_ref(&ih), "seeding", 30).await;
+    agent.stop().await;
+    // Nothing but the byte we flipped changed in the data folder.
+    let after = tree(data_dir.path());
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "no file added to the data folder"
+    );
+    assert_eq!(after[0].1, content);
+}

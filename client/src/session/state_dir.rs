@@ -72,6 +72,8 @@ impl StateDir {
     /// dir without `state.json` is an interrupted add and loads as an error).
     pub fn add(&self, ih: InfoHash, torrent: &[u8], state: &SavedState) -> std::io::Result<()> {
         fs::create_dir_all(self.torrent_dir(ih))?;
+        // The new folder's entry in torrents/ must survive a crash as well.
+        fs::File::open(self.root.join("torrents"))?.sync_all()?;
         write_atomic(&self.torrent_path(ih), torrent)?;
         self.save_state(ih, state)
     }
