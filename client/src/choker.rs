@@ -4,7 +4,7 @@
 //! Pure: the caller injects the time and the per-peer rates.
 
 use crate::rng::XorShift64;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::picker::PeerKey;
@@ -23,6 +23,37 @@ pub struct PeerSnapshot {
     pub download_rate: u64,
     /// Bytes per second we send to this peer.
     pub upload_rate: u64,
+}
+
+/// Per-peer transfer rates over the last rechoke interval, from cumulative byte
+/// counters (what [`PeerSnapshot`] needs).
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    last: HashMap<PeerKey, (u64, u64)>,
+    rates: HashMap<PeerKey, (u64, u64)>,
+}
+
+impl RateMeter {
+    /// Takes each connected peer's (downloaded, uploaded) totals `secs` after the last
+    /// sample; peers not listed are forgotten.
+    pub fn sample(&mut self, secs: f64, counters: impl IntoIterator<Item = (PeerKey, (u64, u64))>) {
+        let secs = secs.max(0.001);
+        self.rates.clear();
+        let mut seen = HashMap::new();
+        for (k, now) in counters {
+            let before = self.last.get(&k).copied().unwrap_or((0, 0));
+            let rate = |n: u64, b: u64| (n.saturating_sub(b) as f64 / secs) as u64;
+            self.rates
+                .insert(k, (rate(now.0, before.0), rate(now.1, before.1)));
+            seen.insert(k, now);
+        }
+        self.last = seen;
+    }
+
+    /// (download, upload) bytes/s of `peer` over the last interval.
+    pub fn rates(&self, peer: PeerKey) -> (u64, u64) {
+        self.rates.get(&peer).copied().unwrap_or((0, 0))
+    }
 }
 
 #[derive(Debug)]
@@ -103,6 +134,19 @@ impl Choker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_meter_measures_the_last_interval_and_forgets_departed_peers() {
+        let mut m = RateMeter::default();
+        m.sample(10.0, [(1, (1000, 0)), (2, (0, 500))]);
+        assert_eq!((m.rates(1), m.rates(2)), ((100, 0), (0, 50)));
+        m.sample(10.0, [(1, (3000, 100))]);
+        assert_eq!(m.rates(1), (200, 10));
+        assert_eq!(m.rates(2), (0, 0), "peer 2 left");
+        // A peer that comes back starts from zero, and counters never go backwards.
+        m.sample(5.0, [(2, (100, 0)), (1, (10, 100))]);
+        assert_eq!((m.rates(2), m.rates(1)), ((20, 0), (0, 0)));
+    }
 
     fn peer(key: PeerKey, interested: bool, down: u64, up: u64) -> PeerSnapshot {
         PeerSnapshot {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info};
 
-use crate::choker::{Choker, PeerSnapshot, RECHOKE_INTERVAL};
+use crate::choker::{Choker, PeerSnapshot, RateMeter, RECHOKE_INTERVAL};
 use crate::listener::Incoming;
 use crate::messages::{Event, PeerCmd};
 use crate::peer;
@@ -48,8 +48,7 @@ impl TorrentTask {
         let mut last_tried: HashMap<SocketAddr, Instant> = HashMap::new();
         let mut choker = Choker::new(self.upload_slots, rand::random());
         let mut unchoked: HashSet<PeerKey> = HashSet::new();
-        let mut last_bytes: HashMap<PeerKey, (u64, u64)> = HashMap::new();
-        let mut rates: HashMap<PeerKey, (u64, u64)> = HashMap::new();
+        let mut meter = RateMeter::default();
         let mut rechoke = tokio::time::interval(RECHOKE_INTERVAL);
         let mut requeue = tokio::time::interval(Duration::from_secs(5));
         let mut last_rechoke = Instant::now();
@@ -142,16 +141,13 @@ impl TorrentTask {
                 }
                 _ = rechoke.tick() => {
                     // Rates over the last interval from the per-peer byte counters.
-                    let secs = last_rechoke.elapsed().as_secs_f64().max(0.001);
                     let st = shared.lock();
-                    rates.clear();
-                    for (k, e) in &st.peers {
-                        let now = (e.stats.downloaded.load(Ordering::Relaxed), e.stats.uploaded.load(Ordering::Relaxed));
-                        let before = last_bytes.get(k).copied().unwrap_or((0, 0));
-                        rates.insert(*k, (((now.0 - before.0) as f64 / secs) as u64, ((now.1 - before.1) as f64 / secs) as u64));
-                        last_bytes.insert(*k, now);
-                    }
-                    last_bytes.retain(|k, _| st.peers.contains_key(k));
+                    meter.sample(
+                        last_rechoke.elapsed().as_secs_f64(),
+                        st.peers.iter().map(|(k, e)| {
+                            (*k, (e.stats.downloaded.load(Ordering::Relaxed), e.stats.uploaded.load(Ordering::Relaxed)))
+                        }),
+                    );
                     do_rechoke = true;
                 }
                 _ = requeue.tick() => {
@@ -171,7 +167,7 @@ impl TorrentTask {
                     .peers
                     .iter()
                     .map(|(k, e)| {
-                        let (d, u) = rates.get(k).copied().unwrap_or((0, 0));
+                        let (d, u) = meter.rates(*k);
                         PeerSnapshot {
                             key: *k,
                             interested: e.stats.peer_interested(),
