@@ -406,6 +406,20 @@ impl Swarm {
         cpus: Option<f64>,
         announce: Announce,
     ) -> Result<Peer> {
+        self.start_peer_with_args(name, role, cpus, announce, &[])
+            .await
+    }
+
+    /// [`Swarm::start_peer_with`] with extra `kpbt-client` arguments (e.g. a
+    /// `--download-limit` that keeps a transfer in flight however fast the host is).
+    pub async fn start_peer_with_args(
+        &self,
+        name: &str,
+        role: Role,
+        cpus: Option<f64>,
+        announce: Announce,
+        extra: &[&str],
+    ) -> Result<Peer> {
         let data = match role {
             Role::Seeder => self.payload_dir(),
             _ => {
@@ -427,6 +441,7 @@ impl Swarm {
             cmd.push("--seed".into());
         }
         cmd.extend(["--port".into(), "6881".into()]);
+        cmd.extend(extra.iter().map(|a| a.to_string()));
         let mut req = GenericImage::new(CLIENT_IMAGE, &image_tag())
             .with_wait_for(WaitFor::message_on_stderr("torrent started"))
             .with_network(&self.network)

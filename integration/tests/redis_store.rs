@@ -127,9 +127,17 @@ async fn clients_fail_over_to_the_other_tracker_when_one_is_killed() {
             let _seeder = swarm.start_peer("seeder", Role::Seeder, None).await?;
             let mut peers = Vec::new();
             for i in 1..=2 {
+                // Rate-limited: still downloading when the tracker is killed, however
+                // fast the host is (a CPU cap alone was not slow enough).
                 peers.push(
                     swarm
-                        .start_peer(&format!("leecher{i}"), Role::Leecher, Some(SLOW))
+                        .start_peer_with_args(
+                            &format!("leecher{i}"),
+                            Role::Leecher,
+                            Some(SLOW),
+                            Announce::Tiers,
+                            &["--download-limit", "1M"],
+                        )
                         .await?,
                 );
             }
@@ -176,13 +184,16 @@ async fn swarm_survives_a_redis_restart() {
             .await?;
         let mut peers = Vec::new();
         for i in 1..=2 {
+            // Rate-limited (16 MiB at 1 MiB/s): still downloading when Redis restarts,
+            // however fast the host is (a CPU cap alone was not slow enough).
             peers.push(
                 swarm
-                    .start_peer_with(
+                    .start_peer_with_args(
                         &format!("leecher{i}"),
                         Role::Leecher,
                         Some(SLOW),
                         Announce::Only(i % 2),
+                        &["--download-limit", "1M"],
                     )
                     .await?,
             );
