@@ -30,11 +30,16 @@ impl Nginx {
     /// [`Nginx::serve`] with extra directives for the `location /` block, e.g.
     /// `limit_rate 2m;` to cap each response's rate.
     pub fn serve_with(root: &Path, location_extra: &str) -> io::Result<Self> {
+        Self::serve_on(root, free_port(), location_extra)
+    }
+
+    /// [`Nginx::serve_with`] on a given port (e.g. one a client was told about before
+    /// the server came up).
+    pub fn serve_on(root: &Path, port: u16, location_extra: &str) -> io::Result<Self> {
         crate::require_binary("nginx", "nginx");
         let dir = tempfile::Builder::new().prefix("kpbt-nginx-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("tmp"))?;
-        let port = free_port();
         // As root, the master would hand requests to a `nobody` worker that cannot read
         // a test's private temp dirs.
         let user = if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
