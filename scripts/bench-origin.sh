@@ -148,7 +148,9 @@ lpids=()
 for i in $(seq 0 $((FLEET - 1))); do
   args=()
   for j in $(seq 0 $((FLEET - 1))); do
-    [[ $j -lt $i ]] && args+=(--peer "127.0.0.1:${ports[$j]}")
+    # Every leecher knows the others (as from a tracker), so each gives its peers the
+    # start-up grace before using the origin.
+    [[ $j -ne $i ]] && args+=(--peer "127.0.0.1:${ports[$j]}")
   done
   rm -rf "$WORK/fleet$i"
   # --seed: a leecher that is done keeps serving the others until all are done.
