@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::builder::TypedValueParser;
 use clap::Args;
-use kpbt_client::webseed::{DEFAULT_ORIGIN_CONNECTIONS, DEFAULT_ORIGIN_MIN_RATE};
+use kpbt_client::webseed::DEFAULT_ORIGIN_CONNECTIONS;
 
 /// How web seeds and origins are used.
 #[derive(Args, Clone)]
@@ -12,7 +12,8 @@ pub struct OriginPolicy {
     /// Below this many bytes/s from peers (K/M/G), web seeds and origins take over every
     /// missing piece; above it they only fetch pieces no connected peer has. 0: never
     /// take over. With no peer connected they always run at full speed.
-    #[arg(long, value_name = "RATE", default_value_t = DEFAULT_ORIGIN_MIN_RATE, value_parser = crate::parse_size)]
+    // "1M" is DEFAULT_ORIGIN_MIN_RATE, shown the way it is typed.
+    #[arg(long, value_name = "RATE", default_value = "1M", value_parser = crate::parse_size)]
     pub origin_min_rate: u64,
     /// Concurrent HTTP requests to web seeds and origins, per torrent.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ORIGIN_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
@@ -46,5 +47,16 @@ impl OriginOpts {
         cfg.origins = self.origins.clone();
         cfg.origin_min_rate = self.policy.origin_min_rate;
         cfg.origin_connections = self.policy.origin_connections;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_shown_default_is_the_library_default() {
+        assert_eq!(
+            crate::parse_size("1M").unwrap(),
+            kpbt_client::webseed::DEFAULT_ORIGIN_MIN_RATE
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! One torrent's life: check its data (`prepare`), run it on a session's services
-//! (`launch`: the torrent, tracker, resume and progress tasks), wait for completion,
-//! shut it down cleanly. `start`/`download` run one torrent on services of its own
+//! (`launch`: the torrent, tracker, resume, progress and web seed tasks), wait for
+//! completion, shut it down cleanly. `start`/`download` run one torrent on services of its own
 //! (the one-shot `download` and `seed` commands).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::direct_io::PieceBuffer;
 use crate::messages::{Event, PeerCmd, PeerEntry};
-use crate::picker::{Arrival, Block, PeerKey, Picker, BLOCK_LEN};
+use crate::picker::{Arrival, Block, OriginScope, PeerKey, Picker, BLOCK_LEN};
 use crate::ratelimit::StackedLimit;
 use crate::services::Services;
 use crate::storage::Storage;
@@ -256,6 +256,26 @@ impl Shared {
     /// first (backpressure).
     pub(crate) async fn submit(self: &Arc<Self>, done: CompletedPiece) {
         let _ = self.check_in_background(done).await;
+    }
+
+    /// Reserves a run of pieces for the origin ([`Picker::reserve_for_origin`]); the
+    /// blocks peers had delivered of a stalled piece are let go with its buffer.
+    pub(crate) fn reserve_for_origin(
+        &self,
+        from: u32,
+        max: u32,
+        scope: OriginScope,
+    ) -> Option<std::ops::Range<u32>> {
+        let mut st = self.lock();
+        let run = st.picker.reserve_for_origin(from, max, scope)?;
+        for p in run.clone() {
+            if let Some(buf) = st.buffers.remove(&p) {
+                if st.spare.len() < SPARE_BUFFERS {
+                    st.spare.push(buf.data);
+                }
+            }
+        }
+        Some(run)
     }
 
     /// A buffer for a whole piece of `size` bytes from the origin (recycled when one is

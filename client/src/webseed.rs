@@ -10,7 +10,8 @@
 //!   no connected peer has (availability 0), with half the connections;
 //! - **take over**: with no peer connected, or peers delivering less than `min_rate`
 //!   (measured over [`RATE_WINDOW`], after [`MIN_RATE_HISTORY`] of it), it fetches any
-//!   missing piece (those no peer has first) with every connection.
+//!   missing piece (those no peer has first, then pieces peers started and nobody is
+//!   requesting any more) with every connection.
 //!
 //! Pieces are reserved in the picker (`Picker::reserve_for_origin`) so peers never
 //! fetch them at the same time; a run of adjacent pieces (up to [`MAX_REQUEST_BYTES`]) is
@@ -35,6 +36,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::picker::OriginScope;
 use crate::shared::Shared;
 use http::{Assembler, FetchError, RangeRequest};
 
@@ -333,14 +335,21 @@ impl WebSeedTask {
                 .is_some_and(|r| r < self.options.min_rate as f64)
     }
 
-    /// The next run for the origin: pieces no peer has first; taking over, any missing.
+    /// The next run for the origin: pieces no peer has first; taking over, any missing
+    /// one, then pieces peers started and abandoned.
     fn reserve(&self, hint: u32, max: u32, takeover: bool) -> Option<Range<u32>> {
-        let mut st = self.shared.lock();
-        st.picker.reserve_for_origin(hint, max, true).or_else(|| {
-            takeover
-                .then(|| st.picker.reserve_for_origin(hint, max, false))
-                .flatten()
-        })
+        let scopes: &[OriginScope] = if takeover {
+            &[
+                OriginScope::Unavailable,
+                OriginScope::Missing,
+                OriginScope::Stalled,
+            ]
+        } else {
+            &[OriginScope::Unavailable]
+        };
+        scopes
+            .iter()
+            .find_map(|&scope| self.shared.reserve_for_origin(hint, max, scope))
     }
 
     fn publish(&self, seeds: &[Seed]) {

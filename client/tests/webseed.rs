@@ -175,6 +175,57 @@ async fn a_corrupt_origin_piece_comes_from_an_honest_peer_and_the_url_is_dropped
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_last_peer_leaves_mid_piece_the_origin_finishes_the_torrent() {
+    use bytes::Bytes;
+    use kpbt_proto::wire::Message;
+    if !kpbt_testkit::require_binary("nginx", "nginx") {
+        return;
+    }
+    let seed_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let piece = 64 * KIB;
+    let content = data(8 * piece, 15);
+    let meta = make_torrent(
+        "left.bin",
+        piece as u32,
+        &[(vec![], content.clone())],
+        seed_dir.path(),
+    );
+    // The origin is down at first (nothing on its port yet).
+    let port = kpbt_testkit::free_port();
+    let mut cfg = config(out.path(), vec![]);
+    cfg.origins = vec![format!("http://127.0.0.1:{port}/")];
+    let mut h = kpbt_client::start(meta.clone(), cfg).await.unwrap();
+    // A scripted peer with every piece sends one block of the first request, then
+    // leaves: that piece is started, a quarter received, and nobody is asked for the
+    // rest.
+    let mut w = wire::Wire::connect(addr_of(&h), meta.info_hash).await;
+    w.send(Message::Bitfield(Bytes::from_static(&[0xff]))).await;
+    w.send(Message::Unchoke).await;
+    let req = loop {
+        match w.recv().await.expect("the leecher asks for blocks") {
+            Message::Request(r) => break r,
+            _ => continue,
+        }
+    };
+    let at = req.index as usize * piece + req.begin as usize;
+    w.send(Message::Piece {
+        index: req.index,
+        begin: req.begin,
+        data: Bytes::copy_from_slice(&content[at..at + req.length as usize]),
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(w);
+    let _origin = Nginx::serve_on(seed_dir.path(), port, "").expect("nginx");
+    // The started piece is fetched whole from the origin with the rest.
+    wait_complete(&mut h, 60).await;
+    let s = h.shutdown().await.unwrap();
+    assert_eq!(std::fs::read(out.path().join("left.bin")).unwrap(), content);
+    assert_eq!((s.peer_bytes, s.origin_bytes), (0, content.len() as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_file_pieces_spanning_files_come_from_a_folder_url() {
     let origin_dir = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();

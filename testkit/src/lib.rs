@@ -98,9 +98,11 @@
 //!   for several.
 //! * **nginx 1.22** (Debian's `nginx`; `nginx-light` is a transitional package for it):
 //!   answers `Range: bytes=a-b` with 206 and `Content-Range: bytes a-b/SIZE`, a range
-//!   past the end with 416. Started as root, its workers run as `nobody` unless the
-//!   config says `user root;` ([`Nginx`] does), and it creates its temp dirs under
-//!   /var/lib/nginx unless told otherwise (it is told to use its own dir).
+//!   past the end with 416. Started as root, its workers run as `nobody` (who cannot
+//!   read a test's temp dirs), and a SIGKILLed master leaves its workers running,
+//!   listening; [`Nginx`] therefore runs it as one process (`master_process off`). It
+//!   creates temp dirs under /var/lib/nginx unless told otherwise (it is told to use
+//!   its own dir).
 //! * **libtorrent 2.0.8** (`python3-libtorrent`, run by [`Libtorrent`] through
 //!   `scripts/lt_peer.py`): Debian installs the bindings for `/usr/bin/python3` only
 //!   (a pyenv `python3` first on `PATH` cannot import them; [`libtorrent_python`]

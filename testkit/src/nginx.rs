@@ -5,7 +5,6 @@ use crate::net::{free_port, wait_for_tcp};
 use crate::process::ChildGuard;
 use crate::DEFAULT_TIMEOUT;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -14,7 +13,8 @@ use tempfile::TempDir;
 /// A running nginx (killed on drop; its error log is printed if the test fails).
 ///
 /// Everything it writes (config, pid, logs, temp dirs) is in a private temp dir; it
-/// runs in the foreground (`daemon off`) with one worker.
+/// runs in the foreground (`daemon off`) as one process (`master_process off`), so the
+/// guard's SIGKILL leaves no worker behind (a killed master's workers live on).
 pub struct Nginx {
     guard: ChildGuard,
     port: u16,
@@ -30,22 +30,21 @@ impl Nginx {
     /// [`Nginx::serve`] with extra directives for the `location /` block, e.g.
     /// `limit_rate 2m;` to cap each response's rate.
     pub fn serve_with(root: &Path, location_extra: &str) -> io::Result<Self> {
+        Self::serve_on(root, free_port(), location_extra)
+    }
+
+    /// [`Nginx::serve_with`] on a given port (e.g. one a client was told about before
+    /// the server came up).
+    pub fn serve_on(root: &Path, port: u16, location_extra: &str) -> io::Result<Self> {
         crate::require_binary("nginx", "nginx");
         let dir = tempfile::Builder::new().prefix("kpbt-nginx-").tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("tmp"))?;
-        let port = free_port();
-        // As root, the master would hand requests to a `nobody` worker that cannot read
-        // a test's private temp dirs.
-        let user = if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-            "user root;"
-        } else {
-            ""
-        };
         let root = std::fs::canonicalize(root)?;
+        // One process, serving as whoever started it (no switch to `nobody`, who could
+        // not read a test's private temp dirs).
         let conf = format!(
-            "{user}
-worker_processes 1;
+            "master_process off;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
 events {{ worker_connections 256; }}
