@@ -14,7 +14,7 @@ use kpbt_proto::{InfoHash, PeerId};
 use kpbt_testkit::{require_redis, RedisServer};
 use kpbt_tracker::labels::{Labels, LabelsConfig};
 use kpbt_tracker::store::{
-    AnnounceError, StoreLimits, StoreSpec, StoreStats, SwarmInfo, SwarmStore,
+    AnnounceError, ReapReport, StoreLimits, StoreSpec, StoreStats, SwarmInfo, SwarmStore,
 };
 
 /// Wall-clock seconds in 2027: what the trackers pass in, so Redis sees real-looking times.
@@ -127,7 +127,10 @@ async fn peers_find_each_other_never_themselves(kind: Kind) {
     let a = ann(&s, 1, 1, 10, AnnounceEvent::Started, T0).await;
     assert!(a.peers.is_empty());
     assert_eq!((a.complete, a.incomplete), (0, 1));
-    let b = ann(&s, 1, 2, 10, AnnounceEvent::Started, T0).await;
+    // A non-compact reply: the only kind that carries peer ids.
+    let mut r = req(1, 2, 10, AnnounceEvent::Started);
+    r.compact = false;
+    let b = s.announce(&r, at(2), T0).await.unwrap();
     assert_eq!(b.peers.len(), 1);
     assert_eq!(b.peers[0].addr, at(1));
     assert_eq!(b.peers[0].peer_id, PeerId([1; 20]));
@@ -142,6 +145,35 @@ async fn peers_find_each_other_never_themselves(kind: Kind) {
             leechers: 2
         }
     );
+}
+
+/// Peer ids come with the peers when the reply carries them (non-compact without
+/// `no_peer_id`), IPv4 and IPv6 alike; the other forms give the same peers.
+async fn peer_ids_are_given_when_the_reply_carries_them(kind: Kind) {
+    let s = subject(kind, roomy());
+    let v6 = |n: u8| addr(&format!("[2001:db8::{n}]:{}", 2000 + u16::from(n)));
+    let mut expected = HashSet::new();
+    for n in 1..=6 {
+        let (left, peer) = if n % 2 == 0 { (0, v6(n)) } else { (5, at(n)) };
+        s.announce(&req(1, n, left, AnnounceEvent::Started), peer, T0)
+            .await
+            .unwrap();
+        expected.insert((peer, PeerId([n; 20])));
+    }
+    let me = at(9);
+    let mut r = req(1, 9, 5, AnnounceEvent::Started);
+    r.compact = false;
+    let o = s.announce(&r, me, T0).await.unwrap();
+    let got: HashSet<(SocketAddr, PeerId)> = o.peers.iter().map(|p| (p.addr, p.peer_id)).collect();
+    assert_eq!(got, expected);
+    let all: HashSet<SocketAddr> = expected.iter().map(|(a, _)| *a).collect();
+    for (compact, no_peer_id) in [(true, false), (true, true), (false, true)] {
+        let mut r = req(1, 9, 5, AnnounceEvent::None);
+        (r.compact, r.no_peer_id) = (compact, no_peer_id);
+        let o = s.announce(&r, me, T0 + 1).await.unwrap();
+        assert_eq!(addrs(&o), all, "compact={compact} no_peer_id={no_peer_id}");
+        assert_eq!(o.peers.len(), all.len());
+    }
 }
 
 async fn seeders_get_only_leechers_and_leechers_get_everyone(kind: Kind) {
@@ -256,6 +288,33 @@ async fn expiry_drops_only_peers_past_the_timeout(kind: Kind) {
     let r = s.reap(T0 + 1000).await.unwrap();
     assert_eq!((r.peers_removed, r.torrents_removed), (2, 1));
     assert_eq!(s.stats().await.unwrap(), StoreStats::default());
+}
+
+/// The oldest peer coming back does not hide the next oldest from expiry.
+async fn peers_expire_after_the_oldest_one_reannounced(kind: Kind) {
+    let s = subject(kind, limits());
+    ann(&s, 1, 1, 5, AnnounceEvent::Started, T0).await;
+    ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 10).await;
+    ann(&s, 1, 3, 0, AnnounceEvent::Started, T0 + 10).await;
+    ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 20).await;
+    // Cutoff T0 + 5: nobody is stale any more.
+    assert_eq!(s.reap(T0 + 105).await.unwrap(), ReapReport::default());
+    // Cutoff T0 + 15: peers 2 and 3 are, peer 1 is not.
+    let r = s.reap(T0 + 115).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (2, 0));
+    assert_eq!(
+        s.stats().await.unwrap(),
+        StoreStats {
+            torrents: 1,
+            seeders: 0,
+            leechers: 1
+        }
+    );
+    let o = ann(&s, 1, 4, 5, AnnounceEvent::Started, T0 + 116).await;
+    assert_eq!(addrs(&o), HashSet::from([at(1)]));
+    // Cutoff T0 + 25: peer 1 goes too.
+    let r = s.reap(T0 + 125).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (1, 0));
 }
 
 async fn swarm_torrent_and_address_limits(kind: Kind) {
@@ -641,12 +700,14 @@ macro_rules! contract {
 
 contract!(
     peers_find_each_other_never_themselves,
+    peer_ids_are_given_when_the_reply_carries_them,
     seeders_get_only_leechers_and_leechers_get_everyone,
     numwant_is_honoured_with_distinct_peers_and_never_self,
     completed_is_counted_once_per_peer_and_scraped,
     seeder_and_leecher_transitions_keep_counts,
     stopped_removes_the_peer_and_never_creates_a_swarm,
     expiry_drops_only_peers_past_the_timeout,
+    peers_expire_after_the_oldest_one_reannounced,
     swarm_torrent_and_address_limits,
     ipv6_peers_are_kept_and_returned,
     health_is_ok_while_the_store_answers,
@@ -766,4 +827,47 @@ async fn redis_label_keys_empty_with_their_swarm() {
         "t, s and l; no n:LABEL fields"
     );
     assert_eq!(s.label_peers().await.unwrap(), [0, 0, 0]);
+}
+
+/// Redis drops stale peers on announces too, once its index says a swarm may hold some:
+/// the index score is a lower bound of the swarm's oldest last-seen that the announce
+/// after a trim sets exactly, and the totals stay exact.
+#[tokio::test]
+async fn redis_announce_trims_stale_peers_by_the_index() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let spec: StoreSpec = redis.url(0).parse().unwrap();
+    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
+    // The swarm's index score (ZSCORE replies are bulk strings).
+    let score = || -> u32 {
+        let r = redis.cmd(&["ZSCORE", "kpbt:ix", &"01".repeat(20)]).unwrap();
+        let text = String::from_utf8_lossy(&r).into_owned();
+        text.split("\r\n").nth(1).unwrap().parse().unwrap()
+    };
+    ann(&s, 1, 1, 5, AnnounceEvent::Started, T0).await;
+    ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 10).await;
+    ann(&s, 1, 3, 0, AnnounceEvent::Started, T0 + 10).await;
+    assert_eq!(score(), T0);
+    ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 20).await;
+    assert!(
+        score() <= T0 + 10,
+        "index {} above the oldest peer",
+        score()
+    );
+    // Cutoff T0 + 15: peers 2 and 3 leave as peer 4 arrives.
+    let o = ann(&s, 1, 4, 5, AnnounceEvent::Started, T0 + 115).await;
+    assert_eq!((o.complete, o.incomplete), (0, 2));
+    assert_eq!(addrs(&o), HashSet::from([at(1)]));
+    assert_eq!(score(), T0 + 20);
+    assert_eq!(
+        s.stats().await.unwrap(),
+        StoreStats {
+            torrents: 1,
+            seeders: 0,
+            leechers: 2
+        }
+    );
+    assert_eq!(s.reap(T0 + 115).await.unwrap(), ReapReport::default());
 }

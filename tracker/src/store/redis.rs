@@ -16,11 +16,15 @@
 //!   so they empty (and vanish) with the swarm.
 //!
 //! Totals and the reaper's index live in *buckets* that share the swarm's slot, so the
-//! same script updates them atomically: `kpbt:ix{T}` (sorted set: swarm → its oldest
-//! peer's last-seen, 0 when empty) and `kpbt:st{T}` (hash: `t` torrents, `s` seeders,
-//! `l` leechers, `n:NAME` peers with label NAME). A single Redis has one bucket (`T` empty); a cluster has one per slot,
-//! `T` a `{tag}` of that slot. `/stats` sums the buckets; the reaper visits only the
-//! swarms whose oldest peer is stale (a range query on the index), never all keys.
+//! same script updates them atomically: `kpbt:ix{T}` (sorted set: swarm → a lower bound
+//! of its oldest peer's last-seen, 0 when empty; an announce leaves it alone unless it
+//! falls, so the oldest peer re-announcing costs no write, and a script that removes
+//! stale peers sets it exactly) and `kpbt:st{T}` (hash: `t` torrents, `s` seeders, `l`
+//! leechers, `n:NAME` peers with label NAME). A single Redis has one bucket (`T` empty);
+//! a cluster has one per slot, `T` a `{tag}` of that slot. `/stats` sums the buckets; the
+//! reaper visits only the swarms whose score is below the cutoff (a range query on the
+//! index): those holding stale peers, and those whose oldest peer came back since the
+//! score was set (the visit sets it exactly), never all keys.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +40,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Script, Value};
 
 use super::{
-    AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats, SwarmInfo, Wanted,
+    wants_peer_ids, AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats,
+    SwarmInfo, Wanted,
 };
 use crate::labels::Labels;
 
@@ -559,6 +564,9 @@ impl RedisStore {
         } else {
             self.labels.name(id)
         };
+        // Most replies (compact, every UDP one) carry no ids: the script then skips
+        // reading them and sends addresses only.
+        let ids = wants_peer_ids(req);
         let wanted = match Wanted::of(req) {
             Wanted::Everyone => 0,
             Wanted::Leechers => 1,
@@ -590,6 +598,7 @@ impl RedisStore {
             .arg(&hex)
             .arg(label)
             .arg(wanted)
+            .arg(u8::from(ids))
             .invoke_async(&mut conn)
             .await?;
         let int = |i: usize| match reply.get(i) {
@@ -604,29 +613,12 @@ impl RedisStore {
             n => return Err(RemoteError::Reply(format!("announce code {n}"))),
         }
         let count = |i| int(i).map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-        let mut peers = Vec::with_capacity(reply.len().saturating_sub(4) / 2);
-        for pair in reply[4..].chunks(2) {
-            let [Value::BulkString(a), id] = pair else {
-                return Err(RemoteError::Reply("announce peer entry".into()));
-            };
-            let Some(addr) = parse_addr(a) else {
-                return Err(RemoteError::Reply(format!(
-                    "peer address of {} bytes",
-                    a.len()
-                )));
-            };
-            // The peer id, then the peer's label name (when it has one).
-            let mut peer_id = [0u8; 20];
-            if let Value::BulkString(id) = id {
-                if let Some(id) = id.get(..20) {
-                    peer_id.copy_from_slice(id);
-                }
-            }
-            peers.push(ReplyPeer {
-                addr,
-                peer_id: PeerId(peer_id),
-            });
-        }
+        let rest = reply.get(4..).unwrap_or_default();
+        let peers = if ids {
+            peers_with_ids(rest)?
+        } else {
+            peers_joined(rest)?
+        };
         Ok(Ok(AnnounceOutcome {
             complete: count(1)?,
             incomplete: count(2)?,
@@ -815,6 +807,74 @@ impl RedisStore {
         // In a cluster PING goes to every master, so one down master is unhealthy.
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// Peers of an announce reply with ids: address, then id (and label) for each.
+fn peers_with_ids(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
+    let mut peers = Vec::with_capacity(rest.len() / 2);
+    for pair in rest.chunks(2) {
+        let [Value::BulkString(a), id] = pair else {
+            return Err(RemoteError::Reply("announce peer entry".into()));
+        };
+        let addr = parse_addr(a)
+            .ok_or_else(|| RemoteError::Reply(format!("peer address of {} bytes", a.len())))?;
+        // The peer id, then the peer's label name (when it has one).
+        let mut peer_id = [0u8; 20];
+        if let Value::BulkString(id) = id {
+            if let Some(id) = id.get(..20) {
+                peer_id.copy_from_slice(id);
+            }
+        }
+        peers.push(ReplyPeer {
+            addr,
+            peer_id: PeerId(peer_id),
+        });
+    }
+    Ok(peers)
+}
+
+/// Peers of an announce reply without ids: their addresses joined, then, when some are
+/// IPv6, each address's length (one byte: 6 or 18); both absent when there are none.
+fn peers_joined(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
+    fn bytes(v: Option<&Value>) -> Result<Option<&[u8]>, RemoteError> {
+        match v {
+            None => Ok(None),
+            Some(Value::BulkString(b)) => Ok(Some(b)),
+            Some(other) => Err(RemoteError::Reply(format!("announce peer list: {other:?}"))),
+        }
+    }
+    let Some(joined) = bytes(rest.first())? else {
+        return Ok(Vec::new());
+    };
+    let bad = || RemoteError::Reply(format!("peer list of {} bytes", joined.len()));
+    let peer = |a: &[u8]| {
+        parse_addr(a).map(|addr| ReplyPeer {
+            addr,
+            peer_id: PeerId([0; 20]),
+        })
+    };
+    match bytes(rest.get(1))? {
+        // IPv4 only.
+        None if joined.len() % 6 == 0 => joined
+            .chunks_exact(6)
+            .map(|a| peer(a).ok_or_else(bad))
+            .collect(),
+        None => Err(bad()),
+        Some(lens) => {
+            let mut peers = Vec::with_capacity(lens.len());
+            let mut rest = joined;
+            for &n in lens {
+                let (a, tail) = rest.split_at_checked(usize::from(n)).ok_or_else(bad)?;
+                peers.push(peer(a).ok_or_else(bad)?);
+                rest = tail;
+            }
+            if rest.is_empty() {
+                Ok(peers)
+            } else {
+                Err(bad())
+            }
+        }
     }
 }
 
