@@ -14,7 +14,8 @@ use kpbt_proto::{InfoHash, PeerId};
 use kpbt_testkit::{require_redis, RedisServer};
 use kpbt_tracker::labels::{Labels, LabelsConfig};
 use kpbt_tracker::store::{
-    AnnounceError, ReapReport, StoreLimits, StoreSpec, StoreStats, SwarmInfo, SwarmStore,
+    wants_peer_ids, AnnounceError, ReapReport, StoreLimits, StoreSpec, StoreStats, SwarmInfo,
+    SwarmStore,
 };
 
 /// Wall-clock seconds in 2027: what the trackers pass in, so Redis sees real-looking times.
@@ -870,4 +871,136 @@ async fn redis_announce_trims_stale_peers_by_the_index() {
         }
     );
     assert_eq!(s.reap(T0 + 115).await.unwrap(), ReapReport::default());
+}
+
+/// The memory store as the oracle: one long pseudo-random run of announces (joins,
+/// re-announces, side changes, completions, stops, refusals by every limit, labelled and
+/// not, IPv4 and IPv6, every reply form) and reaps, the same against both stores, must
+/// give the same answers and the same figures throughout. The reaper runs whenever time
+/// moves on, before any announce could meet a stale peer (the Redis store would drop it
+/// on the announce, the memory store only when reaping).
+#[tokio::test]
+async fn redis_and_memory_agree_over_a_random_run() {
+    if !require_redis() {
+        return;
+    }
+    let limits = StoreLimits {
+        max_torrents: 3,
+        max_peers_per_torrent: 9,
+        max_peers_per_ip: 2,
+        numwant_default: 50,
+        numwant_max: 200,
+        peer_timeout_secs: 30,
+    };
+    let mem = subject_with_labels(Kind::Memory, limits, rack_labels());
+    let red = subject_with_labels(Kind::Redis, limits, rack_labels());
+    // Three ports on some addresses, so the per-address cap (2) refuses the third.
+    let ips = [
+        "10.1.0.1",
+        "10.1.0.2",
+        "10.2.0.1",
+        "fd00::3",
+        "192.0.2.1",
+        "2001:db8::9",
+    ];
+    let peers: Vec<SocketAddr> = ips
+        .iter()
+        .flat_map(|ip| (1..=3).map(move |port| SocketAddr::new(ip.parse().unwrap(), port)))
+        .collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: u64| {
+        // xorshift64*: deterministic, so a failure replays.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+    };
+    let mut now = T0;
+    for step in 0..3000 {
+        if rnd(8) == 0 {
+            now += 1 + rnd(6) as u32;
+            let (a, b) = (mem.reap(now).await.unwrap(), red.reap(now).await.unwrap());
+            assert_eq!(a, b, "reap at step {step}");
+        }
+        let n = rnd(peers.len() as u64) as usize;
+        let mut r = req(
+            1 + rnd(4) as u8,
+            n as u8,
+            [0, 5][rnd(2) as usize],
+            AnnounceEvent::None,
+        );
+        r.event = [
+            AnnounceEvent::None,
+            AnnounceEvent::None,
+            AnnounceEvent::Started,
+            AnnounceEvent::Completed,
+            AnnounceEvent::Stopped,
+        ][rnd(5) as usize];
+        r.numwant = [None, Some(0), Some(1), Some(3)][rnd(4) as usize];
+        (r.compact, r.no_peer_id) = [(true, false), (false, false), (false, true)][rnd(3) as usize];
+        let (a, b) = (
+            mem.announce(&r, peers[n], now).await,
+            red.announce(&r, peers[n], now).await,
+        );
+        let what = format!(
+            "step {step}: {:?} from {} to {}",
+            r.event, peers[n], r.info_hash.0[0]
+        );
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (
+                        a.complete,
+                        a.incomplete,
+                        a.counted_completion,
+                        a.peers.len()
+                    ),
+                    (
+                        b.complete,
+                        b.incomplete,
+                        b.counted_completion,
+                        b.peers.len()
+                    ),
+                    "{what}"
+                );
+                let got = addrs(&b);
+                assert_eq!(got.len(), b.peers.len(), "duplicates, {what}");
+                assert!(!got.contains(&peers[n]), "self in the reply, {what}");
+                if wants_peer_ids(&r) {
+                    for p in &b.peers {
+                        let i = peers.iter().position(|q| *q == p.addr).unwrap();
+                        assert_eq!(p.peer_id, PeerId([i as u8; 20]), "{what}");
+                    }
+                }
+            }
+            (a, b) => assert_eq!(a.map(drop), b.map(drop), "{what}"),
+        }
+        if step % 16 == 0 {
+            assert_eq!(
+                mem.stats().await.unwrap(),
+                red.stats().await.unwrap(),
+                "{what}"
+            );
+            assert_eq!(
+                mem.label_peers().await.unwrap(),
+                red.label_peers().await.unwrap(),
+                "{what}"
+            );
+        }
+    }
+    let hashes: Vec<InfoHash> = (1..=4).map(|h| InfoHash([h; 20])).collect();
+    assert_eq!(
+        mem.scrape(&hashes).await.unwrap(),
+        red.scrape(&hashes).await.unwrap()
+    );
+    for h in &hashes {
+        assert_eq!(mem.swarm(h).await.unwrap(), red.swarm(h).await.unwrap());
+    }
+    // Everyone expires: both end empty.
+    let (a, b) = (
+        mem.reap(now + 1000).await.unwrap(),
+        red.reap(now + 1000).await.unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(red.stats().await.unwrap(), StoreStats::default());
 }
