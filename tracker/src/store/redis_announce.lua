@@ -15,12 +15,13 @@
 -- torrents, 2 swarm full, 3 too many peers from the address.
 --
 -- Redis runs one script at a time on one core, and in a script each redis.call, each
--- string handed to or from Lua and each number turned into a string costs time; so the
--- announce path makes as few calls as it can (counts are kept in locals instead of
--- re-read, stale peers are only looked for when the index says there may be some, the
--- index is only written when its figure moves), hands numbers to Redis as the strings
--- they came as, and returns the peers of a compact reply as one string rather than one
--- element each.
+-- string handed to or from Lua, each number turned into a string and each closure made
+-- costs time; so the announce path makes as few calls as it can (counts are kept in
+-- locals instead of re-read, stale peers are only looked for when the index says there
+-- may be some, the index is only written when its figure moves), hands numbers to Redis
+-- as the strings they came as, returns the peers of a compact reply as one string
+-- rather than one element each, and makes its helper functions only on the paths that
+-- need them.
 local S, L, P, IX, ST = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local LS, LL = KEYS[6], KEYS[7]
 local addr, ip, pid = ARGV[1], ARGV[2], ARGV[3]
@@ -47,265 +48,269 @@ m0 = tonumber(m0 or '0')
 local s0, l0 = redis.call('ZCARD', S), redis.call('ZCARD', L)
 local s, l = s0, l0
 
--- The label of a peer-hash value (id .. label; '' for none).
-local function label_in(v)
-  if not v or #v <= 20 then return '' end
-  return string.sub(v, 21)
-end
-
--- A small integer as the string Redis is given: a Lua number would be formatted with
--- printf("%.17g") on every call.
-local function arg(n)
-  if n == 1 then return '1' elseif n == -1 then return '-1' end
-  return n
-end
-
--- Moves the bucket's count of peers with label `lb` by `d` (a string).
-local function count_label(lb, d)
-  if lb ~= '' and redis.call('HINCRBY', ST, 'n:' .. lb, d) <= 0 then
-    redis.call('HDEL', ST, 'n:' .. lb)
+-- Helpers for removing peers and moving label counts: made on the paths that need them
+-- (stale peers, stops, labels), not on every announce.
+local count_label, drop
+local function removal()
+  -- Moves the bucket's count of peers with label `lb` by `d` (a string).
+  count_label = function(lb, d)
+    if lb ~= '' and redis.call('HINCRBY', ST, 'n:' .. lb, d) <= 0 then
+      redis.call('HDEL', ST, 'n:' .. lb)
+    end
   end
-end
-
--- Forgets a peer whose entry in zset z is gone: its id, its slot in its address's
--- count, and (label `lb`) its entry in its label's copy of z.
-local function drop(a, z, lb)
-  if lb ~= '' then
-    redis.call('ZREM', z .. ':' .. lb, a)
-    count_label(lb, '-1')
+  -- Forgets a peer whose entry in zset z is gone: its id, its slot in its address's
+  -- count, and (label `lb`) its entry in its label's copy of z.
+  drop = function(a, z, lb)
+    if lb ~= '' then
+      redis.call('ZREM', z .. ':' .. lb, a)
+      count_label(lb, '-1')
+    end
+    redis.call('HDEL', P, a)
+    local i = string.sub(a, 1, -3)
+    if redis.call('HINCRBY', P, i, '-1') <= 0 then redis.call('HDEL', P, i) end
   end
-  redis.call('HDEL', P, a)
-  local i = string.sub(a, 1, -3)
-  if redis.call('HINCRBY', P, i, '-1') <= 0 then redis.call('HDEL', P, i) end
 end
 
 -- Stale peers leave first, a bounded batch per announce so one call stays short; the
 -- reaper removes whole swarms nobody announces to. Only when the index score says
 -- there may be stale peers, which in a live swarm is rare.
-local trimmed = false
-local function trim(z)
-  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff_s, 'LIMIT', '0', '64')
-  for _, a in ipairs(gone) do
-    redis.call('ZREM', z, a)
-    drop(a, z, label_in(redis.call('HGET', P, a)))
+local trimmed = exists and m0 < cutoff
+if trimmed then
+  removal()
+  for _, z in ipairs({S, L}) do
+    local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff_s, 'LIMIT', '0', '64')
+    for _, a in ipairs(gone) do
+      redis.call('ZREM', z, a)
+      local v = redis.call('HGET', P, a)
+      drop(a, z, (v and #v > 20) and string.sub(v, 21) or '')
+    end
+    if z == S then s = s - #gone else l = l - #gone end
   end
-  return #gone
-end
-if exists and m0 < cutoff then
-  trimmed = true
-  s = s - trim(S)
-  l = l - trim(L)
 end
 
--- Whether the announcer is in the swarm when the script ends.
-local here = false
+-- What the announce ends with: a code (0 ok, 2 swarm full, 3 too many from the
+-- address), whether a completion was counted, the reply table (its first four slots
+-- left for the figures), and whether the announcer is in the swarm.
+local code, counted, out, here = 0, 0, nil, false
+-- One pass; `break` jumps to the bookkeeping after it.
+repeat
+  -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or L.
+  local v = redis.call('HGET', P, addr)
+  local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
+  local kind = seeder and 2 or 1
+  local Z, O = S, L -- the zset the announcer goes to, and the other one
+  if not seeder then Z, O = L, S end
 
--- Keeps the bucket's totals and index right: every path below ends here. `peers` is
--- the reply table, its first four slots left for the figures.
-local function reply(code, counted, peers)
-  if s ~= s0 then redis.call('HINCRBY', ST, 's', arg(s - s0)) end
-  if l ~= l0 then redis.call('HINCRBY', ST, 'l', arg(l - l0)) end
-  -- A refused announce to a swarm that did not exist created nothing.
-  if not exists and not here then return {code, 0, 0, 0} end
-  -- Without removals the peers other than the announcer are among those that were
-  -- there, none older than m0, and the announcer is seen at `now`: min(m0, now) stays a
-  -- lower bound. So the oldest is only read after removals (a trim), or when a swarm
-  -- had peers but no index entry.
-  local m
-  if trimmed or (not exists and s0 + l0 > 0) then
+  if event == 3 then
+    if v then
+      -- Where it most likely is first (a peer's `left` rarely changes at its stop).
+      local z
+      if redis.call('ZREM', Z, addr) == 1 then
+        z = Z
+      elseif redis.call('ZREM', O, addr) == 1 then
+        z = O
+      end
+      if z then
+        if not drop then removal() end
+        drop(addr, z, old)
+        if z == S then s = s - 1 else l = l - 1 end
+      end
+    end
     if s + l == 0 then
-      m = 0
+      -- The last peer left: the swarm goes at once (its `downloaded` count with it), as
+      -- in the memory store, so the torrent count falls immediately. Its label sets
+      -- emptied with it (every removal above went through drop).
+      redis.call('DEL', S, L, P)
+      redis.call('ZREM', IX, name)
+      redis.call('HINCRBY', ST, 't', '-1')
+      if s0 > 0 then redis.call('HINCRBY', ST, 's', -s0) end
+      if l0 > 0 then redis.call('HINCRBY', ST, 'l', -l0) end
+      return {0, 0, 0, 0}
+    end
+    out = {0, 0, 0, 0}
+    break
+  end
+
+  if not v then
+    if s + l >= maxp then
+      code, out = 2, {0, 0, 0, 0}
+      break
+    end
+    -- Counted first and taken back when over the cap: one call on the common path.
+    local n = redis.call('HINCRBY', P, ip, '1')
+    if maxip > 0 and n > maxip then
+      -- n > maxip >= 1: the field held a count before, so it stays.
+      redis.call('HINCRBY', P, ip, '-1')
+      code, out = 3, {0, 0, 0, 0}
+      break
+    end
+  end
+  here = true
+  local val = pid .. lab
+  if v ~= val then redis.call('HSET', P, addr, val) end
+  -- Where a known peer was follows from the ZADD: already in Z, or new there and so
+  -- taken out of O.
+  local was = 0 -- 0 new, 1 leecher, 2 seeder
+  if redis.call('ZADD', Z, now_s, addr) == 0 then
+    was = kind
+  elseif v then
+    if redis.call('ZREM', O, addr) == 1 then
+      was = 3 - kind
     else
-      local a = redis.call('ZRANGE', S, '0', '0', 'WITHSCORES')
-      local b = redis.call('ZRANGE', L, '0', '0', 'WITHSCORES')
-      m = tonumber(a[2] or b[2])
-      if b[2] and tonumber(b[2]) < m then m = tonumber(b[2]) end
-    end
-  elseif s0 + l0 == 0 then
-    m = here and now or 0
-  else
-    m = m0
-    if here and now < m then m = now end
-  end
-  if not exists or m ~= m0 then
-    redis.call('ZADD', IX, m == now and now_s or m, name)
-  end
-  peers[1], peers[2], peers[3], peers[4] = code, s, l, counted
-  return peers
-end
-
--- The announcer's peer-hash entry: present exactly while it is in S or L.
-local v = redis.call('HGET', P, addr)
-local kind = seeder and 2 or 1
-local Z, O = S, L -- the zset the announcer goes to, and the other one
-if not seeder then Z, O = L, S end
-local was = 0 -- 0 unknown, 1 leecher, 2 seeder
-local old = v and label_in(v) or '' -- the label the peer was stored with
-
-if event == 3 then
-  if v then
-    -- Where it most likely is first (a peer's `left` rarely changes at its stop).
-    local z
-    if redis.call('ZREM', Z, addr) == 1 then
-      z = Z
-    elseif redis.call('ZREM', O, addr) == 1 then
-      z = O
-    end
-    if z then
-      drop(addr, z, old)
-      if z == S then s = s - 1 else l = l - 1 end
+      -- In neither zset although its entry is there (not left by these scripts): it is
+      -- counted as new, its address included.
+      redis.call('HINCRBY', P, ip, '1')
+      old = ''
     end
   end
-  if s + l == 0 then
-    -- The last peer left: the swarm goes at once (its `downloaded` count with it), as in
-    -- the memory store, so the torrent count falls immediately. Its label sets emptied
-    -- with it (every removal above went through drop).
-    redis.call('DEL', S, L, P)
-    redis.call('ZREM', IX, name)
-    redis.call('HINCRBY', ST, 't', '-1')
-    if s0 > 0 then redis.call('HINCRBY', ST, 's', -s0) end
-    if l0 > 0 then redis.call('HINCRBY', ST, 'l', -l0) end
-    return {0, 0, 0, 0}
+  if was ~= kind then
+    if seeder then s = s + 1 else l = l + 1 end
+    if was == 1 then l = l - 1 elseif was == 2 then s = s - 1 end
   end
-  return reply(0, 0, {0, 0, 0, 0})
-end
+  -- A label's zsets hold the same members and scores as the main ones, for its peers.
+  if old ~= '' and (old ~= lab or was ~= kind) then
+    redis.call('ZREM', (was == 2 and S or L) .. ':' .. old, addr)
+  end
+  if old ~= lab then
+    if not count_label then removal() end
+    count_label(old, '-1')
+    count_label(lab, '1')
+  end
+  if lab ~= '' then redis.call('ZADD', seeder and LS or LL, now_s, addr) end
+  if event == 2 and was ~= 2 then
+    redis.call('HINCRBY', P, 'd', '1')
+    redis.call('HSET', P, 'c', now_s)
+    counted = 1
+  end
+  if not exists then redis.call('HINCRBY', ST, 't', '1') end
 
-if not v then
-  if s + l >= maxp then return reply(2, 0, {0, 0, 0, 0}) end
-  -- Counted first and taken back when over the cap: one call on the common path.
-  local n = redis.call('HINCRBY', P, ip, '1')
-  if maxip > 0 and n > maxip then
-    -- n > maxip >= 1: the field held a count before, so it stays.
-    redis.call('HINCRBY', P, ip, '-1')
-    return reply(3, 0, {0, 0, 0, 0})
-  end
-end
-here = true
-local val = pid .. lab
-if v ~= val then redis.call('HSET', P, addr, val) end
--- Where a known peer was follows from the ZADD: already in Z, or new there and so taken
--- out of O.
-if redis.call('ZADD', Z, now_s, addr) == 0 then
-  was = kind
-elseif v then
-  if redis.call('ZREM', O, addr) == 1 then
-    was = 3 - kind
-  else
-    -- In neither zset although its entry is there (not left by these scripts): it is
-    -- counted as new, its address included.
-    redis.call('HINCRBY', P, ip, '1')
-    old = ''
-  end
-end
-if was ~= kind then
-  if seeder then s = s + 1 else l = l + 1 end
-  if was == 1 then l = l - 1 elseif was == 2 then s = s - 1 end
-end
--- A label's zsets hold the same members and scores as the main ones, for its peers.
-if old ~= '' and (old ~= lab or was ~= kind) then
-  redis.call('ZREM', (was == 2 and S or L) .. ':' .. old, addr)
-end
-if old ~= lab then
-  count_label(old, '-1')
-  count_label(lab, '1')
-end
-if lab ~= '' then redis.call('ZADD', seeder and LS or LL, now_s, addr) end
-local counted = 0
-if event == 2 and was ~= 2 then
-  redis.call('HINCRBY', P, 'd', '1')
-  redis.call('HSET', P, 'c', now_s)
-  counted = 1
-end
-if not exists then redis.call('HINCRBY', ST, 't', '1') end
-
--- Up to numwant other peers, picked at random: a labelled announcer's own label first,
--- then the rest. A seeder is only given leechers, except on a left=0 peer's `started`,
--- which is given leechers and then seeders (a magnet client without metadata).
-local picked = {}
--- Peers already picked, the announcer among them. Only needed with a label: its zsets
--- are subsets of the main ones, while S and L are disjoint.
-local seen = lab ~= '' and {[addr] = true} or nil
--- Up to n random members of z (which has `size` members) not picked yet (nor the
--- announcer). At most `skip` of z's members can be among those, so n + skip candidates
--- are always enough.
-local function take(z, size, n, skip)
-  if n <= 0 or size <= 0 then return end
-  local got
-  if size <= n + skip then
-    got = redis.call('ZRANGE', z, '0', '-1')
-  else
-    got = redis.call('ZRANDMEMBER', z, n + skip)
-  end
-  local k = 0
-  for _, a in ipairs(got) do
-    if k >= n then break end
-    if seen then
-      if not seen[a] then
-        seen[a] = true
+  -- Up to numwant other peers, picked at random: a labelled announcer's own label
+  -- first, then the rest. A seeder is only given leechers, except on a left=0 peer's
+  -- `started`, which is given leechers and then seeders (a magnet client without
+  -- metadata).
+  local picked = {}
+  -- Peers already picked, the announcer among them. Only needed with a label: its
+  -- zsets are subsets of the main ones, while S and L are disjoint.
+  local seen = lab ~= '' and {[addr] = true} or nil
+  -- Up to n random members of z (which has `size` members) not picked yet (nor the
+  -- announcer). At most `skip` of z's members can be among those, so n + skip
+  -- candidates are always enough.
+  local function take(z, size, n, skip)
+    if n <= 0 or size <= 0 then return end
+    local got
+    if size <= n + skip then
+      got = redis.call('ZRANGE', z, '0', '-1')
+    else
+      got = redis.call('ZRANDMEMBER', z, n + skip)
+    end
+    local k = 0
+    for _, a in ipairs(got) do
+      if k >= n then break end
+      if seen then
+        if not seen[a] then
+          seen[a] = true
+          picked[#picked + 1] = a
+          k = k + 1
+        end
+      elseif a ~= addr then
         picked[#picked + 1] = a
         k = k + 1
       end
-    elseif a ~= addr then
-      picked[#picked + 1] = a
-      k = k + 1
     end
   end
-end
--- Seeders and leechers in proportion to their numbers, topped up from the other side.
-local function split(n, ns, nl)
-  if ns + nl <= n then return ns, nl end
-  local qs = math.floor(n * ns / (ns + nl) + 0.5)
-  local ql = math.min(n - qs, nl)
-  return math.min(n - ql, ns), ql
-end
-local function room() return want - #picked end
-if want > 0 then
-  -- Others in the swarm, and of those the ones with the announcer's label. A group's
-  -- "rest" pass only runs once every one of its label's peers is picked, so skipping
-  -- those (ls or ll of them) and the announcer is all it has to allow for.
-  local me_s, me_l = seeder and 1 or 0, seeder and 0 or 1
-  local os, ol = s - me_s, l - me_l
-  local ls, ll = 0, 0
-  local zls, zll = 0, 0
-  if lab ~= '' then
-    zls, zll = redis.call('ZCARD', LS), redis.call('ZCARD', LL)
-    ls, ll = zls - me_s, zll - me_l
-  end
-  local rs, rl = math.max(os - ls, 0), math.max(ol - ll, 0)
-  if wanted == 0 then
+  if want > 0 then
+    -- Others in the swarm, and of those the ones with the announcer's label. A group's
+    -- "rest" pass only runs once every one of its label's peers is picked, so skipping
+    -- those (ls or ll of them) and the announcer is all it has to allow for.
+    local me_s, me_l = seeder and 1 or 0, seeder and 0 or 1
+    local os, ol = s - me_s, l - me_l
+    local ls, ll = 0, 0
+    local zls, zll = 0, 0
     if lab ~= '' then
-      local qs, ql = split(want, ls, ll)
-      take(LS, zls, qs, 1)
-      take(LL, zll, ql, 1)
+      zls, zll = redis.call('ZCARD', LS), redis.call('ZCARD', LL)
+      ls, ll = zls - me_s, zll - me_l
     end
-    local qs, ql = split(room(), rs, rl)
-    take(S, s, qs, ls + 1)
-    take(L, l, ql, ll + 1)
+    local rs, rl = math.max(os - ls, 0), math.max(ol - ll, 0)
+    if wanted == 0 then
+      -- Seeders and leechers in proportion to their numbers, topped up from the other
+      -- side: first among the label's peers, then among the rest.
+      for pass = (lab ~= '' and 1 or 2), 2 do
+        local n, ns, nl = want - #picked, ls, ll
+        if pass == 2 then ns, nl = rs, rl end
+        local qs, ql = ns, nl
+        if ns + nl > n then
+          qs = math.floor(n * ns / (ns + nl) + 0.5)
+          ql = math.min(n - qs, nl)
+          qs = math.min(n - ql, ns)
+        end
+        if pass == 1 then
+          take(LS, zls, qs, 1)
+          take(LL, zll, ql, 1)
+        else
+          take(S, s, qs, ls + 1)
+          take(L, l, ql, ll + 1)
+        end
+      end
+    else
+      if lab ~= '' then take(LL, zll, math.min(want - #picked, ll), 1) end
+      take(L, l, math.min(want - #picked, rl), ll + 1)
+      if wanted == 2 then
+        if lab ~= '' then take(LS, zls, math.min(want - #picked, ls), 1) end
+        take(S, s, math.min(want - #picked, rs), ls + 1)
+      end
+    end
+  end
+  if ids then
+    out = {0, 0, 0, 0}
+    if #picked > 0 then
+      local got = redis.call('HMGET', P, unpack(picked))
+      for i, a in ipairs(picked) do
+        out[#out + 1] = a
+        out[#out + 1] = got[i] or ''
+      end
+    end
   else
-    if lab ~= '' then take(LL, zll, math.min(room(), ll), 1) end
-    take(L, l, math.min(room(), rl), ll + 1)
-    if wanted == 2 then
-      if lab ~= '' then take(LS, zls, math.min(room(), ls), 1) end
-      take(S, s, math.min(room(), rs), ls + 1)
+    local joined = table.concat(picked)
+    if #joined == 6 * #picked then
+      out = {0, 0, 0, 0, joined}
+    else
+      -- Some IPv6 peers: their order kept, with each address's length to split them by.
+      local lens = {}
+      for i, a in ipairs(picked) do lens[i] = #a == 6 and '\6' or '\18' end
+      out = {0, 0, 0, 0, joined, table.concat(lens)}
     end
   end
-end
-if ids then
-  local out = {0, 0, 0, 0}
-  if #picked > 0 then
-    local got = redis.call('HMGET', P, unpack(picked))
-    for i, a in ipairs(picked) do
-      out[#out + 1] = a
-      out[#out + 1] = got[i] or ''
-    end
+until true
+
+-- Keeps the bucket's totals and index right: every path that keeps the swarm ends here.
+local d = s - s0
+if d ~= 0 then redis.call('HINCRBY', ST, 's', d == 1 and '1' or d == -1 and '-1' or d) end
+d = l - l0
+if d ~= 0 then redis.call('HINCRBY', ST, 'l', d == 1 and '1' or d == -1 and '-1' or d) end
+-- A refused announce to a swarm that did not exist created nothing.
+if not exists and not here then return {code, 0, 0, 0} end
+-- Without removals the peers other than the announcer are among those that were there,
+-- none older than m0, and the announcer is seen at `now`: min(m0, now) stays a lower
+-- bound. So the oldest is only read after removals (a trim), or when a swarm had peers
+-- but no index entry.
+local m
+if trimmed or (not exists and s0 + l0 > 0) then
+  if s + l == 0 then
+    m = 0
+  else
+    local a = redis.call('ZRANGE', S, '0', '0', 'WITHSCORES')
+    local b = redis.call('ZRANGE', L, '0', '0', 'WITHSCORES')
+    m = tonumber(a[2] or b[2])
+    if b[2] and tonumber(b[2]) < m then m = tonumber(b[2]) end
   end
-  return reply(0, counted, out)
+elseif s0 + l0 == 0 then
+  m = here and now or 0
+else
+  m = m0
+  if here and now < m then m = now end
 end
-local joined = table.concat(picked)
-if #joined == 6 * #picked then
-  return reply(0, counted, {0, 0, 0, 0, joined})
+if not exists or m ~= m0 then
+  redis.call('ZADD', IX, m == now and now_s or m, name)
 end
--- Some IPv6 peers: their order kept, with each address's length to split them by.
-local lens = {}
-for i, a in ipairs(picked) do lens[i] = #a == 6 and '\6' or '\18' end
-return reply(0, counted, {0, 0, 0, 0, joined, table.concat(lens)})
+out[1], out[2], out[3], out[4] = code, s, l, counted
+return out
