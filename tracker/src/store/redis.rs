@@ -37,7 +37,10 @@ use kpbt_proto::{InfoHash, PeerId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Script, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RetryMethod, Script,
+    ServerErrorKind, Value,
+};
 
 use super::{
     wants_peer_ids, AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats,
@@ -527,11 +530,25 @@ impl RedisStore {
     ) -> Result<Result<AnnounceOutcome, AnnounceError>, RemoteError> {
         let mut conn = self.handle().await?;
         let ip = peer.ip().to_canonical();
-        let ip_bytes = ip_bytes(ip);
-        let mut addr = ip_bytes.clone();
-        addr.extend_from_slice(&peer.port().to_be_bytes());
-        let hex = hex_of(&req.info_hash);
-        let bucket = self.bucket_of(&hex);
+        // The compact address, IP bytes then port; its first len - 2 bytes are the IP.
+        let mut addr = [0u8; 18];
+        let addr = match ip {
+            IpAddr::V4(v4) => {
+                addr[..4].copy_from_slice(&v4.octets());
+                &mut addr[..6]
+            }
+            IpAddr::V6(v6) => {
+                addr[..16].copy_from_slice(&v6.octets());
+                &mut addr[..18]
+            }
+        };
+        let n = addr.len();
+        addr[n - 2..].copy_from_slice(&peer.port().to_be_bytes());
+        let addr = &*addr;
+        let mut hex = [0u8; 40];
+        hex::encode_to_slice(req.info_hash.0, &mut hex).expect("40 hex digits for 20 bytes");
+        let hex = std::str::from_utf8(&hex).expect("hex digits");
+        let bucket = self.bucket_of(hex);
         let event = match req.event {
             AnnounceEvent::None => 0,
             AnnounceEvent::Started => 1,
@@ -572,20 +589,27 @@ impl RedisStore {
             Wanted::Leechers => 1,
             Wanted::LeechersThenSeeders => 2,
         };
-        let mut script = ANNOUNCE.key(format!("{{{hex}}}s"));
-        script
-            .key(format!("{{{hex}}}l"))
-            .key(format!("{{{hex}}}p"))
-            .key(format!("kpbt:ix{bucket}"))
-            .key(format!("kpbt:st{bucket}"));
-        if !label.is_empty() {
-            script
-                .key(format!("{{{hex}}}s:{label}"))
-                .key(format!("{{{hex}}}l:{label}"));
+        // EVALSHA built by hand, every argument written into the command's one buffer:
+        // ScriptInvocation would allocate a vector per key and argument, then copy them.
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(ANNOUNCE.get_hash())
+            .arg(if label.is_empty() { 5 } else { 7 });
+        let mut key = [0u8; 43];
+        key[0] = b'{';
+        key[1..41].copy_from_slice(hex.as_bytes());
+        key[41] = b'}';
+        for kind in [b's', b'l', b'p'] {
+            key[42] = kind;
+            cmd.arg(&key[..]);
         }
-        let reply: Vec<Value> = script
-            .arg(&addr[..])
-            .arg(&ip_bytes[..])
+        cmd.arg(format!("kpbt:ix{bucket}"))
+            .arg(format!("kpbt:st{bucket}"));
+        if !label.is_empty() {
+            cmd.arg(format!("{{{hex}}}s:{label}"))
+                .arg(format!("{{{hex}}}l:{label}"));
+        }
+        cmd.arg(addr)
+            .arg(&addr[..addr.len() - 2])
             .arg(&req.peer_id.0[..])
             .arg(now)
             .arg(now.saturating_sub(self.limits.peer_timeout_secs))
@@ -595,12 +619,11 @@ impl RedisStore {
             .arg(self.limits.max_peers_per_torrent)
             .arg(per_ip)
             .arg(max_torrents)
-            .arg(&hex)
+            .arg(hex)
             .arg(label)
             .arg(wanted)
-            .arg(u8::from(ids))
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(u8::from(ids));
+        let reply: Vec<Value> = eval(&ANNOUNCE, &cmd, &mut conn).await?;
         let int = |i: usize| match reply.get(i) {
             Some(Value::Int(n)) => Ok(*n),
             other => Err(RemoteError::Reply(format!("announce field {i}: {other:?}"))),
@@ -810,6 +833,22 @@ impl RedisStore {
     }
 }
 
+/// Runs `cmd`, an EVALSHA of `script`, loading the script first when the server does
+/// not know it (a restarted or new node), as `ScriptInvocation::invoke_async` does.
+async fn eval<T: FromRedisValue>(
+    script: &Script,
+    cmd: &Cmd,
+    conn: &mut Handle,
+) -> Result<T, RedisError> {
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
 /// Peers of an announce reply with ids: address, then id (and label) for each.
 fn peers_with_ids(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
     let mut peers = Vec::with_capacity(rest.len() / 2);
@@ -880,13 +919,6 @@ fn peers_joined(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
 
 fn hex_of(h: &InfoHash) -> String {
     hex::encode(h.0)
-}
-
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
-    }
 }
 
 fn parse_addr(a: &[u8]) -> Option<SocketAddr> {
@@ -1002,7 +1034,10 @@ mod tests {
     fn peer_addresses_round_trip_through_their_compact_form() {
         for a in ["10.1.2.3:6881", "[2001:db8::7]:51413"] {
             let a: SocketAddr = a.parse().unwrap();
-            let mut b = ip_bytes(a.ip());
+            let mut b = match a.ip() {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
             b.extend_from_slice(&a.port().to_be_bytes());
             assert_eq!(parse_addr(&b), Some(a));
         }
