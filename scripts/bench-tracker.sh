@@ -27,9 +27,10 @@
 # to pin with taskset (each tracker then gets exactly one core).
 #
 # For kpbt-redis the script also reports CPU time per announce of the tracker and of
-# redis-server (from /proc during the wrk run) and, in the memory part, Redis
-# used_memory growth per peer: the figures docs/benchmarks.md (## Tracker on Redis)
-# derives the N-instance estimate from.
+# redis-server (from /proc during the wrk run), Redis's usec_per_call of EVALSHA and
+# commands per announce (INFO commandstats/stats, reset before the run) and, in the
+# memory part, Redis used_memory growth per peer: the figures docs/benchmarks.md
+# (## Tracker on Redis) derives the N-instance estimate from.
 #
 # Usage: scripts/bench-tracker.sh            (env: DURATION RUNS CONNS PEERS MEM_TORRENTS
 #                                             TRACKER_CPUS WRK_CPUS REDIS_CPUS SKIP_MEM
@@ -223,7 +224,10 @@ if [[ -z ${SKIP_WRK:-} ]]; then
         sanity_check "$name"
         export KPBT_BENCH_SEED=$run
         t0=$(cpu_ticks "$tracker_pid")
-        [[ -n $redis_pid ]] && r0=$(cpu_ticks "$redis_pid")
+        if [[ -n $redis_pid ]]; then
+          r0=$(cpu_ticks "$redis_pid")
+          redis-cli -p "$redis_port" config resetstat >/dev/null
+        fi
         line=$(pin "$WRK_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --timeout 5s "${hdr[@]}" \
           -s scripts/bench-tracker.lua "http://127.0.0.1:$port/" | grep '^RESULT')
         t1=$(cpu_ticks "$tracker_pid")
@@ -234,12 +238,22 @@ if [[ -z ${SKIP_WRK:-} ]]; then
           hz=$(getconf CLK_TCK)
           cpu=$(awk -v t=$((t1 - t0)) -v r=$((r1 - r0)) -v n="$reqs" -v hz="$hz" \
             'BEGIN {printf "tracker_cpu_us=%.1f redis_cpu_us=%.1f", t*1e6/hz/n, r*1e6/hz/n}')
-          line="$line $cpu"
-          results[$name.$mode.tcpu]+="$(sed -E 's/.*tracker_cpu_us=([0-9.]+).*/\1/' <<<"$line") "
-          results[$name.$mode.rcpu]+="$(sed -E 's/.*redis_cpu_us=([0-9.]+).*/\1/' <<<"$line") "
+          # Redis's own view: time inside each EVALSHA (wall clock, so it grows when
+          # redis-server waits for its core) and commands per announce (the EVALSHA and
+          # the calls its script makes).
+          cmds=$(redis-cli -p "$redis_port" info stats | awk -F: '/^total_commands_processed:/ {print $2+0}')
+          eval_stats=$(redis-cli -p "$redis_port" info commandstats | awk -F'[:=,]' -v c="$cmds" \
+            '/^cmdstat_evalsha:/ {printf "evalsha_us=%.2f cmds_per_announce=%.1f", $7, c / $3}')
+          line="$line $cpu $eval_stats"
+          for f in tracker_cpu_us redis_cpu_us evalsha_us cmds_per_announce; do
+            results[$name.$mode.$f]+="$(sed -E "s/.*$f=([0-9.]+).*/\1/" <<<"$line") "
+          done
         fi
+        # The machine may be shared: the load with every run, to judge the figures by.
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        results[load]+="$load "
         stop_tracker
-        echo "$name $mode run$run $line" | tee -a "$OUT/raw.txt"
+        echo "$name $mode run$run $line load=$load" | tee -a "$OUT/raw.txt"
         rps=$(sed -E 's/.* rps=([0-9]+).*/\1/' <<<"$line")
         p99=$(sed -E 's/.* p99_us=([0-9]+).*/\1/' <<<"$line")
         results[$name.$mode.rps]+="$rps "
@@ -254,6 +268,10 @@ summary=$OUT/summary.md
 {
   echo "kpbt-tracker vs opentracker, $(date -u +%F), $(nproc) cores, wrk -t1 -c$CONNS -d${DURATION}s, median of $RUNS runs"
   echo "pinning: tracker=${TRACKER_CPUS:-none} wrk=${WRK_CPUS:-none}"
+  if [[ -n ${results[load]-} ]]; then
+    tr ' ' '\n' <<<"${results[load]}" | grep . | sort -n |
+      awk '{a[NR]=$1} END {printf "load average (1 min) after the runs: %s to %s\n", a[1], a[NR]}'
+  fi
   echo
   if [[ -z ${SKIP_WRK:-} ]]; then
     echo "| mode | server | req/s | p50 ms | p99 ms | / opentracker | of actix-empty |"
@@ -276,8 +294,9 @@ summary=$OUT/summary.md
       echo
       for mode in close keepalive; do
         awk -v m="$mode" -v r="$(med "kpbt-redis.$mode.rps")" -v k="$(med "kpbt.$mode.rps")" \
-          -v tc="$(med "kpbt-redis.$mode.tcpu")" -v rc="$(med "kpbt-redis.$mode.rcpu")" \
-          'BEGIN {printf "kpbt-redis %s: %.2fx the memory store; CPU per announce: tracker %.1f us, redis-server %.1f us\n", m, r / k, tc, rc}'
+          -v tc="$(med "kpbt-redis.$mode.tracker_cpu_us")" -v rc="$(med "kpbt-redis.$mode.redis_cpu_us")" \
+          -v ev="$(med "kpbt-redis.$mode.evalsha_us")" -v cm="$(med "kpbt-redis.$mode.cmds_per_announce")" \
+          'BEGIN {printf "kpbt-redis %s: %.2fx the memory store; CPU per announce: tracker %.1f us, redis-server %.1f us; evalsha %.2f us per call, %.1f Redis commands per announce\n", m, r / k, tc, rc, ev, cm}'
       done
     fi
   fi

@@ -14,7 +14,8 @@ use kpbt_proto::{InfoHash, PeerId};
 use kpbt_testkit::{require_redis, RedisServer};
 use kpbt_tracker::labels::{Labels, LabelsConfig};
 use kpbt_tracker::store::{
-    AnnounceError, StoreLimits, StoreSpec, StoreStats, SwarmInfo, SwarmStore,
+    wants_peer_ids, AnnounceError, ReapReport, StoreLimits, StoreSpec, StoreStats, SwarmInfo,
+    SwarmStore,
 };
 
 /// Wall-clock seconds in 2027: what the trackers pass in, so Redis sees real-looking times.
@@ -127,7 +128,10 @@ async fn peers_find_each_other_never_themselves(kind: Kind) {
     let a = ann(&s, 1, 1, 10, AnnounceEvent::Started, T0).await;
     assert!(a.peers.is_empty());
     assert_eq!((a.complete, a.incomplete), (0, 1));
-    let b = ann(&s, 1, 2, 10, AnnounceEvent::Started, T0).await;
+    // A non-compact reply: the only kind that carries peer ids.
+    let mut r = req(1, 2, 10, AnnounceEvent::Started);
+    r.compact = false;
+    let b = s.announce(&r, at(2), T0).await.unwrap();
     assert_eq!(b.peers.len(), 1);
     assert_eq!(b.peers[0].addr, at(1));
     assert_eq!(b.peers[0].peer_id, PeerId([1; 20]));
@@ -142,6 +146,35 @@ async fn peers_find_each_other_never_themselves(kind: Kind) {
             leechers: 2
         }
     );
+}
+
+/// Peer ids come with the peers when the reply carries them (non-compact without
+/// `no_peer_id`), IPv4 and IPv6 alike; the other forms give the same peers.
+async fn peer_ids_are_given_when_the_reply_carries_them(kind: Kind) {
+    let s = subject(kind, roomy());
+    let v6 = |n: u8| addr(&format!("[2001:db8::{n}]:{}", 2000 + u16::from(n)));
+    let mut expected = HashSet::new();
+    for n in 1..=6 {
+        let (left, peer) = if n % 2 == 0 { (0, v6(n)) } else { (5, at(n)) };
+        s.announce(&req(1, n, left, AnnounceEvent::Started), peer, T0)
+            .await
+            .unwrap();
+        expected.insert((peer, PeerId([n; 20])));
+    }
+    let me = at(9);
+    let mut r = req(1, 9, 5, AnnounceEvent::Started);
+    r.compact = false;
+    let o = s.announce(&r, me, T0).await.unwrap();
+    let got: HashSet<(SocketAddr, PeerId)> = o.peers.iter().map(|p| (p.addr, p.peer_id)).collect();
+    assert_eq!(got, expected);
+    let all: HashSet<SocketAddr> = expected.iter().map(|(a, _)| *a).collect();
+    for (compact, no_peer_id) in [(true, false), (true, true), (false, true)] {
+        let mut r = req(1, 9, 5, AnnounceEvent::None);
+        (r.compact, r.no_peer_id) = (compact, no_peer_id);
+        let o = s.announce(&r, me, T0 + 1).await.unwrap();
+        assert_eq!(addrs(&o), all, "compact={compact} no_peer_id={no_peer_id}");
+        assert_eq!(o.peers.len(), all.len());
+    }
 }
 
 async fn seeders_get_only_leechers_and_leechers_get_everyone(kind: Kind) {
@@ -256,6 +289,33 @@ async fn expiry_drops_only_peers_past_the_timeout(kind: Kind) {
     let r = s.reap(T0 + 1000).await.unwrap();
     assert_eq!((r.peers_removed, r.torrents_removed), (2, 1));
     assert_eq!(s.stats().await.unwrap(), StoreStats::default());
+}
+
+/// The oldest peer coming back does not hide the next oldest from expiry.
+async fn peers_expire_after_the_oldest_one_reannounced(kind: Kind) {
+    let s = subject(kind, limits());
+    ann(&s, 1, 1, 5, AnnounceEvent::Started, T0).await;
+    ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 10).await;
+    ann(&s, 1, 3, 0, AnnounceEvent::Started, T0 + 10).await;
+    ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 20).await;
+    // Cutoff T0 + 5: nobody is stale any more.
+    assert_eq!(s.reap(T0 + 105).await.unwrap(), ReapReport::default());
+    // Cutoff T0 + 15: peers 2 and 3 are, peer 1 is not.
+    let r = s.reap(T0 + 115).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (2, 0));
+    assert_eq!(
+        s.stats().await.unwrap(),
+        StoreStats {
+            torrents: 1,
+            seeders: 0,
+            leechers: 1
+        }
+    );
+    let o = ann(&s, 1, 4, 5, AnnounceEvent::Started, T0 + 116).await;
+    assert_eq!(addrs(&o), HashSet::from([at(1)]));
+    // Cutoff T0 + 25: peer 1 goes too.
+    let r = s.reap(T0 + 125).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (1, 0));
 }
 
 async fn swarm_torrent_and_address_limits(kind: Kind) {
@@ -641,12 +701,14 @@ macro_rules! contract {
 
 contract!(
     peers_find_each_other_never_themselves,
+    peer_ids_are_given_when_the_reply_carries_them,
     seeders_get_only_leechers_and_leechers_get_everyone,
     numwant_is_honoured_with_distinct_peers_and_never_self,
     completed_is_counted_once_per_peer_and_scraped,
     seeder_and_leecher_transitions_keep_counts,
     stopped_removes_the_peer_and_never_creates_a_swarm,
     expiry_drops_only_peers_past_the_timeout,
+    peers_expire_after_the_oldest_one_reannounced,
     swarm_torrent_and_address_limits,
     ipv6_peers_are_kept_and_returned,
     health_is_ok_while_the_store_answers,
@@ -766,4 +828,179 @@ async fn redis_label_keys_empty_with_their_swarm() {
         "t, s and l; no n:LABEL fields"
     );
     assert_eq!(s.label_peers().await.unwrap(), [0, 0, 0]);
+}
+
+/// Redis drops stale peers on announces too, once its index says a swarm may hold some:
+/// the index score is a lower bound of the swarm's oldest last-seen that the announce
+/// after a trim sets exactly, and the totals stay exact.
+#[tokio::test]
+async fn redis_announce_trims_stale_peers_by_the_index() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let spec: StoreSpec = redis.url(0).parse().unwrap();
+    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
+    // The swarm's index score (ZSCORE replies are bulk strings).
+    let score = || -> u32 {
+        let r = redis.cmd(&["ZSCORE", "kpbt:ix", &"01".repeat(20)]).unwrap();
+        let text = String::from_utf8_lossy(&r).into_owned();
+        text.split("\r\n").nth(1).unwrap().parse().unwrap()
+    };
+    ann(&s, 1, 1, 5, AnnounceEvent::Started, T0).await;
+    ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 10).await;
+    ann(&s, 1, 3, 0, AnnounceEvent::Started, T0 + 10).await;
+    assert_eq!(score(), T0);
+    ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 20).await;
+    assert!(
+        score() <= T0 + 10,
+        "index {} above the oldest peer",
+        score()
+    );
+    // Cutoff T0 + 15: peers 2 and 3 leave as peer 4 arrives.
+    let o = ann(&s, 1, 4, 5, AnnounceEvent::Started, T0 + 115).await;
+    assert_eq!((o.complete, o.incomplete), (0, 2));
+    assert_eq!(addrs(&o), HashSet::from([at(1)]));
+    assert_eq!(score(), T0 + 20);
+    assert_eq!(
+        s.stats().await.unwrap(),
+        StoreStats {
+            torrents: 1,
+            seeders: 0,
+            leechers: 2
+        }
+    );
+    assert_eq!(s.reap(T0 + 115).await.unwrap(), ReapReport::default());
+}
+
+/// The memory store as the oracle: one long pseudo-random run of announces (joins,
+/// re-announces, side changes, completions, stops, refusals by every limit, labelled and
+/// not, IPv4 and IPv6, every reply form) and reaps, the same against both stores, must
+/// give the same answers and the same figures throughout. The reaper runs whenever time
+/// moves on, before any announce could meet a stale peer (the Redis store would drop it
+/// on the announce, the memory store only when reaping).
+#[tokio::test]
+async fn redis_and_memory_agree_over_a_random_run() {
+    if !require_redis() {
+        return;
+    }
+    let limits = StoreLimits {
+        max_torrents: 3,
+        max_peers_per_torrent: 9,
+        max_peers_per_ip: 2,
+        numwant_default: 50,
+        numwant_max: 200,
+        peer_timeout_secs: 30,
+    };
+    let mem = subject_with_labels(Kind::Memory, limits, rack_labels());
+    let red = subject_with_labels(Kind::Redis, limits, rack_labels());
+    // Three ports on some addresses, so the per-address cap (2) refuses the third.
+    let ips = [
+        "10.1.0.1",
+        "10.1.0.2",
+        "10.2.0.1",
+        "fd00::3",
+        "192.0.2.1",
+        "2001:db8::9",
+    ];
+    let peers: Vec<SocketAddr> = ips
+        .iter()
+        .flat_map(|ip| (1..=3).map(move |port| SocketAddr::new(ip.parse().unwrap(), port)))
+        .collect();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: u64| {
+        // xorshift64*: deterministic, so a failure replays.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+    };
+    let mut now = T0;
+    for step in 0..3000 {
+        if rnd(8) == 0 {
+            now += 1 + rnd(6) as u32;
+            let (a, b) = (mem.reap(now).await.unwrap(), red.reap(now).await.unwrap());
+            assert_eq!(a, b, "reap at step {step}");
+        }
+        let n = rnd(peers.len() as u64) as usize;
+        let mut r = req(
+            1 + rnd(4) as u8,
+            n as u8,
+            [0, 5][rnd(2) as usize],
+            AnnounceEvent::None,
+        );
+        r.event = [
+            AnnounceEvent::None,
+            AnnounceEvent::None,
+            AnnounceEvent::Started,
+            AnnounceEvent::Completed,
+            AnnounceEvent::Stopped,
+        ][rnd(5) as usize];
+        r.numwant = [None, Some(0), Some(1), Some(3)][rnd(4) as usize];
+        (r.compact, r.no_peer_id) = [(true, false), (false, false), (false, true)][rnd(3) as usize];
+        let (a, b) = (
+            mem.announce(&r, peers[n], now).await,
+            red.announce(&r, peers[n], now).await,
+        );
+        let what = format!(
+            "step {step}: {:?} from {} to {}",
+            r.event, peers[n], r.info_hash.0[0]
+        );
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(
+                    (
+                        a.complete,
+                        a.incomplete,
+                        a.counted_completion,
+                        a.peers.len()
+                    ),
+                    (
+                        b.complete,
+                        b.incomplete,
+                        b.counted_completion,
+                        b.peers.len()
+                    ),
+                    "{what}"
+                );
+                let got = addrs(&b);
+                assert_eq!(got.len(), b.peers.len(), "duplicates, {what}");
+                assert!(!got.contains(&peers[n]), "self in the reply, {what}");
+                if wants_peer_ids(&r) {
+                    for p in &b.peers {
+                        let i = peers.iter().position(|q| *q == p.addr).unwrap();
+                        assert_eq!(p.peer_id, PeerId([i as u8; 20]), "{what}");
+                    }
+                }
+            }
+            (a, b) => assert_eq!(a.map(drop), b.map(drop), "{what}"),
+        }
+        if step % 16 == 0 {
+            assert_eq!(
+                mem.stats().await.unwrap(),
+                red.stats().await.unwrap(),
+                "{what}"
+            );
+            assert_eq!(
+                mem.label_peers().await.unwrap(),
+                red.label_peers().await.unwrap(),
+                "{what}"
+            );
+        }
+    }
+    let hashes: Vec<InfoHash> = (1..=4).map(|h| InfoHash([h; 20])).collect();
+    assert_eq!(
+        mem.scrape(&hashes).await.unwrap(),
+        red.scrape(&hashes).await.unwrap()
+    );
+    for h in &hashes {
+        assert_eq!(mem.swarm(h).await.unwrap(), red.swarm(h).await.unwrap());
+    }
+    // Everyone expires: both end empty.
+    let (a, b) = (
+        mem.reap(now + 1000).await.unwrap(),
+        red.reap(now + 1000).await.unwrap(),
+    );
+    assert_eq!(a, b);
+    assert_eq!(red.stats().await.unwrap(), StoreStats::default());
 }

@@ -20,7 +20,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
+use kpbt_proto::announce::{
+    AnnounceEvent, AnnounceRequest, PeerListFormat, ReplyPeer, ScrapeStats,
+};
 use kpbt_proto::InfoHash;
 use prometheus::{HistogramVec, IntCounterVec};
 
@@ -134,7 +136,8 @@ pub struct AnnounceOutcome {
     pub complete: u32,
     /// Leechers in the swarm, including the announcing peer.
     pub incomplete: u32,
-    /// Other peers for the client, never itself, chosen by [`Wanted`] (and labels).
+    /// Other peers for the client, never itself, chosen by [`Wanted`] (and labels). Their
+    /// ids are only filled in when [`wants_peer_ids`] (zeros otherwise).
     pub peers: Vec<ReplyPeer>,
     /// Whether this announce was counted as a completed download.
     pub counted_completion: bool,
@@ -162,6 +165,13 @@ impl Wanted {
             (true, _) => Wanted::Leechers,
         }
     }
+}
+
+/// Whether the reply to `req` carries peer ids: only a non-compact reply without
+/// `no_peer_id` does. Otherwise a store may leave [`ReplyPeer::peer_id`] zeroed (the
+/// Redis store then does not read them).
+pub fn wants_peer_ids(req: &AnnounceRequest) -> bool {
+    PeerListFormat::for_request(req) == PeerListFormat::Dict { with_peer_id: true }
 }
 
 /// One swarm's figures, for `GET /swarms/{info_hash}`.

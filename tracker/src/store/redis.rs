@@ -16,11 +16,15 @@
 //!   so they empty (and vanish) with the swarm.
 //!
 //! Totals and the reaper's index live in *buckets* that share the swarm's slot, so the
-//! same script updates them atomically: `kpbt:ix{T}` (sorted set: swarm → its oldest
-//! peer's last-seen, 0 when empty) and `kpbt:st{T}` (hash: `t` torrents, `s` seeders,
-//! `l` leechers, `n:NAME` peers with label NAME). A single Redis has one bucket (`T` empty); a cluster has one per slot,
-//! `T` a `{tag}` of that slot. `/stats` sums the buckets; the reaper visits only the
-//! swarms whose oldest peer is stale (a range query on the index), never all keys.
+//! same script updates them atomically: `kpbt:ix{T}` (sorted set: swarm → a lower bound
+//! of its oldest peer's last-seen, 0 when empty; an announce leaves it alone unless it
+//! falls, so the oldest peer re-announcing costs no write, and a script that removes
+//! stale peers sets it exactly) and `kpbt:st{T}` (hash: `t` torrents, `s` seeders, `l`
+//! leechers, `n:NAME` peers with label NAME). A single Redis has one bucket (`T` empty);
+//! a cluster has one per slot, `T` a `{tag}` of that slot. `/stats` sums the buckets; the
+//! reaper visits only the swarms whose score is below the cutoff (a range query on the
+//! index): those holding stale peers, and those whose oldest peer came back since the
+//! score was set (the visit sets it exactly), never all keys.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,10 +37,14 @@ use kpbt_proto::{InfoHash, PeerId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Script, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RetryMethod, Script,
+    ServerErrorKind, Value,
+};
 
 use super::{
-    AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats, SwarmInfo, Wanted,
+    wants_peer_ids, AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats,
+    SwarmInfo, Wanted,
 };
 use crate::labels::Labels;
 
@@ -522,11 +530,25 @@ impl RedisStore {
     ) -> Result<Result<AnnounceOutcome, AnnounceError>, RemoteError> {
         let mut conn = self.handle().await?;
         let ip = peer.ip().to_canonical();
-        let ip_bytes = ip_bytes(ip);
-        let mut addr = ip_bytes.clone();
-        addr.extend_from_slice(&peer.port().to_be_bytes());
-        let hex = hex_of(&req.info_hash);
-        let bucket = self.bucket_of(&hex);
+        // The compact address, IP bytes then port; its first len - 2 bytes are the IP.
+        let mut addr = [0u8; 18];
+        let addr = match ip {
+            IpAddr::V4(v4) => {
+                addr[..4].copy_from_slice(&v4.octets());
+                &mut addr[..6]
+            }
+            IpAddr::V6(v6) => {
+                addr[..16].copy_from_slice(&v6.octets());
+                &mut addr[..18]
+            }
+        };
+        let n = addr.len();
+        addr[n - 2..].copy_from_slice(&peer.port().to_be_bytes());
+        let addr = &*addr;
+        let mut hex = [0u8; 40];
+        hex::encode_to_slice(req.info_hash.0, &mut hex).expect("40 hex digits for 20 bytes");
+        let hex = std::str::from_utf8(&hex).expect("hex digits");
+        let bucket = self.bucket_of(hex);
         let event = match req.event {
             AnnounceEvent::None => 0,
             AnnounceEvent::Started => 1,
@@ -559,25 +581,35 @@ impl RedisStore {
         } else {
             self.labels.name(id)
         };
+        // Most replies (compact, every UDP one) carry no ids: the script then skips
+        // reading them and sends addresses only.
+        let ids = wants_peer_ids(req);
         let wanted = match Wanted::of(req) {
             Wanted::Everyone => 0,
             Wanted::Leechers => 1,
             Wanted::LeechersThenSeeders => 2,
         };
-        let mut script = ANNOUNCE.key(format!("{{{hex}}}s"));
-        script
-            .key(format!("{{{hex}}}l"))
-            .key(format!("{{{hex}}}p"))
-            .key(format!("kpbt:ix{bucket}"))
-            .key(format!("kpbt:st{bucket}"));
-        if !label.is_empty() {
-            script
-                .key(format!("{{{hex}}}s:{label}"))
-                .key(format!("{{{hex}}}l:{label}"));
+        // EVALSHA built by hand, every argument written into the command's one buffer:
+        // ScriptInvocation would allocate a vector per key and argument, then copy them.
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(ANNOUNCE.get_hash())
+            .arg(if label.is_empty() { 5 } else { 7 });
+        let mut key = [0u8; 43];
+        key[0] = b'{';
+        key[1..41].copy_from_slice(hex.as_bytes());
+        key[41] = b'}';
+        for kind in [b's', b'l', b'p'] {
+            key[42] = kind;
+            cmd.arg(&key[..]);
         }
-        let reply: Vec<Value> = script
-            .arg(&addr[..])
-            .arg(&ip_bytes[..])
+        cmd.arg(format!("kpbt:ix{bucket}"))
+            .arg(format!("kpbt:st{bucket}"));
+        if !label.is_empty() {
+            cmd.arg(format!("{{{hex}}}s:{label}"))
+                .arg(format!("{{{hex}}}l:{label}"));
+        }
+        cmd.arg(addr)
+            .arg(&addr[..addr.len() - 2])
             .arg(&req.peer_id.0[..])
             .arg(now)
             .arg(now.saturating_sub(self.limits.peer_timeout_secs))
@@ -587,11 +619,11 @@ impl RedisStore {
             .arg(self.limits.max_peers_per_torrent)
             .arg(per_ip)
             .arg(max_torrents)
-            .arg(&hex)
+            .arg(hex)
             .arg(label)
             .arg(wanted)
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(u8::from(ids));
+        let reply: Vec<Value> = eval(&ANNOUNCE, &cmd, &mut conn).await?;
         let int = |i: usize| match reply.get(i) {
             Some(Value::Int(n)) => Ok(*n),
             other => Err(RemoteError::Reply(format!("announce field {i}: {other:?}"))),
@@ -604,29 +636,12 @@ impl RedisStore {
             n => return Err(RemoteError::Reply(format!("announce code {n}"))),
         }
         let count = |i| int(i).map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
-        let mut peers = Vec::with_capacity(reply.len().saturating_sub(4) / 2);
-        for pair in reply[4..].chunks(2) {
-            let [Value::BulkString(a), id] = pair else {
-                return Err(RemoteError::Reply("announce peer entry".into()));
-            };
-            let Some(addr) = parse_addr(a) else {
-                return Err(RemoteError::Reply(format!(
-                    "peer address of {} bytes",
-                    a.len()
-                )));
-            };
-            // The peer id, then the peer's label name (when it has one).
-            let mut peer_id = [0u8; 20];
-            if let Value::BulkString(id) = id {
-                if let Some(id) = id.get(..20) {
-                    peer_id.copy_from_slice(id);
-                }
-            }
-            peers.push(ReplyPeer {
-                addr,
-                peer_id: PeerId(peer_id),
-            });
-        }
+        let rest = reply.get(4..).unwrap_or_default();
+        let peers = if ids {
+            peers_with_ids(rest)?
+        } else {
+            peers_joined(rest)?
+        };
         Ok(Ok(AnnounceOutcome {
             complete: count(1)?,
             incomplete: count(2)?,
@@ -818,15 +833,92 @@ impl RedisStore {
     }
 }
 
-fn hex_of(h: &InfoHash) -> String {
-    hex::encode(h.0)
+/// Runs `cmd`, an EVALSHA of `script`, loading the script first when the server does
+/// not know it (a restarted or new node), as `ScriptInvocation::invoke_async` does.
+async fn eval<T: FromRedisValue>(
+    script: &Script,
+    cmd: &Cmd,
+    conn: &mut Handle,
+) -> Result<T, RedisError> {
+    match cmd.query_async(conn).await {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await
+        }
+        other => other,
+    }
 }
 
-fn ip_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+/// Peers of an announce reply with ids: address, then id (and label) for each.
+fn peers_with_ids(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
+    let mut peers = Vec::with_capacity(rest.len() / 2);
+    for pair in rest.chunks(2) {
+        let [Value::BulkString(a), id] = pair else {
+            return Err(RemoteError::Reply("announce peer entry".into()));
+        };
+        let addr = parse_addr(a)
+            .ok_or_else(|| RemoteError::Reply(format!("peer address of {} bytes", a.len())))?;
+        // The peer id, then the peer's label name (when it has one).
+        let mut peer_id = [0u8; 20];
+        if let Value::BulkString(id) = id {
+            if let Some(id) = id.get(..20) {
+                peer_id.copy_from_slice(id);
+            }
+        }
+        peers.push(ReplyPeer {
+            addr,
+            peer_id: PeerId(peer_id),
+        });
     }
+    Ok(peers)
+}
+
+/// Peers of an announce reply without ids: their addresses joined, then, when some are
+/// IPv6, each address's length (one byte: 6 or 18); both absent when there are none.
+fn peers_joined(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
+    fn bytes(v: Option<&Value>) -> Result<Option<&[u8]>, RemoteError> {
+        match v {
+            None => Ok(None),
+            Some(Value::BulkString(b)) => Ok(Some(b)),
+            Some(other) => Err(RemoteError::Reply(format!("announce peer list: {other:?}"))),
+        }
+    }
+    let Some(joined) = bytes(rest.first())? else {
+        return Ok(Vec::new());
+    };
+    let bad = || RemoteError::Reply(format!("peer list of {} bytes", joined.len()));
+    let peer = |a: &[u8]| {
+        parse_addr(a).map(|addr| ReplyPeer {
+            addr,
+            peer_id: PeerId([0; 20]),
+        })
+    };
+    match bytes(rest.get(1))? {
+        // IPv4 only.
+        None if joined.len() % 6 == 0 => joined
+            .chunks_exact(6)
+            .map(|a| peer(a).ok_or_else(bad))
+            .collect(),
+        None => Err(bad()),
+        Some(lens) => {
+            let mut peers = Vec::with_capacity(lens.len());
+            let mut rest = joined;
+            for &n in lens {
+                let (a, tail) = rest.split_at_checked(usize::from(n)).ok_or_else(bad)?;
+                peers.push(peer(a).ok_or_else(bad)?);
+                rest = tail;
+            }
+            if rest.is_empty() {
+                Ok(peers)
+            } else {
+                Err(bad())
+            }
+        }
+    }
+}
+
+fn hex_of(h: &InfoHash) -> String {
+    hex::encode(h.0)
 }
 
 fn parse_addr(a: &[u8]) -> Option<SocketAddr> {
@@ -942,7 +1034,10 @@ mod tests {
     fn peer_addresses_round_trip_through_their_compact_form() {
         for a in ["10.1.2.3:6881", "[2001:db8::7]:51413"] {
             let a: SocketAddr = a.parse().unwrap();
-            let mut b = ip_bytes(a.ip());
+            let mut b = match a.ip() {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
             b.extend_from_slice(&a.port().to_be_bytes());
             assert_eq!(parse_addr(&b), Some(a));
         }

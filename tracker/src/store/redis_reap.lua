@@ -1,6 +1,7 @@
--- Reaps one bucket: every swarm whose oldest peer is older than the cutoff (or that is
--- empty) loses its stale peers (from their label's zsets too); swarms left empty are
--- deleted. Totals, and peers per label, stay exact.
+-- Reaps one bucket: every swarm whose index score (a lower bound of its oldest peer's
+-- last-seen) is below the cutoff loses its stale peers (from their label's zsets too)
+-- and gets its exact oldest as its score; swarms left empty are deleted. Totals, and
+-- peers per label, stay exact.
 -- KEYS: 1 bucket index zset, 2 bucket stats hash. ARGV: 1 cutoff, 2 most swarms per call
 -- Returns {peers removed, swarms removed, swarms looked at}; looked at == ARGV[2] means
 -- call again.
