@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::api_common::{bad_request, parse_info_hash, ApiError, ApiState};
 use crate::api_files;
-use crate::session::{AddOptions, Session};
+use crate::session::{AddOptions, Session, SessionError};
 
 /// A .torrent fetched for `POST /torrents {"url": ...}` must arrive within this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -225,11 +225,18 @@ async fn add(
         verified: q.verified.unwrap_or(false),
         origins,
     };
-    // Writing the state dir syncs files: off the async threads.
-    let view = tokio::task::spawn_blocking(move || session.add(&torrent, opts))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let view = off_async(move || session.add(&torrent, opts)).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Runs a session call that writes (and syncs) the state dir on a blocking thread, so
+/// the API's async threads stay free for other requests.
+async fn off_async<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SessionError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??)
 }
 
 /// Every `origin=` value of the query (repeated, or comma-separated), decoded. They are
@@ -335,7 +342,8 @@ async fn resume(
     Path(ih): Path<String>,
 ) -> Result<Response, ApiError> {
     let ih = parse_info_hash(&ih)?;
-    Ok(Json(state.session.resume(ih)?).into_response())
+    let session = state.session.clone();
+    Ok(Json(off_async(move || session.resume(ih)).await?).into_response())
 }
 
 async fn recheck(
@@ -364,12 +372,11 @@ async fn limits(
             "bad JSON body (want {{\"upload_limit\": 1048576, \"download_limit\": null}}): {e}"
         ))
     })?;
-    Ok(Json(
-        state
-            .session
-            .set_limits(ih, l.upload_limit, l.download_limit)?,
+    let session = state.session.clone();
+    Ok(
+        Json(off_async(move || session.set_limits(ih, l.upload_limit, l.download_limit)).await?)
+            .into_response(),
     )
-    .into_response())
 }
 
 #[derive(Deserialize)]

@@ -86,8 +86,14 @@ impl AnnounceError {
 /// The innermost cause of a reqwest error, which is what a user can act on: reqwest's
 /// own text is "error sending request for url (...)", with the whole announce query.
 fn cause_of(e: reqwest::Error) -> String {
+    request_error_cause(e, REQUEST_TIMEOUT)
+}
+
+/// [`cause_of`] for any request to a tracker that gives up after `timeout` (the
+/// `wait-ready` polls use it too).
+pub fn request_error_cause(e: reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
-        return format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
+        return format!("no answer within {} s", timeout.as_secs());
     }
     let e = e.without_url();
     let mut inner: &dyn std::error::Error = &e;

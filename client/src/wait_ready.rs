@@ -227,20 +227,7 @@ async fn poll(client: &reqwest::Client, url: &Url, t: &Target) -> Result<Poll> {
 
 /// The innermost cause of a reqwest error ("connection refused"), without the URL.
 fn cause_of(e: reqwest::Error) -> String {
-    if e.is_timeout() {
-        return format!("no answer within {} s", REQUEST_TIMEOUT.as_secs());
-    }
-    let e = e.without_url();
-    let mut inner: &dyn std::error::Error = &e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    match inner.downcast_ref::<std::io::Error>().map(|io| io.kind()) {
-        Some(std::io::ErrorKind::ConnectionRefused) => {
-            "connection refused (is the tracker running?)".into()
-        }
-        _ => inner.to_string(),
-    }
+    kpbt_client::tracker::request_error_cause(e, REQUEST_TIMEOUT)
 }
 
 fn secs(d: Duration) -> String {

@@ -511,20 +511,18 @@ impl Session {
     }
 
     pub async fn pause(&self, ih: InfoHash) -> Result<TorrentView, SessionError> {
-        let handle = {
-            let mut map = self.torrents();
+        // Saving syncs the state file: on a blocking thread, not an async one.
+        let session = self.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut map = session.torrents();
             let e = map.get_mut(&ih).ok_or(SessionError::NotFound(ih))?;
-            if let Run::Error(_) = e.run {
-                return Err(SessionError::WrongState(
-                    ih,
-                    TorrentState::Error,
-                    "remove it and add it again",
-                ));
-            }
+            refuse_if_broken(ih, e)?;
             e.saved.paused = true;
-            self.inner.state.save_state(ih, &e.saved)?;
-            self.stop_locked(e)
-        };
+            session.inner.state.save_state(ih, &e.saved)?;
+            Ok::<_, SessionError>(session.stop_locked(e))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
         if let Some(h) = handle {
             if let Err(err) = h.shutdown().await {
                 warn!(info_hash = %ih, "stopping the torrent: {err}");
@@ -538,13 +536,7 @@ impl Session {
         {
             let mut map = self.torrents();
             let e = map.get_mut(&ih).ok_or(SessionError::NotFound(ih))?;
-            if let Run::Error(_) = e.run {
-                return Err(SessionError::WrongState(
-                    ih,
-                    TorrentState::Error,
-                    "remove it and add it again",
-                ));
-            }
+            refuse_if_broken(ih, e)?;
             if !e.saved.paused {
                 drop(map);
                 return self.view(ih);
@@ -568,13 +560,7 @@ impl Session {
                     "resume it first",
                 ));
             }
-            if e.meta.is_none() {
-                return Err(SessionError::WrongState(
-                    ih,
-                    TorrentState::Error,
-                    "remove it and add it again",
-                ));
-            }
+            refuse_if_broken(ih, e)?;
             self.stop_locked(e)
         };
         if let Some(h) = handle {
@@ -714,6 +700,18 @@ impl Session {
         }
         info!(torrents = n, "session stopped");
     }
+}
+
+/// A torrent whose saved state could not be loaded can only be removed.
+fn refuse_if_broken(ih: InfoHash, e: &Entry) -> Result<(), SessionError> {
+    if matches!(e.run, Run::Error(_)) || e.meta.is_none() {
+        return Err(SessionError::WrongState(
+            ih,
+            TorrentState::Error,
+            "remove it and add it again",
+        ));
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
