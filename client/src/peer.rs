@@ -332,7 +332,8 @@ impl Conn {
         if now - self.last_recv > SILENCE_LIMIT {
             return Err("peer silent for too long".into());
         }
-        if !self.shared.private {
+        // Once a minute per connection, not every tick: the list takes the state lock.
+        if !self.shared.private && self.extensions.pex_wanted(now) {
             let connected: Vec<SocketAddr> = {
                 let st = self.shared.lock();
                 st.peers

@@ -82,6 +82,11 @@ impl PeerExtensions {
     /// When PEX was negotiated and a message is due: the message telling the peer
     /// which of `connected` (our peers' listen addresses, without its own) are new to
     /// it and which are gone.
+    /// Whether a PEX message would be sent now (so callers skip gathering peers).
+    pub(crate) fn pex_wanted(&self, now: Instant) -> bool {
+        self.their_ut_pex.is_some() && self.next_pex_out.is_none_or(|t| now >= t)
+    }
+
     pub(crate) fn pex_due(&mut self, now: Instant, connected: &[SocketAddr]) -> Option<Message> {
         let their_id = self.their_ut_pex?;
         if self.next_pex_out.is_some_and(|t| now < t) {
