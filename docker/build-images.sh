@@ -17,7 +17,8 @@ for image in tracker client; do
   size=$(docker image inspect -f '{{.Size}}' "kpbt/$image:$tag")
   echo "built kpbt/$image:$tag ($((size / 1024 / 1024)) MiB)"
 done
-# kpbt/redis:dev and kpbt/haproxy:dev, the Redis and haproxy images of docker/compose-ha.yml and the Redis container tests:
+# kpbt/redis:dev and kpbt/haproxy:dev (docker/compose-ha.yml, the Redis container tests) and
+# kpbt/nginx:dev (the origin of the web-seed container test):
 # Debian packages on an offline-built Debian base (needs root and debootstrap the first
 # time). KPBT_HA_IMAGES=0 skips them.
 if [[ ${KPBT_HA_IMAGES:-1} != 0 ]]; then

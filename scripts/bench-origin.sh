@@ -6,16 +6,20 @@
 #   scripts/bench-origin.sh                 # 256 MiB, 3 runs each
 #   SIZE_MB=1024 RUNS=5 scripts/bench-origin.sh
 #   LIMIT=20m scripts/bench-origin.sh       # nginx limit_rate per connection
-#   FLEET=8 FLEET_LIMIT=20m scripts/bench-origin.sh   # then 8 leechers on the origin
+#   RUNS=0 FLEET=8 scripts/bench-origin.sh  # only the fleet: 8 leechers, origin capped
+#                                           # at 20 MiB/s in all (FLEET_CAP)
 #
 # Runs are interleaved, each into an empty directory; the payload stays in the page
 # cache. Reports median wall time, throughput and peak RSS (/usr/bin/time -v), and the
 # bytes nginx sent per run (its access log). kpbt and aria2 both verify every piece
 # (SHA-1); curl and aria2 in HTTP mode verify nothing. With FLEET=N (0 = skip, the
 # default), N kpbt leechers (full mesh by --peer, no tracker, no seeder) then download
-# the torrent together from the origin alone, nginx's limit_rate set to FLEET_LIMIT
-# (default 20m) per connection: the time until all are complete and how many copies of
-# the payload the origin sent (N plain HTTP downloads need N). Needs nginx, aria2c, curl,
+# the torrent together from the origin alone, through kpbt-throttle (testkit), a proxy
+# that caps the origin's total upload at FLEET_CAP (default 20m = 20 MiB/s, like one
+# server's link; nginx's limit_rate would cap each connection instead): the time until
+# all are complete against size/U, and how many copies of the payload the origin sent.
+# Then (FLEET_HTTP=1, the default) the same N download the file over plain HTTP with
+# curl at once through the same cap: N copies, N x size/U. Needs nginx, aria2c, curl,
 # /usr/bin/time (scripts/install-deps.sh). Release build of kpbt-client.
 set -euo pipefail
 
@@ -23,10 +27,12 @@ SIZE_MB=${SIZE_MB:-256}
 RUNS=${RUNS:-3}
 LIMIT=${LIMIT:-0}
 FLEET=${FLEET:-0}
-FLEET_LIMIT=${FLEET_LIMIT:-20m}
+FLEET_CAP=${FLEET_CAP:-20m}
+FLEET_HTTP=${FLEET_HTTP:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${BENCH_DIR:-$ROOT/bench-out/origin}
 KPBT=${CARGO_TARGET_DIR:-$ROOT/target}/release/kpbt-client
+THROTTLE=${CARGO_TARGET_DIR:-$ROOT/target}/release/kpbt-throttle
 clients=(kpbt aria2-bt aria2-http curl)
 ((RUNS > 0)) || clients=()
 
@@ -40,7 +46,7 @@ for b in "$NGINX" aria2c curl /usr/bin/time; do
 done
 
 log "building kpbt-client (release)"
-(cd "$ROOT" && cargo build --release -p kpbt-client -q)
+(cd "$ROOT" && cargo build --release -p kpbt-client -q && cargo build --release -p kpbt-testkit --bin kpbt-throttle -q)
 
 mkdir -p "$WORK/www" "$WORK/nginx/tmp"
 payload=$WORK/www/payload.bin
@@ -78,7 +84,7 @@ EOF
   wait_tcp "$port"
 }
 # Body bytes nginx sent since the access log was last emptied.
-sent() { awk -F'"' '{split($3, a, " "); s += a[2]} END {print s+0}' "$n/access.log"; }
+sent() { awk -F'"' '{split($3, a, " "); s += a[2]} END {printf "%d\n", s}' "$n/access.log"; }
 
 start_nginx "$LIMIT"
 url="http://127.0.0.1:$port/"
@@ -139,7 +145,15 @@ if ((RUNS > 0)); then
 fi
 
 ((FLEET > 0)) || exit 0
-start_nginx "$FLEET_LIMIT"
+start_nginx 0
+# The origin's one link: every byte nginx sends goes through one FLEET_CAP bucket.
+"$THROTTLE" --upstream "127.0.0.1:$port" --rate "$FLEET_CAP" >"$WORK/throttle.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$WORK/throttle.out" && break; sleep 0.05; done
+capped=$(awk '/listening on/ {print $3}' "$WORK/throttle.out")
+[[ -n $capped ]] || die "kpbt-throttle did not start (see $WORK/throttle.out)"
+rm -f "$WORK/fleet.torrent"
+"$KPBT" create -q --web-seed "http://$capped/" -o "$WORK/fleet.torrent" "$payload"
 : >"$n/access.log"
 ports=()
 for i in $(seq 1 "$FLEET"); do ports+=("$(free_port)"); done
@@ -154,7 +168,7 @@ for i in $(seq 0 $((FLEET - 1))); do
   done
   rm -rf "$WORK/fleet$i"
   # --seed: a leecher that is done keeps serving the others until all are done.
-  "$KPBT" download "$WORK/bench.torrent" -o "$WORK/fleet$i" --port "${ports[$i]}" --no-trackers \
+  "$KPBT" download "$WORK/fleet.torrent" -o "$WORK/fleet$i" --port "${ports[$i]}" --no-trackers \
     --seed "${args[@]}" >"$WORK/fleet$i.log" 2>&1 &
   lpids+=($!)
   pids+=($!)
@@ -172,13 +186,44 @@ for p in "${lpids[@]}"; do wait "$p" || true; done
 for i in $(seq 0 $((FLEET - 1))); do
   cmp -s "$WORK/fleet$i/payload.bin" "$payload" || die "leecher $i data differs"
 done
-python3 - "$t0" "$t1" "$SIZE_MB" "$FLEET" "$(sent)" "$FLEET_LIMIT" <<'PY'
-import sys
-t0, t1, size_mb, n, sent, limit = sys.argv[1:]
-size = int(size_mb) << 20
-print(f"\nfleet: {n} kpbt leechers x {size_mb} MiB from the origin alone (nginx limit_rate {limit} per connection):")
-print(f"  all complete in {float(t1) - float(t0):.1f} s; the origin sent {int(sent) / 2**20:.0f} MiB = {int(sent) / size:.2f} copies (plain HTTP: {n})")
-PY
+bt_sent=$(sent)
 grep -h "complete in" "$WORK"/fleet*.log | sed 's/^/  /'
-printf 'load average: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 rm -rf "$WORK"/fleet*
+
+h0=$t0 h1=$t0 http_sent=0
+if [[ $FLEET_HTTP == 1 ]]; then
+  log "the same $FLEET over plain HTTP through the same cap (about $((FLEET * SIZE_MB)) MiB at $FLEET_CAP)"
+  : >"$n/access.log"
+  h0=$(date +%s.%N)
+  cpids=()
+  for i in $(seq 0 $((FLEET - 1))); do
+    mkdir -p "$WORK/http$i"
+    curl -sf -o "$WORK/http$i/payload.bin" "http://$capped/payload.bin" &
+    cpids+=($!)
+  done
+  for p in "${cpids[@]}"; do wait "$p" || die "a plain HTTP download failed"; done
+  h1=$(date +%s.%N)
+  for i in $(seq 0 $((FLEET - 1))); do
+    cmp -s "$WORK/http$i/payload.bin" "$payload" || die "plain HTTP download $i differs"
+  done
+  http_sent=$(sent)
+  rm -rf "$WORK"/http*
+fi
+python3 - "$t0" "$t1" "$SIZE_MB" "$FLEET" "$bt_sent" "$FLEET_CAP" "$h0" "$h1" "$http_sent" <<'PY'
+import sys
+t0, t1, size_mb, n, sent, cap, h0, h1, hsent = sys.argv[1:]
+size = int(size_mb) << 20
+n = int(n)
+mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+u = float(cap[:-1]) * mult[cap[-1].lower()] if cap[-1].lower() in mult else float(cap)
+ideal = size / u
+bt = float(t1) - float(t0)
+print(f"\nfleet: {n} leechers x {size_mb} MiB from one origin capped at {cap}/s in all (size/U = {ideal:.1f} s)\n")
+print("| downloaders | all complete (s) | / (size/U) | origin sent (MiB) | copies of the payload |")
+print("|---|---|---|---|---|")
+print(f"| {n} kpbt (origin + each other) | {bt:.1f} | {bt / ideal:.2f}x | {int(sent) / 2**20:.0f} | {int(sent) / size:.2f} |")
+if int(hsent):
+    ht = float(h1) - float(h0)
+    print(f"| {n} curl (plain HTTP) | {ht:.1f} | {ht / ideal:.2f}x | {int(hsent) / 2**20:.0f} | {int(hsent) / size:.2f} |")
+PY
+printf 'load average: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"

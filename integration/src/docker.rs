@@ -15,6 +15,8 @@ pub const TRACKER_IMAGE: &str = "kpbt/tracker";
 pub const CLIENT_IMAGE: &str = "kpbt/client";
 /// Debian's redis-server on the offline Debian base (`docker/build-ha-images.sh`).
 pub const REDIS_IMAGE: (&str, &str) = ("kpbt/redis", "dev");
+/// Debian's nginx on the same base, the web-seed origin (`docker/build-ha-images.sh`).
+pub const NGINX_IMAGE: (&str, &str) = ("kpbt/nginx", "dev");
 
 /// The tag of the kpbt images under test.
 pub fn image_tag() -> String {
@@ -93,6 +95,7 @@ fn prepare() -> Result<(), String> {
         (TRACKER_IMAGE, tag.as_str()),
         (CLIENT_IMAGE, tag.as_str()),
         REDIS_IMAGE,
+        NGINX_IMAGE,
     ] {
         let ok = Command::new("timeout")
             .args([
