@@ -5,6 +5,9 @@
 use crate::rng::XorShift64;
 use std::collections::HashMap;
 
+mod origin;
+pub use origin::OriginScope;
+
 /// Opaque identifier of one peer connection within a torrent.
 pub type PeerKey = u64;
 
@@ -59,19 +62,6 @@ struct Active {
     slots: Vec<Slot>,
     unrequested: u32,
     received: u32,
-}
-
-/// Which pieces [`Picker::reserve_for_origin`] may give the origin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OriginScope {
-    /// Missing pieces no connected peer has (availability 0).
-    Unavailable,
-    /// Any missing piece.
-    Missing,
-    /// Any missing piece, and pieces started by peers that nobody is requesting any
-    /// more (their peer left or choked us): without this, a torrent whose peers all
-    /// left mid-piece could never finish from the origin.
-    Stalled,
 }
 
 /// What happened when a block arrived.
@@ -186,76 +176,6 @@ impl Picker {
         }
         self.state[piece as usize] = PieceState::Have;
         self.have += 1;
-    }
-
-    /// Reserves a run of consecutive pieces for the origin: at most `max`, starting with
-    /// the first eligible piece at or after `from` (wrapping around), or an urgent one.
-    /// Which pieces are eligible is `scope`'s to say; never one we have, one hashing, or
-    /// one a peer has an outstanding request for. Peers never pick a reserved piece;
-    /// [`Picker::origin_release`] hands it back, [`Picker::origin_fetched`] moves it to
-    /// hashing. Blocks already received of a stalled piece are dropped: the origin
-    /// fetches it whole (the caller frees its buffer).
-    pub fn reserve_for_origin(
-        &mut self,
-        from: u32,
-        max: u32,
-        scope: OriginScope,
-    ) -> Option<std::ops::Range<u32>> {
-        let n = self.piece_count();
-        if n == 0 || max == 0 || (self.missing == 0 && scope != OriginScope::Stalled) {
-            return None;
-        }
-        let eligible = |p: u32| match self.state[p as usize] {
-            PieceState::Missing => {
-                scope != OriginScope::Unavailable || self.availability[p as usize] == 0
-            }
-            PieceState::Active => {
-                scope == OriginScope::Stalled
-                    && self.active[&p]
-                        .slots
-                        .iter()
-                        .all(|s| s.requesters.is_empty())
-            }
-            _ => false,
-        };
-        let from = from % n;
-        let start = self
-            .urgent
-            .clone()
-            .find(|&p| eligible(p))
-            .or_else(|| (0..n).map(|k| (from + k) % n).find(|&p| eligible(p)))?;
-        let mut end = start + 1;
-        while end < n && end - start < max && eligible(end) {
-            end += 1;
-        }
-        for p in start..end {
-            if self.state[p as usize] == PieceState::Missing {
-                self.missing -= 1;
-            } else {
-                self.active.remove(&p);
-            }
-            self.state[p as usize] = PieceState::Origin;
-        }
-        Some(start..end)
-    }
-
-    /// A reserved piece the origin did not deliver (an error, a timeout): missing again.
-    pub fn origin_release(&mut self, piece: u32) {
-        if self.state.get(piece as usize) == Some(&PieceState::Origin) {
-            self.state[piece as usize] = PieceState::Missing;
-            self.missing += 1;
-        }
-    }
-
-    /// The origin delivered every byte of a reserved piece: on to the SHA-1 check, whose
-    /// result arrives as for a peer's piece ([`Picker::piece_verified`] or
-    /// [`Picker::piece_failed`]). False if the piece was not reserved.
-    pub fn origin_fetched(&mut self, piece: u32) -> bool {
-        let reserved = self.state.get(piece as usize) == Some(&PieceState::Origin);
-        if reserved {
-            self.state[piece as usize] = PieceState::Hashing;
-        }
-        reserved
     }
 
     pub fn inc_availability(&mut self, piece: u32) {
@@ -693,104 +613,5 @@ mod tests {
         let mut b = vec![];
         p.pick(2, all, 1, &mut b);
         assert_eq!(a, b);
-    }
-
-    #[test]
-    fn origin_reserves_runs_of_unavailable_pieces_that_peers_then_skip() {
-        use OriginScope::{Missing as M, Unavailable as U};
-        let mut p = Picker::new(10, BLOCK_LEN, 10 * BLOCK_LEN as u64, 16, 3);
-        p.set_have(1);
-        p.inc_availability(5);
-        // From 0: piece 0 only (1 is had); from 2: 2..5 (5 is held by a peer).
-        assert_eq!(p.reserve_for_origin(0, 4, U), Some(0..1));
-        assert_eq!(p.reserve_for_origin(2, 8, U), Some(2..5));
-        // Bounded by `max`, and wraps around to find the first eligible piece.
-        assert_eq!(p.reserve_for_origin(6, 2, U), Some(6..8));
-        assert_eq!(p.reserve_for_origin(9, 9, U), Some(9..10));
-        assert_eq!(p.reserve_for_origin(9, 9, U), Some(8..9), "wrapped");
-        assert_eq!(
-            p.reserve_for_origin(0, 9, U),
-            None,
-            "only 5 is left, a peer has it"
-        );
-        assert_eq!(
-            p.reserve_for_origin(0, 9, M),
-            Some(5..6),
-            "taking over: any missing"
-        );
-        // Reserved pieces are still wanted (interest) but never picked for a peer,
-        // not even in endgame.
-        assert!(p.wants(3));
-        let mut out = vec![];
-        p.pick(7, all, 100, &mut out);
-        assert!(out.is_empty(), "{out:?}");
-        // Released pieces go back to the peers; fetched ones go through the hash check.
-        p.origin_release(3);
-        p.origin_release(3);
-        p.pick(7, all, 100, &mut out);
-        assert_eq!(out, vec![Block { piece: 3, block: 0 }]);
-        assert!(p.origin_fetched(4));
-        assert!(!p.origin_fetched(4), "no longer reserved");
-        assert!(!p.origin_fetched(3), "a peer's now");
-        p.piece_verified(4);
-        assert!(p.have(4));
-        assert!(p.origin_fetched(2));
-        p.piece_failed(2);
-        assert_eq!(
-            p.reserve_for_origin(0, 9, M),
-            Some(2..3),
-            "failed: missing again"
-        );
-    }
-
-    #[test]
-    fn origin_takes_urgent_pieces_first_and_never_what_we_have_or_peers_fetch() {
-        use OriginScope::Missing as M;
-        let mut p = Picker::new(8, BLOCK_LEN, 8 * BLOCK_LEN as u64, 16, 3);
-        let mut out = vec![];
-        p.pick(1, |i| i == 0, 1, &mut out); // piece 0 in flight from a peer
-        p.set_have(7);
-        p.set_urgent(5..7);
-        assert_eq!(p.reserve_for_origin(0, 8, M), Some(5..7));
-        assert_eq!(p.reserve_for_origin(0, 8, M), Some(1..5));
-        assert_eq!(p.reserve_for_origin(0, 8, M), None);
-        assert_eq!(p.reserve_for_origin(0, 0, M), None);
-        assert!(!p.is_complete());
-    }
-
-    #[test]
-    fn stalled_pieces_of_departed_peers_can_go_to_the_origin() {
-        use OriginScope::{Missing, Stalled};
-        let mut p = Picker::new(3, 2 * BLOCK_LEN, 6 * BLOCK_LEN as u64, 16, 3);
-        // Peer 1 gets half of piece 0 and leaves; peer 2 is fetching piece 1.
-        let mut a = vec![];
-        p.pick(1, |i| i == 0, 2, &mut a);
-        let _ = p.block_received(1, a[0]);
-        p.peer_gone(1, vec![a[1]]);
-        let mut b = vec![];
-        p.pick(2, |i| i == 1, 2, &mut b);
-        p.set_have(2);
-        // Nothing is missing; piece 0 is stalled, piece 1 is in flight.
-        assert_eq!(p.reserve_for_origin(0, 8, Missing), None);
-        assert_eq!(p.reserve_for_origin(1, 8, Stalled), Some(0..1));
-        assert_eq!(
-            p.reserve_for_origin(0, 8, Stalled),
-            None,
-            "piece 1 is peer 2's"
-        );
-        assert_eq!(p.active_count(), 1);
-        // Peer 1's late block is a duplicate now; the origin's piece verifies.
-        assert_eq!(p.block_received(1, a[1]), Arrival::Duplicate);
-        assert!(p.origin_fetched(0));
-        p.piece_verified(0);
-        assert!(p.have(0));
-        // Released instead: plain missing again, for anyone.
-        p.peer_gone(2, b.clone());
-        assert_eq!(p.reserve_for_origin(0, 8, Missing), Some(1..2));
-        p.origin_release(1);
-        assert!(p.wants(1));
-        let mut c = vec![];
-        p.pick(3, all, 8, &mut c);
-        assert_eq!(c.len(), 2);
     }
 }

@@ -262,12 +262,12 @@ impl Shared {
     /// blocks peers had delivered of a stalled piece are let go with its buffer.
     pub(crate) fn reserve_for_origin(
         &self,
-        from: u32,
+        after: Option<u32>,
         max: u32,
         scope: OriginScope,
     ) -> Option<std::ops::Range<u32>> {
         let mut st = self.lock();
-        let run = st.picker.reserve_for_origin(from, max, scope)?;
+        let run = st.picker.reserve_for_origin(after, max, scope)?;
         for p in run.clone() {
             if let Some(buf) = st.buffers.remove(&p) {
                 if st.spare.len() < SPARE_BUFFERS {

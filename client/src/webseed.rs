@@ -5,7 +5,8 @@
 //!
 //! Policy, peers first:
 //! - **start**: when the torrent has peers to find (trackers, `--peer`), the origin
-//!   waits [`STARTUP_GRACE`] for them to connect and say what they have;
+//!   waits for them to connect and say what they have: until the first tick with a peer
+//!   connected, at most [`STARTUP_GRACE`];
 //! - **fill**: while peers deliver at least `min_rate`, the origin only fetches pieces
 //!   no connected peer has (availability 0), with half the connections;
 //! - **take over**: with no peer connected, or peers delivering less than `min_rate`
@@ -14,8 +15,11 @@
 //!   requesting any more) with every connection.
 //!
 //! Pieces are reserved in the picker (`Picker::reserve_for_origin`) so peers never
-//! fetch them at the same time; a run of adjacent pieces (up to [`MAX_REQUEST_BYTES`]) is
-//! one request per file it touches. A reserved piece the origin does not deliver goes
+//! fetch them at the same time, and where runs start spreads a fleet of leechers over
+//! the torrent (see `picker::origin`); a run of adjacent pieces is one request per file
+//! it touches, sized to take about [`RUN_TIME`] at the rate the origin has been giving
+//! each request (at most [`MAX_REQUEST_BYTES`]): on a slow or shared origin, runs are
+//! short, so the pieces a leecher is fetching are soon announced to the others. A reserved piece the origin does not deliver goes
 //! back to the peers. Responses are untrusted (see `http::check_response`); a URL that
 //! errors or times out is backed off exponentially, and after [`MAX_BAD_PIECES`] pieces
 //! that fail their SHA-1 check it is dropped for the session with a warning.
@@ -48,6 +52,10 @@ pub const DEFAULT_ORIGIN_CONNECTIONS: usize = 4;
 pub const DEFAULT_ORIGIN_MIN_RATE: u64 = 1024 * 1024;
 /// Largest run of adjacent pieces fetched by one request (at least one piece).
 const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
+/// A run's size before any request has shown the origin's rate.
+const FIRST_REQUEST_BYTES: u64 = 1024 * 1024;
+/// About how long a run should take at the rate one request gets.
+const RUN_TIME: Duration = Duration::from_secs(1);
 /// How long the origin waits at the start for peers (when there are any to find).
 const STARTUP_GRACE: Duration = Duration::from_secs(2);
 /// Peers' delivery rate is measured over this window.
@@ -147,6 +155,34 @@ struct Outcome {
     error: Option<FetchError>,
     verified: u64,
     bad: Vec<u32>,
+    /// Time from the request to the last piece handed on.
+    took: Duration,
+}
+
+/// The payload rate one request gets from the origin (a moving average over runs), and
+/// from it how many pieces the next run takes.
+struct RunSizer {
+    rate: Option<f64>,
+    piece_len: u64,
+}
+
+impl RunSizer {
+    fn record(&mut self, bytes: u64, took: Duration) {
+        // Runs too short to time say little (a cached or tiny piece).
+        if bytes == 0 || took < Duration::from_millis(20) {
+            return;
+        }
+        let r = bytes as f64 / took.as_secs_f64();
+        self.rate = Some(self.rate.map_or(r, |old| 0.7 * old + 0.3 * r));
+    }
+
+    fn pieces(&self) -> u32 {
+        let bytes = self
+            .rate
+            .map_or(FIRST_REQUEST_BYTES, |r| (r * RUN_TIME.as_secs_f64()) as u64);
+        let most = MAX_REQUEST_BYTES / self.piece_len;
+        (bytes / self.piece_len).clamp(1, most.max(1)).min(u64::from(u32::MAX)) as u32
+    }
 }
 
 /// The web seed task of one torrent.
@@ -210,10 +246,12 @@ impl WebSeedTask {
             })
             .collect();
         self.publish(&seeds);
-        let piece_len = u64::from(self.shared.storage.layout().piece_len.max(1));
-        let max_pieces = (MAX_REQUEST_BYTES / piece_len).clamp(1, u64::from(u32::MAX)) as u32;
-        let piece_count = self.shared.piece_count.max(1);
-        let mut hint = rand::random::<u32>() % piece_count;
+        let mut sizer = RunSizer {
+            rate: None,
+            piece_len: u64::from(self.shared.storage.layout().piece_len.max(1)),
+        };
+        // Where this torrent's last run ended: the next one continues there if it can.
+        let mut after: Option<u32> = None;
         let mut jobs: JoinSet<Outcome> = JoinSet::new();
         let mut job_seed: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut rate = RateWindow {
@@ -221,7 +259,7 @@ impl WebSeedTask {
         };
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let grace_until = Instant::now()
+        let mut grace_until = Instant::now()
             + if self.expect_peers {
                 STARTUP_GRACE
             } else {
@@ -254,14 +292,10 @@ impl WebSeedTask {
                 else {
                     break;
                 };
-                let Some(run) = self.reserve(hint, max_pieces, takeover) else {
+                let Some(run) = self.reserve(after, sizer.pieces(), takeover) else {
                     break;
                 };
-                hint = if run.len() as u32 == max_pieces {
-                    run.end % piece_count
-                } else {
-                    rand::random::<u32>() % piece_count
-                };
+                after = Some(run.end);
                 debug!(url = %seeds[i].view.url, pieces = ?run, takeover, "fetching from web seed");
                 seeds[i].busy += 1;
                 let fut = fetch_run(
@@ -281,8 +315,12 @@ impl WebSeedTask {
                             error: Some(FetchError::Connect(format!("internal task failed: {e}"))),
                             verified: 0,
                             bad: Vec::new(),
+                            took: Duration::ZERO,
                         }),
                     };
+                    if outcome.error.is_none() {
+                        sizer.record(outcome.verified, outcome.took);
+                    }
                     if let Some(i) = job_seed.remove(&id) {
                         settle(&mut seeds[i], outcome);
                         self.publish(&seeds);
@@ -291,6 +329,11 @@ impl WebSeedTask {
                 _ = tick.tick() => {
                     rate.sample(Instant::now(), self.shared.received.load(Ordering::Relaxed));
                     let now = Instant::now();
+                    // Connected peers have sent what they have by now (their bitfield
+                    // follows the handshake): no need to wait out the whole grace.
+                    if now < grace_until && self.shared.peer_count.load(Ordering::Relaxed) > 0 {
+                        grace_until = now;
+                    }
                     let mut changed = false;
                     for s in &mut seeds {
                         if s.view.state == WebSeedState::BackingOff && s.usable(now) {
@@ -337,7 +380,7 @@ impl WebSeedTask {
 
     /// The next run for the origin: pieces no peer has first; taking over, any missing
     /// one, then pieces peers started and abandoned.
-    fn reserve(&self, hint: u32, max: u32, takeover: bool) -> Option<Range<u32>> {
+    fn reserve(&self, after: Option<u32>, max: u32, takeover: bool) -> Option<Range<u32>> {
         let scopes: &[OriginScope] = if takeover {
             &[
                 OriginScope::Unavailable,
@@ -349,7 +392,7 @@ impl WebSeedTask {
         };
         scopes
             .iter()
-            .find_map(|&scope| self.shared.reserve_for_origin(hint, max, scope))
+            .find_map(|&scope| self.shared.reserve_for_origin(after, max, scope))
     }
 
     fn publish(&self, seeds: &[Seed]) {
@@ -452,6 +495,7 @@ async fn fetch_run(
         end: run.end,
     };
     let mut checks = Vec::new();
+    let started = Instant::now();
     let error = transfer(
         &shared,
         &http,
@@ -468,6 +512,7 @@ async fn fetch_run(
         error,
         verified: 0,
         bad: Vec::new(),
+        took: started.elapsed(),
     };
     for (piece, check) in checks {
         match check.await {
@@ -613,7 +658,32 @@ mod tests {
             error,
             verified,
             bad,
+            took: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn runs_take_about_a_second_at_the_origin_s_rate_within_bounds() {
+        let piece = 256 * 1024;
+        let mut s = RunSizer {
+            rate: None,
+            piece_len: piece,
+        };
+        assert_eq!(s.pieces(), 4, "1 MiB before any rate is known");
+        s.record(1024 * 1024, Duration::from_secs(2)); // 512 KiB/s
+        assert_eq!(s.pieces(), 2);
+        for _ in 0..20 {
+            s.record(400 << 20, Duration::from_secs(1));
+        }
+        assert_eq!(s.pieces(), 16, "a fast origin: capped at 4 MiB");
+        s.record(0, Duration::from_secs(1));
+        s.record(1 << 20, Duration::from_millis(1));
+        assert_eq!(s.pieces(), 16, "empty or untimeable runs change nothing");
+        let big = RunSizer {
+            rate: Some(1.0),
+            piece_len: 16 << 20,
+        };
+        assert_eq!(big.pieces(), 1, "never less than one piece");
     }
 
     #[tokio::test(start_paused = true)]
