@@ -681,6 +681,39 @@ async fn swarm_figures_with_the_last_completion_time(kind: Kind) {
     assert_eq!(s.swarm(&InfoHash([1; 20])).await.unwrap(), None);
 }
 
+/// Many announces at once (the Redis store sends those waiting together as one script
+/// call): each is applied whole and in turn, as if alone — every reply counts the peers
+/// before it plus itself, so the counts are exactly 1..=N, and nothing is lost.
+async fn concurrent_announces_apply_one_at_a_time(kind: Kind) {
+    const N: u16 = 300;
+    let s = subject(
+        kind,
+        StoreLimits {
+            max_peers_per_torrent: 1000,
+            ..roomy()
+        },
+    );
+    let announces = (0..N).map(|i| {
+        let s = &s;
+        async move {
+            let mut r = req(7, 0, if i % 3 == 0 { 0 } else { 5 }, AnnounceEvent::Started);
+            r.peer_id = PeerId([(i % 251) as u8; 20]);
+            r.numwant = Some(10);
+            let peer = addr(&format!("10.1.{}.{}:6881", i / 200, i % 200 + 1));
+            s.announce(&r, peer, T0).await.unwrap()
+        }
+    });
+    let replies = futures_util::future::join_all(announces).await;
+    let mut seen: Vec<u32> = replies.iter().map(|o| o.complete + o.incomplete).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=u32::from(N)).collect::<Vec<_>>());
+    for o in &replies {
+        assert!(o.peers.len() <= 10);
+    }
+    let st = scrape_one(&s, 7).await;
+    assert_eq!((st.complete, st.incomplete), (100, 200));
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -717,6 +750,7 @@ contract!(
     left0_started_gets_leechers_then_seeders,
     peers_per_label_follow_joins_moves_stops_and_expiry,
     swarm_figures_with_the_last_completion_time,
+    concurrent_announces_apply_one_at_a_time,
 );
 
 /// Redis down: announces fail fast with "storage unavailable", health says why; when a

@@ -37,16 +37,16 @@ use kpbt_proto::{InfoHash, PeerId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{
-    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RetryMethod, Script,
-    ServerErrorKind, Value,
-};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RetryMethod, Script, Value};
 
 use super::{
     wants_peer_ids, AnnounceError, AnnounceOutcome, ReapReport, Secs, StoreLimits, StoreStats,
     SwarmInfo, Wanted,
 };
 use crate::labels::Labels;
+use calls::{eval, AnnounceCall, Batcher};
+
+mod calls;
 
 /// Which store to run: the `store` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +120,19 @@ pub enum RemoteError {
     Reply(String),
 }
 
-static ANNOUNCE: std::sync::LazyLock<Script> =
-    std::sync::LazyLock::new(|| Script::new(include_str!("redis_announce.lua")));
+/// The announce script's entry points: one announce, and a batch of them.
+static ANNOUNCE: std::sync::LazyLock<Script> = std::sync::LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("redis_announce.lua"),
+        include_str!("redis_announce_one.lua")
+    ))
+});
+static ANNOUNCE_BATCH: std::sync::LazyLock<Arc<Script>> = std::sync::LazyLock::new(|| {
+    Arc::new(Script::new(concat!(
+        include_str!("redis_announce.lua"),
+        include_str!("redis_announce_batch.lua")
+    )))
+});
 static REAP: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("redis_reap.lua")));
 static SCRAPE: std::sync::LazyLock<Script> =
@@ -432,6 +443,9 @@ pub struct RedisStore {
     /// approximately, from this (a single server checks its one bucket exactly).
     torrents_seen: AtomicU64,
     labels: Arc<Labels>,
+    /// A single server's announces go out in batches; a cluster's go one by one, each
+    /// to its swarm's node.
+    batcher: Option<Batcher<ConnectionManager>>,
 }
 
 impl RedisStore {
@@ -477,12 +491,17 @@ impl RedisStore {
                 )
             }
         };
+        let batcher = match &conn {
+            Conn::Single(m) => Some(Batcher::new(m.clone(), ANNOUNCE_BATCH.clone())),
+            Conn::Cluster(_) => None,
+        };
         Ok(RedisStore {
             conn,
             limits,
             buckets: Arc::new(buckets),
             torrents_seen: AtomicU64::new(0),
             labels: Arc::new(Labels::empty()),
+            batcher,
         })
     }
 
@@ -528,7 +547,6 @@ impl RedisStore {
         peer: SocketAddr,
         now: Secs,
     ) -> Result<Result<AnnounceOutcome, AnnounceError>, RemoteError> {
-        let mut conn = self.handle().await?;
         let ip = peer.ip().to_canonical();
         // The compact address, IP bytes then port; its first len - 2 bytes are the IP.
         let mut addr = [0u8; 18];
@@ -589,41 +607,43 @@ impl RedisStore {
             Wanted::Leechers => 1,
             Wanted::LeechersThenSeeders => 2,
         };
-        // EVALSHA built by hand, every argument written into the command's one buffer:
-        // ScriptInvocation would allocate a vector per key and argument, then copy them.
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(ANNOUNCE.get_hash())
-            .arg(if label.is_empty() { 5 } else { 7 });
-        let mut key = [0u8; 43];
-        key[0] = b'{';
-        key[1..41].copy_from_slice(hex.as_bytes());
-        key[41] = b'}';
-        for kind in [b's', b'l', b'p'] {
-            key[42] = kind;
-            cmd.arg(&key[..]);
+        // Keys and arguments written once into one buffer (ScriptInvocation would
+        // allocate a vector per key and argument, then copy them).
+        let mut call = AnnounceCall::new();
+        for kind in [b"}s", b"}l", b"}p"] {
+            call.key(&[b"{", hex.as_bytes(), kind]);
         }
-        cmd.arg(format!("kpbt:ix{bucket}"))
-            .arg(format!("kpbt:st{bucket}"));
+        call.key(&[b"kpbt:ix", bucket.as_bytes()]);
+        call.key(&[b"kpbt:st", bucket.as_bytes()]);
         if !label.is_empty() {
-            cmd.arg(format!("{{{hex}}}s:{label}"))
-                .arg(format!("{{{hex}}}l:{label}"));
+            call.key(&[b"{", hex.as_bytes(), b"}s:", label.as_bytes()]);
+            call.key(&[b"{", hex.as_bytes(), b"}l:", label.as_bytes()]);
         }
-        cmd.arg(addr)
-            .arg(&addr[..addr.len() - 2])
-            .arg(&req.peer_id.0[..])
-            .arg(now)
-            .arg(now.saturating_sub(self.limits.peer_timeout_secs))
-            .arg(event)
-            .arg(u8::from(seeder))
-            .arg(numwant)
-            .arg(self.limits.max_peers_per_torrent)
-            .arg(per_ip)
-            .arg(max_torrents)
-            .arg(hex)
-            .arg(label)
-            .arg(wanted)
-            .arg(u8::from(ids));
-        let reply: Vec<Value> = eval(&ANNOUNCE, &cmd, &mut conn).await?;
+        call.arg(addr);
+        call.arg(&addr[..addr.len() - 2]);
+        call.arg(&req.peer_id.0[..]);
+        call.num(now.into());
+        call.num(now.saturating_sub(self.limits.peer_timeout_secs).into());
+        call.num(event);
+        call.num(u64::from(seeder));
+        call.num(numwant.into());
+        call.num(self.limits.max_peers_per_torrent as u64);
+        call.num(per_ip as u64);
+        call.num(max_torrents);
+        call.arg(hex.as_bytes());
+        call.arg(label.as_bytes());
+        call.num(wanted);
+        call.num(u64::from(ids));
+        let reply: Vec<Value> = match &self.batcher {
+            Some(b) => match b.announce(call).await? {
+                Value::Array(items) => items,
+                other => return Err(RemoteError::Reply(format!("announce reply: {other:?}"))),
+            },
+            None => {
+                let mut conn = self.handle().await?;
+                eval(&ANNOUNCE, &call.command(&ANNOUNCE), &mut conn).await?
+            }
+        };
         let int = |i: usize| match reply.get(i) {
             Some(Value::Int(n)) => Ok(*n),
             other => Err(RemoteError::Reply(format!("announce field {i}: {other:?}"))),
@@ -830,22 +850,6 @@ impl RedisStore {
         // In a cluster PING goes to every master, so one down master is unhealthy.
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
-    }
-}
-
-/// Runs `cmd`, an EVALSHA of `script`, loading the script first when the server does
-/// not know it (a restarted or new node), as `ScriptInvocation::invoke_async` does.
-async fn eval<T: FromRedisValue>(
-    script: &Script,
-    cmd: &Cmd,
-    conn: &mut Handle,
-) -> Result<T, RedisError> {
-    match cmd.query_async(conn).await {
-        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-            script.load_async(conn).await?;
-            cmd.query_async(conn).await
-        }
-        other => other,
     }
 }
 

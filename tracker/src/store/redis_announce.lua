@@ -1,15 +1,18 @@
--- One announce against one swarm, atomically, in one round trip (layout: redis.rs).
--- KEYS: 1 seeders zset, 2 leechers zset, 3 peer hash, 4 bucket index zset,
+-- Announces, atomically, in one round trip (layout: redis.rs). `announce(ko, ao, nk)`
+-- makes one announce against one swarm from KEYS[ko + 1 ..] (nk keys, 5 or 7) and
+-- ARGV[ao + 1 .. ao + 15]; the entry point after it (appended by redis.rs) runs one
+-- announce or a batch of them.
+-- KEYS (from ko): 1 seeders zset, 2 leechers zset, 3 peer hash, 4 bucket index zset,
 --       5 bucket stats hash, 6 and 7 the announcer's label's seeders and leechers zsets
 --       (only when it has a label; all in one cluster slot)
--- ARGV: 1 addr (ip bytes .. port), 2 ip bytes, 3 peer id, 4 now, 5 stale cutoff,
+-- ARGV (from ao): 1 addr (ip bytes .. port), 2 ip bytes, 3 peer id, 4 now, 5 stale cutoff,
 --       6 event (0 none, 1 started, 2 completed, 3 stopped), 7 seeder (0/1), 8 numwant,
 --       9 max peers per swarm, 10 max peers per ip (0: no cap), 11 max torrents in this
 --       bucket, 12 the swarm's name in the index (info hash hex), 13 the announcer's
 --       label ('' for none), 14 who it is given: 0 everyone, 1 leechers only,
 --       2 leechers then seeders (a left=0 peer's `started`), 15 whether the reply needs
 --       the peers' ids (1/0; compact and no_peer_id replies do not)
--- Returns {code, complete, incomplete, counted, then the peers}: with ids, addr1, id1,
+-- announce returns {code, complete, incomplete, counted, then the peers}: with ids, addr1, id1,
 -- addr2, id2, ...; without, the addresses joined in one string, followed (only when some
 -- are IPv6) by a string of their lengths, one byte each (6 or 18). Code 0 ok, 1 too many
 -- torrents, 2 swarm full, 3 too many peers from the address.
@@ -22,295 +25,299 @@
 -- as the strings they came as, returns the peers of a compact reply as one string
 -- rather than one element each, and makes its helper functions only on the paths that
 -- need them.
-local S, L, P, IX, ST = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local LS, LL = KEYS[6], KEYS[7]
-local addr, ip, pid = ARGV[1], ARGV[2], ARGV[3]
-local now_s, cutoff_s = ARGV[4], ARGV[5]
-local now, cutoff = tonumber(now_s), tonumber(cutoff_s)
-local event, seeder = tonumber(ARGV[6]), ARGV[7] == '1'
-local want, maxp, maxip = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local maxt, name = tonumber(ARGV[11]), ARGV[12]
-local lab, wanted, ids = ARGV[13], tonumber(ARGV[14]), ARGV[15] == '1'
+local function announce(ko, ao, nk)
+  local S, L, P, IX, ST = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4], KEYS[ko + 5]
+  local LS, LL
+  if nk == 7 then LS, LL = KEYS[ko + 6], KEYS[ko + 7] end
+  local addr, ip, pid = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3]
+  local now_s, cutoff_s = ARGV[ao + 4], ARGV[ao + 5]
+  local now, cutoff = tonumber(now_s), tonumber(cutoff_s)
+  local event, seeder = tonumber(ARGV[ao + 6]), ARGV[ao + 7] == '1'
+  local want, maxp, maxip = tonumber(ARGV[ao + 8]), tonumber(ARGV[ao + 9]), tonumber(ARGV[ao + 10])
+  local maxt, name = tonumber(ARGV[ao + 11]), ARGV[ao + 12]
+  local lab, wanted, ids = ARGV[ao + 13], tonumber(ARGV[ao + 14]), ARGV[ao + 15] == '1'
 
--- The swarm's index score: a lower bound of its oldest peer's last-seen (0 when empty).
--- Every script that removes peers or adds older ones lowers or recomputes it, so a
--- swarm whose score is not below the cutoff holds no stale peer.
-local m0 = redis.call('ZSCORE', IX, name)
-local exists = m0 ~= false
-if not exists then
-  -- `stopped` never creates a swarm.
-  if event == 3 then return {0, 0, 0, 0} end
-  if tonumber(redis.call('HGET', ST, 't') or '0') >= maxt then return {1} end
-end
-m0 = tonumber(m0 or '0')
 
--- The swarm's counts before this announce, and (s, l) kept equal to its ZCARDs below.
-local s0, l0 = redis.call('ZCARD', S), redis.call('ZCARD', L)
-local s, l = s0, l0
-
--- Helpers for removing peers and moving label counts: made on the paths that need them
--- (stale peers, stops, labels), not on every announce.
-local count_label, drop
-local function removal()
-  -- Moves the bucket's count of peers with label `lb` by `d` (a string).
-  count_label = function(lb, d)
-    if lb ~= '' and redis.call('HINCRBY', ST, 'n:' .. lb, d) <= 0 then
-      redis.call('HDEL', ST, 'n:' .. lb)
-    end
+  -- The swarm's index score: a lower bound of its oldest peer's last-seen (0 when empty).
+  -- Every script that removes peers or adds older ones lowers or recomputes it, so a
+  -- swarm whose score is not below the cutoff holds no stale peer.
+  local m0 = redis.call('ZSCORE', IX, name)
+  local exists = m0 ~= false
+  if not exists then
+    -- `stopped` never creates a swarm.
+    if event == 3 then return {0, 0, 0, 0} end
+    if tonumber(redis.call('HGET', ST, 't') or '0') >= maxt then return {1} end
   end
-  -- Forgets a peer whose entry in zset z is gone: its id, its slot in its address's
-  -- count, and (label `lb`) its entry in its label's copy of z.
-  drop = function(a, z, lb)
-    if lb ~= '' then
-      redis.call('ZREM', z .. ':' .. lb, a)
-      count_label(lb, '-1')
-    end
-    redis.call('HDEL', P, a)
-    local i = string.sub(a, 1, -3)
-    if redis.call('HINCRBY', P, i, '-1') <= 0 then redis.call('HDEL', P, i) end
-  end
-end
+  m0 = tonumber(m0 or '0')
 
--- Stale peers leave first, a bounded batch per announce so one call stays short; the
--- reaper removes whole swarms nobody announces to. Only when the index score says
--- there may be stale peers, which in a live swarm is rare.
-local trimmed = exists and m0 < cutoff
-if trimmed then
-  removal()
-  for _, z in ipairs({S, L}) do
-    local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff_s, 'LIMIT', '0', '64')
-    for _, a in ipairs(gone) do
-      redis.call('ZREM', z, a)
-      local v = redis.call('HGET', P, a)
-      drop(a, z, (v and #v > 20) and string.sub(v, 21) or '')
-    end
-    if z == S then s = s - #gone else l = l - #gone end
-  end
-end
+  -- The swarm's counts before this announce, and (s, l) kept equal to its ZCARDs below.
+  local s0, l0 = redis.call('ZCARD', S), redis.call('ZCARD', L)
+  local s, l = s0, l0
 
--- What the announce ends with: a code (0 ok, 2 swarm full, 3 too many from the
--- address), whether a completion was counted, the reply table (its first four slots
--- left for the figures), and whether the announcer is in the swarm.
-local code, counted, out, here = 0, 0, nil, false
--- One pass; `break` jumps to the bookkeeping after it.
-repeat
-  -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or L.
-  local v = redis.call('HGET', P, addr)
-  local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
-  local kind = seeder and 2 or 1
-  local Z, O = S, L -- the zset the announcer goes to, and the other one
-  if not seeder then Z, O = L, S end
-
-  if event == 3 then
-    if v then
-      -- Where it most likely is first (a peer's `left` rarely changes at its stop).
-      local z
-      if redis.call('ZREM', Z, addr) == 1 then
-        z = Z
-      elseif redis.call('ZREM', O, addr) == 1 then
-        z = O
-      end
-      if z then
-        if not drop then removal() end
-        drop(addr, z, old)
-        if z == S then s = s - 1 else l = l - 1 end
+  -- Helpers for removing peers and moving label counts: made on the paths that need them
+  -- (stale peers, stops, labels), not on every announce.
+  local count_label, drop
+  local function removal()
+    -- Moves the bucket's count of peers with label `lb` by `d` (a string).
+    count_label = function(lb, d)
+      if lb ~= '' and redis.call('HINCRBY', ST, 'n:' .. lb, d) <= 0 then
+        redis.call('HDEL', ST, 'n:' .. lb)
       end
     end
-    if s + l == 0 then
-      -- The last peer left: the swarm goes at once (its `downloaded` count with it), as
-      -- in the memory store, so the torrent count falls immediately. Its label sets
-      -- emptied with it (every removal above went through drop).
-      redis.call('DEL', S, L, P)
-      redis.call('ZREM', IX, name)
-      redis.call('HINCRBY', ST, 't', '-1')
-      if s0 > 0 then redis.call('HINCRBY', ST, 's', -s0) end
-      if l0 > 0 then redis.call('HINCRBY', ST, 'l', -l0) end
-      return {0, 0, 0, 0}
+    -- Forgets a peer whose entry in zset z is gone: its id, its slot in its address's
+    -- count, and (label `lb`) its entry in its label's copy of z.
+    drop = function(a, z, lb)
+      if lb ~= '' then
+        redis.call('ZREM', z .. ':' .. lb, a)
+        count_label(lb, '-1')
+      end
+      redis.call('HDEL', P, a)
+      local i = string.sub(a, 1, -3)
+      if redis.call('HINCRBY', P, i, '-1') <= 0 then redis.call('HDEL', P, i) end
     end
-    out = {0, 0, 0, 0}
-    break
   end
 
-  if not v then
-    if s + l >= maxp then
-      code, out = 2, {0, 0, 0, 0}
-      break
-    end
-    -- Counted first and taken back when over the cap: one call on the common path.
-    local n = redis.call('HINCRBY', P, ip, '1')
-    if maxip > 0 and n > maxip then
-      -- n > maxip >= 1: the field held a count before, so it stays.
-      redis.call('HINCRBY', P, ip, '-1')
-      code, out = 3, {0, 0, 0, 0}
-      break
-    end
-  end
-  here = true
-  local val = pid .. lab
-  if v ~= val then redis.call('HSET', P, addr, val) end
-  -- Where a known peer was follows from the ZADD: already in Z, or new there and so
-  -- taken out of O.
-  local was = 0 -- 0 new, 1 leecher, 2 seeder
-  if redis.call('ZADD', Z, now_s, addr) == 0 then
-    was = kind
-  elseif v then
-    if redis.call('ZREM', O, addr) == 1 then
-      was = 3 - kind
-    else
-      -- In neither zset although its entry is there (not left by these scripts): it is
-      -- counted as new, its address included.
-      redis.call('HINCRBY', P, ip, '1')
-      old = ''
+  -- Stale peers leave first, a bounded batch per announce so one call stays short; the
+  -- reaper removes whole swarms nobody announces to. Only when the index score says
+  -- there may be stale peers, which in a live swarm is rare.
+  local trimmed = exists and m0 < cutoff
+  if trimmed then
+    removal()
+    for _, z in ipairs({S, L}) do
+      local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff_s, 'LIMIT', '0', '64')
+      for _, a in ipairs(gone) do
+        redis.call('ZREM', z, a)
+        local v = redis.call('HGET', P, a)
+        drop(a, z, (v and #v > 20) and string.sub(v, 21) or '')
+      end
+      if z == S then s = s - #gone else l = l - #gone end
     end
   end
-  if was ~= kind then
-    if seeder then s = s + 1 else l = l + 1 end
-    if was == 1 then l = l - 1 elseif was == 2 then s = s - 1 end
-  end
-  -- A label's zsets hold the same members and scores as the main ones, for its peers.
-  if old ~= '' and (old ~= lab or was ~= kind) then
-    redis.call('ZREM', (was == 2 and S or L) .. ':' .. old, addr)
-  end
-  if old ~= lab then
-    if not count_label then removal() end
-    count_label(old, '-1')
-    count_label(lab, '1')
-  end
-  if lab ~= '' then redis.call('ZADD', seeder and LS or LL, now_s, addr) end
-  if event == 2 and was ~= 2 then
-    redis.call('HINCRBY', P, 'd', '1')
-    redis.call('HSET', P, 'c', now_s)
-    counted = 1
-  end
-  if not exists then redis.call('HINCRBY', ST, 't', '1') end
 
-  -- Up to numwant other peers, picked at random: a labelled announcer's own label
-  -- first, then the rest. A seeder is only given leechers, except on a left=0 peer's
-  -- `started`, which is given leechers and then seeders (a magnet client without
-  -- metadata).
-  local picked = {}
-  -- Peers already picked, the announcer among them. Only needed with a label: its
-  -- zsets are subsets of the main ones, while S and L are disjoint.
-  local seen = lab ~= '' and {[addr] = true} or nil
-  -- Up to n random members of z (which has `size` members) not picked yet (nor the
-  -- announcer). At most `skip` of z's members can be among those, so n + skip
-  -- candidates are always enough.
-  local function take(z, size, n, skip)
-    if n <= 0 or size <= 0 then return end
-    local got
-    if size <= n + skip then
-      got = redis.call('ZRANGE', z, '0', '-1')
-    else
-      got = redis.call('ZRANDMEMBER', z, n + skip)
+  -- What the announce ends with: a code (0 ok, 2 swarm full, 3 too many from the
+  -- address), whether a completion was counted, the reply table (its first four slots
+  -- left for the figures), and whether the announcer is in the swarm.
+  local code, counted, out, here = 0, 0, nil, false
+  -- One pass; `break` jumps to the bookkeeping after it.
+  repeat
+    -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or L.
+    local v = redis.call('HGET', P, addr)
+    local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
+    local kind = seeder and 2 or 1
+    local Z, O = S, L -- the zset the announcer goes to, and the other one
+    if not seeder then Z, O = L, S end
+
+    if event == 3 then
+      if v then
+        -- Where it most likely is first (a peer's `left` rarely changes at its stop).
+        local z
+        if redis.call('ZREM', Z, addr) == 1 then
+          z = Z
+        elseif redis.call('ZREM', O, addr) == 1 then
+          z = O
+        end
+        if z then
+          if not drop then removal() end
+          drop(addr, z, old)
+          if z == S then s = s - 1 else l = l - 1 end
+        end
+      end
+      if s + l == 0 then
+        -- The last peer left: the swarm goes at once (its `downloaded` count with it), as
+        -- in the memory store, so the torrent count falls immediately. Its label sets
+        -- emptied with it (every removal above went through drop).
+        redis.call('DEL', S, L, P)
+        redis.call('ZREM', IX, name)
+        redis.call('HINCRBY', ST, 't', '-1')
+        if s0 > 0 then redis.call('HINCRBY', ST, 's', -s0) end
+        if l0 > 0 then redis.call('HINCRBY', ST, 'l', -l0) end
+        return {0, 0, 0, 0}
+      end
+      out = {0, 0, 0, 0}
+      break
     end
-    local k = 0
-    for _, a in ipairs(got) do
-      if k >= n then break end
-      if seen then
-        if not seen[a] then
-          seen[a] = true
+
+    if not v then
+      if s + l >= maxp then
+        code, out = 2, {0, 0, 0, 0}
+        break
+      end
+      -- Counted first and taken back when over the cap: one call on the common path.
+      local n = redis.call('HINCRBY', P, ip, '1')
+      if maxip > 0 and n > maxip then
+        -- n > maxip >= 1: the field held a count before, so it stays.
+        redis.call('HINCRBY', P, ip, '-1')
+        code, out = 3, {0, 0, 0, 0}
+        break
+      end
+    end
+    here = true
+    local val = pid .. lab
+    if v ~= val then redis.call('HSET', P, addr, val) end
+    -- Where a known peer was follows from the ZADD: already in Z, or new there and so
+    -- taken out of O.
+    local was = 0 -- 0 new, 1 leecher, 2 seeder
+    if redis.call('ZADD', Z, now_s, addr) == 0 then
+      was = kind
+    elseif v then
+      if redis.call('ZREM', O, addr) == 1 then
+        was = 3 - kind
+      else
+        -- In neither zset although its entry is there (not left by these scripts): it is
+        -- counted as new, its address included.
+        redis.call('HINCRBY', P, ip, '1')
+        old = ''
+      end
+    end
+    if was ~= kind then
+      if seeder then s = s + 1 else l = l + 1 end
+      if was == 1 then l = l - 1 elseif was == 2 then s = s - 1 end
+    end
+    -- A label's zsets hold the same members and scores as the main ones, for its peers.
+    if old ~= '' and (old ~= lab or was ~= kind) then
+      redis.call('ZREM', (was == 2 and S or L) .. ':' .. old, addr)
+    end
+    if old ~= lab then
+      if not count_label then removal() end
+      count_label(old, '-1')
+      count_label(lab, '1')
+    end
+    if lab ~= '' then redis.call('ZADD', seeder and LS or LL, now_s, addr) end
+    if event == 2 and was ~= 2 then
+      redis.call('HINCRBY', P, 'd', '1')
+      redis.call('HSET', P, 'c', now_s)
+      counted = 1
+    end
+    if not exists then redis.call('HINCRBY', ST, 't', '1') end
+
+    -- Up to numwant other peers, picked at random: a labelled announcer's own label
+    -- first, then the rest. A seeder is only given leechers, except on a left=0 peer's
+    -- `started`, which is given leechers and then seeders (a magnet client without
+    -- metadata).
+    local picked = {}
+    -- Peers already picked, the announcer among them. Only needed with a label: its
+    -- zsets are subsets of the main ones, while S and L are disjoint.
+    local seen = lab ~= '' and {[addr] = true} or nil
+    -- Up to n random members of z (which has `size` members) not picked yet (nor the
+    -- announcer). At most `skip` of z's members can be among those, so n + skip
+    -- candidates are always enough.
+    local function take(z, size, n, skip)
+      if n <= 0 or size <= 0 then return end
+      local got
+      if size <= n + skip then
+        got = redis.call('ZRANGE', z, '0', '-1')
+      else
+        got = redis.call('ZRANDMEMBER', z, n + skip)
+      end
+      local k = 0
+      for _, a in ipairs(got) do
+        if k >= n then break end
+        if seen then
+          if not seen[a] then
+            seen[a] = true
+            picked[#picked + 1] = a
+            k = k + 1
+          end
+        elseif a ~= addr then
           picked[#picked + 1] = a
           k = k + 1
         end
-      elseif a ~= addr then
-        picked[#picked + 1] = a
-        k = k + 1
       end
     end
-  end
-  if want > 0 then
-    -- Others in the swarm, and of those the ones with the announcer's label. A group's
-    -- "rest" pass only runs once every one of its label's peers is picked, so skipping
-    -- those (ls or ll of them) and the announcer is all it has to allow for.
-    local me_s, me_l = seeder and 1 or 0, seeder and 0 or 1
-    local os, ol = s - me_s, l - me_l
-    local ls, ll = 0, 0
-    local zls, zll = 0, 0
-    if lab ~= '' then
-      zls, zll = redis.call('ZCARD', LS), redis.call('ZCARD', LL)
-      ls, ll = zls - me_s, zll - me_l
-    end
-    local rs, rl = math.max(os - ls, 0), math.max(ol - ll, 0)
-    if wanted == 0 then
-      -- Seeders and leechers in proportion to their numbers, topped up from the other
-      -- side: first among the label's peers, then among the rest.
-      for pass = (lab ~= '' and 1 or 2), 2 do
-        local n, ns, nl = want - #picked, ls, ll
-        if pass == 2 then ns, nl = rs, rl end
-        local qs, ql = ns, nl
-        if ns + nl > n then
-          qs = math.floor(n * ns / (ns + nl) + 0.5)
-          ql = math.min(n - qs, nl)
-          qs = math.min(n - ql, ns)
+    if want > 0 then
+      -- Others in the swarm, and of those the ones with the announcer's label. A group's
+      -- "rest" pass only runs once every one of its label's peers is picked, so skipping
+      -- those (ls or ll of them) and the announcer is all it has to allow for.
+      local me_s, me_l = seeder and 1 or 0, seeder and 0 or 1
+      local os, ol = s - me_s, l - me_l
+      local ls, ll = 0, 0
+      local zls, zll = 0, 0
+      if lab ~= '' then
+        zls, zll = redis.call('ZCARD', LS), redis.call('ZCARD', LL)
+        ls, ll = zls - me_s, zll - me_l
+      end
+      local rs, rl = math.max(os - ls, 0), math.max(ol - ll, 0)
+      if wanted == 0 then
+        -- Seeders and leechers in proportion to their numbers, topped up from the other
+        -- side: first among the label's peers, then among the rest.
+        for pass = (lab ~= '' and 1 or 2), 2 do
+          local n, ns, nl = want - #picked, ls, ll
+          if pass == 2 then ns, nl = rs, rl end
+          local qs, ql = ns, nl
+          if ns + nl > n then
+            qs = math.floor(n * ns / (ns + nl) + 0.5)
+            ql = math.min(n - qs, nl)
+            qs = math.min(n - ql, ns)
+          end
+          if pass == 1 then
+            take(LS, zls, qs, 1)
+            take(LL, zll, ql, 1)
+          else
+            take(S, s, qs, ls + 1)
+            take(L, l, ql, ll + 1)
+          end
         end
-        if pass == 1 then
-          take(LS, zls, qs, 1)
-          take(LL, zll, ql, 1)
-        else
-          take(S, s, qs, ls + 1)
-          take(L, l, ql, ll + 1)
+      else
+        if lab ~= '' then take(LL, zll, math.min(want - #picked, ll), 1) end
+        take(L, l, math.min(want - #picked, rl), ll + 1)
+        if wanted == 2 then
+          if lab ~= '' then take(LS, zls, math.min(want - #picked, ls), 1) end
+          take(S, s, math.min(want - #picked, rs), ls + 1)
+        end
+      end
+    end
+    if ids then
+      out = {0, 0, 0, 0}
+      if #picked > 0 then
+        local got = redis.call('HMGET', P, unpack(picked))
+        for i, a in ipairs(picked) do
+          out[#out + 1] = a
+          out[#out + 1] = got[i] or ''
         end
       end
     else
-      if lab ~= '' then take(LL, zll, math.min(want - #picked, ll), 1) end
-      take(L, l, math.min(want - #picked, rl), ll + 1)
-      if wanted == 2 then
-        if lab ~= '' then take(LS, zls, math.min(want - #picked, ls), 1) end
-        take(S, s, math.min(want - #picked, rs), ls + 1)
+      local joined = table.concat(picked)
+      if #joined == 6 * #picked then
+        out = {0, 0, 0, 0, joined}
+      else
+        -- Some IPv6 peers: their order kept, with each address's length to split them by.
+        local lens = {}
+        for i, a in ipairs(picked) do lens[i] = #a == 6 and '\6' or '\18' end
+        out = {0, 0, 0, 0, joined, table.concat(lens)}
       end
     end
-  end
-  if ids then
-    out = {0, 0, 0, 0}
-    if #picked > 0 then
-      local got = redis.call('HMGET', P, unpack(picked))
-      for i, a in ipairs(picked) do
-        out[#out + 1] = a
-        out[#out + 1] = got[i] or ''
-      end
-    end
-  else
-    local joined = table.concat(picked)
-    if #joined == 6 * #picked then
-      out = {0, 0, 0, 0, joined}
-    else
-      -- Some IPv6 peers: their order kept, with each address's length to split them by.
-      local lens = {}
-      for i, a in ipairs(picked) do lens[i] = #a == 6 and '\6' or '\18' end
-      out = {0, 0, 0, 0, joined, table.concat(lens)}
-    end
-  end
-until true
+  until true
 
--- Keeps the bucket's totals and index right: every path that keeps the swarm ends here.
-local d = s - s0
-if d ~= 0 then redis.call('HINCRBY', ST, 's', d == 1 and '1' or d == -1 and '-1' or d) end
-d = l - l0
-if d ~= 0 then redis.call('HINCRBY', ST, 'l', d == 1 and '1' or d == -1 and '-1' or d) end
--- A refused announce to a swarm that did not exist created nothing.
-if not exists and not here then return {code, 0, 0, 0} end
--- Without removals the peers other than the announcer are among those that were there,
--- none older than m0, and the announcer is seen at `now`: min(m0, now) stays a lower
--- bound. So the oldest is only read after removals (a trim), or when a swarm had peers
--- but no index entry.
-local m
-if trimmed or (not exists and s0 + l0 > 0) then
-  if s + l == 0 then
-    m = 0
+  -- Keeps the bucket's totals and index right: every path that keeps the swarm ends here.
+  local d = s - s0
+  if d ~= 0 then redis.call('HINCRBY', ST, 's', d == 1 and '1' or d == -1 and '-1' or d) end
+  d = l - l0
+  if d ~= 0 then redis.call('HINCRBY', ST, 'l', d == 1 and '1' or d == -1 and '-1' or d) end
+  -- A refused announce to a swarm that did not exist created nothing.
+  if not exists and not here then return {code, 0, 0, 0} end
+  -- Without removals the peers other than the announcer are among those that were there,
+  -- none older than m0, and the announcer is seen at `now`: min(m0, now) stays a lower
+  -- bound. So the oldest is only read after removals (a trim), or when a swarm had peers
+  -- but no index entry.
+  local m
+  if trimmed or (not exists and s0 + l0 > 0) then
+    if s + l == 0 then
+      m = 0
+    else
+      local a = redis.call('ZRANGE', S, '0', '0', 'WITHSCORES')
+      local b = redis.call('ZRANGE', L, '0', '0', 'WITHSCORES')
+      m = tonumber(a[2] or b[2])
+      if b[2] and tonumber(b[2]) < m then m = tonumber(b[2]) end
+    end
+  elseif s0 + l0 == 0 then
+    m = here and now or 0
   else
-    local a = redis.call('ZRANGE', S, '0', '0', 'WITHSCORES')
-    local b = redis.call('ZRANGE', L, '0', '0', 'WITHSCORES')
-    m = tonumber(a[2] or b[2])
-    if b[2] and tonumber(b[2]) < m then m = tonumber(b[2]) end
+    m = m0
+    if here and now < m then m = now end
   end
-elseif s0 + l0 == 0 then
-  m = here and now or 0
-else
-  m = m0
-  if here and now < m then m = now end
+  if not exists or m ~= m0 then
+    redis.call('ZADD', IX, m == now and now_s or m, name)
+  end
+  out[1], out[2], out[3], out[4] = code, s, l, counted
+  return out
 end
-if not exists or m ~= m0 then
-  redis.call('ZADD', IX, m == now and now_s or m, name)
-end
-out[1], out[2], out[3], out[4] = code, s, l, counted
-return out
