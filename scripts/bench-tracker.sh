@@ -238,14 +238,15 @@ if [[ -z ${SKIP_WRK:-} ]]; then
           hz=$(getconf CLK_TCK)
           cpu=$(awk -v t=$((t1 - t0)) -v r=$((r1 - r0)) -v n="$reqs" -v hz="$hz" \
             'BEGIN {printf "tracker_cpu_us=%.1f redis_cpu_us=%.1f", t*1e6/hz/n, r*1e6/hz/n}')
-          # Redis's own view: time inside each EVALSHA (wall clock, so it grows when
-          # redis-server waits for its core) and commands per announce (the EVALSHA and
-          # the calls its script makes).
+          # Redis's own view, per announce: time inside EVALSHA (wall clock, so it grows
+          # when redis-server waits for its core) and commands (the EVALSHAs and the
+          # calls their script makes); and announces per EVALSHA (the store batches
+          # the announces that wait at the same moment).
           cmds=$(redis-cli -p "$redis_port" info stats | awk -F: '/^total_commands_processed:/ {print $2+0}')
-          eval_stats=$(redis-cli -p "$redis_port" info commandstats | awk -F'[:=,]' -v c="$cmds" \
-            '/^cmdstat_evalsha:/ {printf "evalsha_us=%.2f cmds_per_announce=%.1f", $7, c / $3}')
+          eval_stats=$(redis-cli -p "$redis_port" info commandstats | awk -F'[:=,]' -v c="$cmds" -v n="$reqs" \
+            '/^cmdstat_evalsha:/ {printf "evalsha_us=%.2f cmds_per_announce=%.1f per_evalsha=%.1f", $5 / n, c / n, n / $3}')
           line="$line $cpu $eval_stats"
-          for f in tracker_cpu_us redis_cpu_us evalsha_us cmds_per_announce; do
+          for f in tracker_cpu_us redis_cpu_us evalsha_us cmds_per_announce per_evalsha; do
             results[$name.$mode.$f]+="$(sed -E "s/.*$f=([0-9.]+).*/\1/" <<<"$line") "
           done
         fi
@@ -296,7 +297,8 @@ summary=$OUT/summary.md
         awk -v m="$mode" -v r="$(med "kpbt-redis.$mode.rps")" -v k="$(med "kpbt.$mode.rps")" \
           -v tc="$(med "kpbt-redis.$mode.tracker_cpu_us")" -v rc="$(med "kpbt-redis.$mode.redis_cpu_us")" \
           -v ev="$(med "kpbt-redis.$mode.evalsha_us")" -v cm="$(med "kpbt-redis.$mode.cmds_per_announce")" \
-          'BEGIN {printf "kpbt-redis %s: %.2fx the memory store; CPU per announce: tracker %.1f us, redis-server %.1f us; evalsha %.2f us per call, %.1f Redis commands per announce\n", m, r / k, tc, rc, ev, cm}'
+          -v pe="$(med "kpbt-redis.$mode.per_evalsha")" \
+          'BEGIN {printf "kpbt-redis %s: %.2fx the memory store; CPU per announce: tracker %.1f us, redis-server %.1f us; inside EVALSHA %.2f us, %.1f Redis commands; %.1f announces per EVALSHA\n", m, r / k, tc, rc, ev, cm, pe}'
       done
     fi
   fi

@@ -181,7 +181,9 @@ impl RunSizer {
             .rate
             .map_or(FIRST_REQUEST_BYTES, |r| (r * RUN_TIME.as_secs_f64()) as u64);
         let most = MAX_REQUEST_BYTES / self.piece_len;
-        (bytes / self.piece_len).clamp(1, most.max(1)).min(u64::from(u32::MAX)) as u32
+        (bytes / self.piece_len)
+            .clamp(1, most.max(1))
+            .min(u64::from(u32::MAX)) as u32
     }
 }
 

@@ -268,6 +268,10 @@ fn every_dashboard_query_has_data_in_a_real_prometheus() {
     let tracker = tracker_guard.addr();
     let meta = make_torrent(&seed_dir, tracker);
     let name = meta.info.name.clone();
+    // A deploy waiting for both peers to hold the torrent (the readiness panel).
+    let ready_path = format!("/swarms/{}?expect=2", meta.info_hash.to_hex());
+    let (status, _) = http_get(tracker, &ready_path, HTTP_TIMEOUT).expect("GET /swarms");
+    assert_eq!(status, 425, "nobody has the torrent yet");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -359,6 +363,14 @@ fn every_dashboard_query_has_data_in_a_real_prometheus() {
         "peers per label",
         "kpbt_tracker_peers_per_label{label=\"loopback\"}",
         |v| v == 2.0,
+    );
+    prom.wait_for(
+        "deploy readiness: both expected peers seed",
+        &format!(
+            "kpbt_tracker_readiness_seeders{{info_hash=\"{}\"}} - kpbt_tracker_readiness_expected_seeders",
+            meta.info_hash.to_hex()
+        ),
+        |v| v == 0.0,
     );
     prom.wait_for(
         "no hash failures",

@@ -529,6 +529,9 @@ async fn swarm_with(req: &HttpRequest, state: &AppState, key: Option<&str>) -> H
             "unknown swarm: no peers have announced this info hash",
         );
     }
+    if let (true, Some(n)) = (allowed, expect) {
+        state.watched.ask(hash, n, std::time::Instant::now());
+    }
     let info = info.unwrap_or_default();
     let ready = expect.map(|n| info.seeders >= n);
     let body = SwarmBody {

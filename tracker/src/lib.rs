@@ -29,6 +29,7 @@ pub mod passkeys;
 mod peers;
 pub mod probe;
 pub mod ratelimit;
+pub mod readiness;
 pub mod reload;
 pub mod state;
 pub mod store;

@@ -94,6 +94,10 @@ pub struct Metrics {
     label_peers: Vec<IntGauge>,
     /// Peers handed to labelled announcers: [other label, same label].
     peers_returned: [IntCounter; 2],
+    /// Per watched torrent (`readiness::Watched`, bounded): seeders a deploy expects,
+    /// and seeders now.
+    readiness_expected: IntGaugeVec,
+    readiness_seeders: IntGaugeVec,
     store: StoreMetrics,
 }
 
@@ -247,6 +251,20 @@ impl Metrics {
         )?;
         registry.register(Box::new(returned.clone()))?;
         let peers_returned = ["false", "true"].map(|v| returned.with_label_values(&[v]));
+        let readiness = |name: &str, help: &str| -> Result<IntGaugeVec, prometheus::Error> {
+            let v = IntGaugeVec::new(Opts::new(name, help), &["info_hash"])?;
+            registry.register(Box::new(v.clone()))?;
+            Ok(v)
+        };
+        let readiness_expected = readiness(
+            "kpbt_tracker_readiness_expected_seeders",
+            "Seeders a deploy waits for (the N of its latest GET /swarms/HASH?expect=N), for \
+             the torrents asked about in the last hour (at most 16)",
+        )?;
+        let readiness_seeders = readiness(
+            "kpbt_tracker_readiness_seeders",
+            "Seeders now of each torrent in kpbt_tracker_readiness_expected_seeders",
+        )?;
 
         let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
             let c = IntCounter::new(name, help)?;
@@ -298,6 +316,8 @@ impl Metrics {
             )?,
             label_peers,
             peers_returned,
+            readiness_expected,
+            readiness_seeders,
             store: StoreMetrics {
                 latency: store_latency,
                 errors: store_errors,
@@ -358,6 +378,21 @@ impl Metrics {
     pub fn set_label_gauges(&self, per_label: &[u64]) {
         for (g, &n) in self.label_peers.iter().zip(per_label) {
             g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Replaces the readiness series with `rows`: (info hash, expected, seeders now).
+    pub fn set_readiness(&self, rows: &[(kpbt_proto::InfoHash, u32, u32)]) {
+        self.readiness_expected.reset();
+        self.readiness_seeders.reset();
+        for (hash, expected, seeders) in rows {
+            let hex = hash.to_hex();
+            self.readiness_expected
+                .with_label_values(&[hex.as_str()])
+                .set(i64::from(*expected));
+            self.readiness_seeders
+                .with_label_values(&[hex.as_str()])
+                .set(i64::from(*seeders));
         }
     }
 

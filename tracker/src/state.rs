@@ -15,6 +15,7 @@ use crate::labels::{LabelId, Labels};
 use crate::metrics::Metrics;
 use crate::passkeys::{self, Passkeys};
 use crate::ratelimit::RateLimiter;
+use crate::readiness::Watched;
 use crate::reload::Reload;
 use crate::store::{self, Clock, ReapReport, StoreSpec, StoreStats, StoreUnavailable, SwarmStore};
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub addrs: AddrResolver,
     /// Set once the first suspicious client address has been logged.
     warned_suspicious: AtomicBool,
+    /// Torrents deploy scripts wait on (`/swarms/{hash}?expect=N`), for the metrics.
+    pub watched: Watched,
 }
 
 impl AppState {
@@ -112,6 +115,7 @@ impl AppState {
             clock: Clock::new(),
             addrs,
             warned_suspicious: AtomicBool::new(false),
+            watched: Watched::default(),
             config,
         })
     }
@@ -166,6 +170,12 @@ impl AppState {
             self.metrics
                 .set_label_gauges(&self.store.label_peers().await?);
         }
+        let mut rows = Vec::new();
+        for (hash, expected) in self.watched.current(std::time::Instant::now()) {
+            let seeders = self.store.swarm(&hash).await?.map_or(0, |i| i.seeders);
+            rows.push((hash, expected, seeders));
+        }
+        self.metrics.set_readiness(&rows);
         Ok(s)
     }
 

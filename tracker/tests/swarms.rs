@@ -108,6 +108,54 @@ fn figures_and_expect_from_first_poll_to_ready() {
     assert_eq!(json(&r)["info_hash"], hex(1));
 }
 
+/// Torrents polled with `?expect=N` appear in /metrics as expected-versus-now seeders
+/// (the dashboard's deploy readiness panel); torrents only read without it do not, and
+/// only torrents the allowlist admits are remembered.
+#[test]
+fn readiness_metrics_show_watched_torrents_expected_against_seeders() {
+    let t = TestTracker::start(test_config());
+    let line = |text: &str, name: &str, h: u8| -> Option<String> {
+        let series = format!("{name}{{info_hash=\"{}\"}} ", hex(h));
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()).map(str::to_owned))
+    };
+    let metrics = || t.get("/metrics").text();
+    assert_eq!(
+        line(&metrics(), "kpbt_tracker_readiness_expected_seeders", 1),
+        None
+    );
+    t.bget(&announce_path(1, 1, 6001, 0, "&event=started"));
+    t.bget(&announce_path(2, 2, 6002, 0, "&event=started"));
+    assert_eq!(t.get(&format!("/swarms/{}?expect=3", hex(1))).status, 425);
+    assert_eq!(t.get(&format!("/swarms/{}", hex(2))).status, 200);
+    let m = metrics();
+    assert_eq!(
+        line(&m, "kpbt_tracker_readiness_expected_seeders", 1).as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        line(&m, "kpbt_tracker_readiness_seeders", 1).as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        line(&m, "kpbt_tracker_readiness_seeders", 2),
+        None,
+        "not watched"
+    );
+    // Seeders are read at each scrape; the latest expectation wins.
+    t.bget(&announce_path(1, 3, 6003, 0, "&event=started"));
+    assert_eq!(t.get(&format!("/swarms/{}?expect=2", hex(1))).status, 200);
+    let m = metrics();
+    assert_eq!(
+        line(&m, "kpbt_tracker_readiness_expected_seeders", 1).as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        line(&m, "kpbt_tracker_readiness_seeders", 1).as_deref(),
+        Some("2")
+    );
+}
+
 /// RFC 4648 base32 without padding (an independent encoder for the test).
 fn base32(b: &[u8]) -> String {
     const A: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -93,7 +93,9 @@ fn serve(client: TcpStream, upstream: SocketAddr, bucket: Arc<Bucket>) {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: kpbt-throttle --upstream HOST:PORT --rate BYTES_PER_SECOND[k|m|g] [--listen ADDR]");
+    eprintln!(
+        "usage: kpbt-throttle --upstream HOST:PORT --rate BYTES_PER_SECOND[k|m|g] [--listen ADDR]"
+    );
     std::process::exit(2);
 }
 
@@ -161,6 +163,10 @@ mod tests {
             .collect();
         senders.into_iter().for_each(|s| s.join().unwrap());
         // 4 x 32 x 16 KiB = 2 MiB at 4 MiB/s: at least half a second in all.
-        assert!(t0.elapsed() >= Duration::from_millis(450), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 }
