@@ -113,7 +113,7 @@ pub async fn fetch(magnet: &Magnet, cfg: FetchConfig) -> Result<Vec<u8>, FetchEr
             Some(done) = tasks.join_next() => match done {
                 Ok((addr, Ok(info))) => {
                     info!(%addr, bytes = info.len(), "metadata received and verified");
-                    return Ok(torrent_from_info(&info, &magnet.trackers));
+                    return Ok(torrent_from_info(&info, &magnet.trackers, &magnet.web_seeds));
                 }
                 Ok((addr, Err(e))) => debug!(%addr, "no metadata from this peer: {e}"),
                 Err(e) => debug!("metadata task failed: {e}"),

@@ -458,13 +458,14 @@ fn info(meta: &Metainfo) {
     }
 }
 
-/// The torrent's magnet link: info hash, name and every tracker.
+/// The torrent's magnet link: info hash, name, every tracker and web seed.
 fn magnet_of(meta: &Metainfo) -> String {
     kpbt_proto::magnet::Magnet {
         info_hash: meta.info_hash,
         name: Some(meta.info.name.clone()),
         trackers: meta.trackers.iter().flatten().cloned().collect(),
         peers: Vec::new(),
+        web_seeds: meta.web_seeds.clone(),
     }
     .to_uri()
 }

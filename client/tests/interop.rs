@@ -208,6 +208,7 @@ fn aria2_fetches_metadata_from_our_seeder_via_a_magnet_link() {
         name: Some(meta.info.name.clone()),
         trackers: meta.trackers.iter().flatten().cloned().collect(),
         peers: Vec::new(),
+        web_seeds: Vec::new(),
     }
     .to_uri();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -311,6 +312,7 @@ fn cli_downloads_a_magnet_link_from_aria2_seeder_via_kpbt_tracker() {
         name: None,
         trackers: vec![tracker.announce_url()],
         peers: Vec::new(),
+        web_seeds: Vec::new(),
     }
     .to_uri();
     let out = tmp.path().join("dl");

@@ -56,6 +56,7 @@ fn magnet(meta: &Metainfo, trackers: Vec<String>, peers: Vec<String>) -> String 
         name: Some(meta.info.name.clone()),
         trackers,
         peers,
+        web_seeds: Vec::new(),
     }
     .to_uri()
 }

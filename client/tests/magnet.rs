@@ -36,6 +36,7 @@ fn magnet_of(meta: &Metainfo) -> Magnet {
         name: Some(meta.info.name.clone()),
         trackers: Vec::new(),
         peers: Vec::new(),
+        web_seeds: Vec::new(),
     }
 }
 
@@ -170,6 +171,7 @@ fn download_takes_a_magnet_link_saves_the_torrent_and_completes() {
         name: Some("via-magnet.bin".into()),
         trackers: Vec::new(),
         peers: vec![addr_of(&seeder).to_string()],
+        web_seeds: Vec::new(),
     }
     .to_uri();
     let out = tempfile::tempdir().unwrap();

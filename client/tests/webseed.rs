@@ -389,3 +389,58 @@ async fn hostile_web_servers_are_backed_off_while_a_good_one_completes() {
     let total: u64 = seeds.iter().map(|v| v.downloaded).sum();
     assert_eq!(total, content.len() as u64, "{seeds:#?}");
 }
+
+/// A magnet link's `ws=` web seed: the metadata comes from a slow peer (`x.pe`), the
+/// saved .torrent carries the web seed as its `url-list`, and the download uses it
+/// (the final line counts bytes from the origin), bytes compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magnet_web_seed_is_kept_in_the_saved_torrent_and_used() {
+    let seed_dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let Some(origin) = nginx(seed_dir.path()) else {
+        return;
+    };
+    let content = data(4 * MIB + 321, 21);
+    let meta = make_torrent(
+        "ws.bin",
+        64 * KIB as u32,
+        &[(vec![], content.clone())],
+        seed_dir.path(),
+    );
+    let mut seed_cfg = config(seed_dir.path(), vec![]);
+    seed_cfg.seed_only = true;
+    seed_cfg.upload_limit = Some(128 * KIB as u64);
+    let seeder = kpbt_client::start(meta.clone(), seed_cfg).await.unwrap();
+    let link = kpbt_proto::magnet::Magnet {
+        info_hash: meta.info_hash,
+        name: None,
+        trackers: Vec::new(),
+        peers: vec![addr_of(&seeder).to_string()],
+        web_seeds: vec![origin.url()],
+    }
+    .to_uri();
+    assert!(link.contains("&ws=http"), "{link}");
+    let o = tokio::process::Command::new(env!("CARGO_BIN_EXE_kpbt-client"))
+        .args(["download", &link, "-o"])
+        .arg(out.path())
+        .args(["--no-trackers", "--port", "0"])
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(std::fs::read(out.path().join("ws.bin")).unwrap(), content);
+    let saved = kpbt_proto::metainfo::Metainfo::from_bytes(
+        &std::fs::read(out.path().join("ws.bin.torrent")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved.info_hash, meta.info_hash);
+    assert_eq!(saved.web_seeds, vec![origin.url()]);
+    let done = stderr
+        .lines()
+        .find(|l| l.starts_with("done:"))
+        .unwrap_or_else(|| panic!("no final line:\n{stderr}"));
+    assert!(done.contains("from origin"), "{done}");
+    seeder.shutdown().await.unwrap();
+}

@@ -1,4 +1,4 @@
-//! Magnet links (BEP 9): `magnet:?xt=urn:btih:<40 hex | 32 base32>&dn=..&tr=..&x.pe=..`
+//! Magnet links (BEP 9): `magnet:?xt=urn:btih:<40 hex | 32 base32>&dn=..&tr=..&x.pe=..&ws=..`
 //! parsed from untrusted text (bounded, typed errors), and written for a torrent.
 
 use crate::announce::{percent_decode, percent_encode_into};
@@ -9,6 +9,8 @@ pub const MAX_MAGNET_LEN: usize = 16 * 1024;
 /// Most `tr=` trackers and `x.pe=` peers kept from one link; the rest are ignored.
 pub const MAX_TRACKERS: usize = 32;
 pub const MAX_PEERS: usize = 64;
+/// Most `ws=` web seeds kept, as for a torrent's `url-list`.
+pub const MAX_WEB_SEEDS: usize = crate::metainfo::MAX_WEB_SEEDS;
 const MAX_NAME_LEN: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub struct Magnet {
     pub trackers: Vec<String>,
     /// `x.pe`: peer addresses as given (`HOST:PORT`, `[v6]:PORT`), resolved by the caller.
     pub peers: Vec<String>,
+    /// `ws`: web seeds (BEP 19 URLs, as a torrent's `url-list`); values that are not
+    /// `http(s)://` URLs are skipped.
+    pub web_seeds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +66,7 @@ pub fn parse(link: &str) -> Result<Magnet, MagnetError> {
         name: None,
         trackers: Vec::new(),
         peers: Vec::new(),
+        web_seeds: Vec::new(),
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
@@ -73,7 +79,7 @@ pub fn parse(link: &str) -> Result<Magnet, MagnetError> {
             }
         });
         match base {
-            "xt" | "dn" | "tr" | "x.pe" => {}
+            "xt" | "dn" | "tr" | "x.pe" | "ws" => {}
             _ => continue,
         }
         let value = decode_value(key, raw, base == "dn")?;
@@ -104,6 +110,12 @@ pub fn parse(link: &str) -> Result<Magnet, MagnetError> {
                 magnet.trackers.push(value)
             }
             "x.pe" if magnet.peers.len() < MAX_PEERS => magnet.peers.push(value),
+            "ws" if magnet.web_seeds.len() < MAX_WEB_SEEDS
+                && crate::metainfo::is_web_seed_url(&value)
+                && !magnet.web_seeds.contains(&value) =>
+            {
+                magnet.web_seeds.push(value)
+            }
             _ => {}
         }
     }
@@ -160,7 +172,7 @@ fn base32_20(text: &str) -> Option<[u8; 20]> {
 }
 
 impl Magnet {
-    /// The link for this torrent: `magnet:?xt=urn:btih:<hex>&dn=<name>&tr=<url>...`.
+    /// The link for this torrent: `magnet:?xt=urn:btih:<hex>&dn=<name>&tr=<url>...&ws=<url>...`.
     pub fn to_uri(&self) -> String {
         let mut s = format!("magnet:?xt=urn:btih:{}", self.info_hash.to_hex());
         if let Some(name) = &self.name {
@@ -174,6 +186,10 @@ impl Magnet {
         for p in &self.peers {
             s.push_str("&x.pe=");
             peer_encode_into(&mut s, p);
+        }
+        for w in &self.web_seeds {
+            s.push_str("&ws=");
+            percent_encode_into(&mut s, w.as_bytes());
         }
         s
     }
@@ -238,6 +254,10 @@ mod tests {
             name: Some("a b+c&c=d/é".into()),
             trackers: vec!["http://t:6969/announce?passkey=x&y=z".into()],
             peers: vec!["127.0.0.1:6881".into()],
+            web_seeds: vec![
+                "http://origin/files/".into(),
+                "https://o2/dir/?x=1&y=2".into(),
+            ],
         };
         assert_eq!(parse(&m.to_uri()).unwrap(), m);
     }
@@ -253,6 +273,7 @@ mod tests {
                 "[::1]:51413".into(),
                 "a&b:1".into(),
             ],
+            web_seeds: vec![],
         };
         assert_eq!(
             m.to_uri(),
@@ -293,6 +314,20 @@ mod tests {
             "a".repeat(MAX_MAGNET_LEN)
         );
         assert!(matches!(parse(&long), Err(MagnetError::TooLong(_))));
+    }
+
+    #[test]
+    fn web_seeds_must_be_http_urls_and_are_kept_once() {
+        let link = format!(
+            "magnet:?xt=urn:btih:{HEX}&ws=ftp%3A%2F%2Fx%2F&ws=http%3A%2F%2Fa%2Fb%2F&ws=javascript:1&ws=http%3A%2F%2Fa%2Fb%2F&ws.1=https%3A%2F%2Fc%2F"
+        );
+        assert_eq!(
+            parse(&link).unwrap().web_seeds,
+            vec!["http://a/b/".to_string(), "https://c/".to_string()]
+        );
+        let many: String = (0..100).map(|i| format!("&ws=http://h{i}/")).collect();
+        let m = parse(&format!("magnet:?xt=urn:btih:{HEX}{many}")).unwrap();
+        assert_eq!(m.web_seeds.len(), MAX_WEB_SEEDS);
     }
 
     #[test]

@@ -97,8 +97,9 @@ impl MetadataAssembly {
 }
 
 /// A .torrent (bencoded dictionary) around a verified info dictionary, with the
-/// trackers as one tier each (`announce` is the first, as BEP 12 asks for old clients).
-pub fn torrent_from_info(info: &[u8], trackers: &[String]) -> Vec<u8> {
+/// trackers as one tier each (`announce` is the first, as BEP 12 asks for old clients)
+/// and the web seeds as its `url-list` (BEP 19).
+pub fn torrent_from_info(info: &[u8], trackers: &[String], web_seeds: &[String]) -> Vec<u8> {
     let mut out = Vec::with_capacity(info.len() + 64 * (trackers.len() + 1));
     let bytes = bencode::write_bytes;
     out.push(b'd');
@@ -117,6 +118,14 @@ pub fn torrent_from_info(info: &[u8], trackers: &[String]) -> Vec<u8> {
     }
     bytes(&mut out, b"info");
     out.extend_from_slice(info);
+    if !web_seeds.is_empty() {
+        bytes(&mut out, b"url-list");
+        out.push(b'l');
+        for w in web_seeds {
+            bytes(&mut out, w.as_bytes());
+        }
+        out.push(b'e');
+    }
     out.push(b'e');
     out
 }
@@ -155,7 +164,11 @@ mod tests {
         }
         let got = done.expect("complete");
         assert_eq!(got, info);
-        let torrent = torrent_from_info(&got, &["http://t/announce".into(), "udp://u:1".into()]);
+        let torrent = torrent_from_info(
+            &got,
+            &["http://t/announce".into(), "udp://u:1".into()],
+            &["http://origin/".into()],
+        );
         let m = Metainfo::from_bytes(&torrent).unwrap();
         assert_eq!(m.info_hash, ih);
         assert_eq!(
@@ -165,9 +178,11 @@ mod tests {
                 vec!["udp://u:1".to_string()]
             ]
         );
-        let bare = Metainfo::from_bytes(&torrent_from_info(&got, &[])).unwrap();
+        assert_eq!(m.web_seeds, vec!["http://origin/".to_string()]);
+        let bare = Metainfo::from_bytes(&torrent_from_info(&got, &[], &[])).unwrap();
         assert_eq!(bare.info_hash, ih);
         assert!(bare.trackers.is_empty());
+        assert!(bare.web_seeds.is_empty());
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn check_metadata(name: &str) {
         "{name}: one piece holds the whole dictionary"
     );
     assert_eq!(hex::encode(Sha1::digest(data)), INFO_HASH, "{name}");
-    let meta = Metainfo::from_bytes(&torrent_from_info(data, &[])).unwrap();
+    let meta = Metainfo::from_bytes(&torrent_from_info(data, &[], &[])).unwrap();
     assert_eq!(meta.info.name, "fixture.bin");
     assert_eq!(meta.info.total_length, 100_000);
     assert_eq!(meta.info.piece_length, 32 * 1024);
