@@ -15,7 +15,8 @@ pub struct OriginPolicy {
     // "1M" is DEFAULT_ORIGIN_MIN_RATE, shown the way it is typed.
     #[arg(long, value_name = "RATE", default_value = "1M", value_parser = crate::parse_size)]
     pub origin_min_rate: u64,
-    /// Concurrent HTTP requests to web seeds and origins, per torrent.
+    /// Concurrent HTTP requests to web seeds and origins, per torrent; in `serve`, also
+    /// for all the session's torrents together.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_ORIGIN_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
     pub origin_connections: usize,
 }

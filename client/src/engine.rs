@@ -391,6 +391,7 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
                 connections: cfg.origin_connections.max(1),
             },
             expect_peers: !cfg.peers.is_empty() || (cfg.use_trackers && !meta.trackers.is_empty()),
+            session_slots: services.origin_slots.clone(),
             status: web_seeds.clone(),
             complete: complete_rx.clone(),
             shutdown: shutdown_rx.clone(),

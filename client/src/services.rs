@@ -1,6 +1,6 @@
 //! The services a session shares among all its torrents: one peer id, one peer
 //! listener (routes by info hash), one HTTP client for trackers and one for web seeds,
-//! host-wide rate limits and one pool of hashing slots.
+//! host-wide rate limits, one pool of hashing slots and one of origin requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +41,10 @@ pub(crate) struct Services {
     /// Spread each torrent's announces by a few percent of the interval (a session
     /// with many torrents must not hit the tracker in lockstep).
     pub announce_jitter: bool,
+    /// Requests to web seeds and origins in flight across a session's torrents (its
+    /// `origin_connections`): a host with many torrents on one origin must not open
+    /// that many times more. None for a one-shot torrent, bounded by its own limit.
+    pub origin_slots: Option<Arc<Semaphore>>,
 }
 
 impl Services {
@@ -76,6 +80,7 @@ impl Services {
             hash_pool: Arc::new(Semaphore::new(2 * cores)),
             announce_jitter: false,
             piece_memory_per_torrent: ONE_TORRENT_PIECE_MEMORY,
+            origin_slots: None,
         })
     }
 }

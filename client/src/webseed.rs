@@ -197,6 +197,9 @@ pub(crate) struct WebSeedTask {
     pub options: OriginOptions,
     /// The torrent has trackers or `--peer`s: give peers [`STARTUP_GRACE`] first.
     pub expect_peers: bool,
+    /// The session's origin requests shared by all its torrents (`Services::origin_slots`):
+    /// a run starts only with one of them.
+    pub session_slots: Option<Arc<tokio::sync::Semaphore>>,
     pub status: WebSeedStatus,
     pub complete: watch::Receiver<bool>,
     pub shutdown: watch::Receiver<bool>,
@@ -294,6 +297,15 @@ impl WebSeedTask {
                 else {
                     break;
                 };
+                // A slot of the session's first (freed slots are looked for again at the
+                // next tick or when a run of this torrent ends).
+                let slot = match &self.session_slots {
+                    Some(s) => match s.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => break,
+                    },
+                    None => None,
+                };
                 let Some(run) = self.reserve(after, sizer.pieces(), takeover) else {
                     break;
                 };
@@ -307,6 +319,11 @@ impl WebSeedTask {
                     target.clone(),
                     run,
                 );
+                let fut = async move {
+                    let outcome = fut.await;
+                    drop(slot);
+                    outcome
+                };
                 job_seed.insert(jobs.spawn(fut).id(), i);
             }
             tokio::select! {

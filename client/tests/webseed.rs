@@ -444,3 +444,119 @@ async fn a_magnet_web_seed_is_kept_in_the_saved_torrent_and_used() {
     assert!(done.contains("from origin"), "{done}");
     seeder.shutdown().await.unwrap();
 }
+
+/// A web server for the files under `root` that holds each range request for a moment
+/// before answering, and records the most requests it was answering at once.
+fn counting_origin(root: std::path::PathBuf) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let record = most.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let (root, now, most) = (root.clone(), now.clone(), most.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&b[..k]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                let path = text
+                    .split(' ')
+                    .nth(1)
+                    .unwrap_or("/")
+                    .trim_start_matches('/');
+                let Ok(content) = std::fs::read(root.join(path)) else {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                };
+                let (a, z) = text
+                    .to_lowercase()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("range: bytes="))
+                    .and_then(|r| r.trim().split_once('-'))
+                    .and_then(|(a, z)| Some((a.parse::<usize>().ok()?, z.parse::<usize>().ok()?)))
+                    .unwrap_or((0, content.len() - 1));
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(60));
+                now.fetch_sub(1, Ordering::SeqCst);
+                let len = content.len();
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{z}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        z - a + 1
+                    )
+                    .as_bytes(),
+                );
+                let _ = s.write_all(&content[a..=z]);
+            });
+        }
+    });
+    (url, record)
+}
+
+/// In a session, `origin_connections` bounds the origin requests of all its torrents
+/// together, not of each: three torrents from one origin never have more than 2
+/// requests at once there (each alone would use 2), and all complete, bytes compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_s_torrents_share_its_origin_connections() {
+    use kpbt_client::session::{AddOptions, Session, SessionConfig};
+    let origin_dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (url, most) = counting_origin(origin_dir.path().to_path_buf());
+    let mut cfg = SessionConfig::new(state.path());
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.use_trackers = false;
+    cfg.origin_connections = 2;
+    let session = Session::start(cfg).await.unwrap();
+    let mut wanted = Vec::new();
+    for i in 0..3u64 {
+        let name = format!("shared{i}.bin");
+        let content = data(3 * MIB + 1000 * i as usize, 40 + i);
+        let (_, torrent) =
+            single_file_torrent(&name, 64 * KIB as u32, &content, origin_dir.path(), &[]);
+        let v = session
+            .add(
+                &torrent,
+                AddOptions {
+                    dir: out.path().to_path_buf(),
+                    origins: vec![url.clone()],
+                    ..AddOptions::default()
+                },
+            )
+            .unwrap();
+        wanted.push((name, content, v.info_hash));
+    }
+    let ihs: Vec<_> = wanted.iter().map(|(_, _, ih)| ih.clone()).collect();
+    wait_until("all three complete from the origin", 90, || {
+        session
+            .list()
+            .iter()
+            .filter(|v| ihs.contains(&v.info_hash))
+            .all(|v| v.progress >= 1.0)
+    })
+    .await;
+    for (name, content, _) in &wanted {
+        assert_eq!(
+            &std::fs::read(out.path().join(name)).unwrap(),
+            content,
+            "{name}"
+        );
+    }
+    let most = most.load(Ordering::SeqCst);
+    eprintln!("at most {most} origin requests at once");
+    assert_eq!(
+        most, 2,
+        "the session's 2 origin connections, shared by its 3 torrents"
+    );
+    session.shutdown().await;
+}

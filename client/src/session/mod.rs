@@ -58,7 +58,8 @@ pub struct SessionConfig {
     pub use_trackers: bool,
     pub write_mode: WriteMode,
     /// How every torrent uses its web seeds and origins (`Config::origin_min_rate`,
-    /// `Config::origin_connections`).
+    /// `Config::origin_connections`); `origin_connections` also bounds the requests of
+    /// all torrents together.
     pub origin_min_rate: u64,
     pub origin_connections: usize,
 }
@@ -166,6 +167,9 @@ impl Session {
                 .map_err(|e| ClientError::Task(format!("cannot build an HTTP client: {e}")))?;
         services.announce_jitter = true;
         services.share_piece_memory(cfg.max_active_downloads);
+        services.origin_slots = Some(Arc::new(tokio::sync::Semaphore::new(
+            cfg.origin_connections.max(1),
+        )));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let inner = Arc::new(Inner {
             cfg,
