@@ -46,6 +46,7 @@ mod peer_ext;
 pub mod picker;
 pub mod progress;
 pub mod ratelimit;
+mod redial;
 pub mod resume;
 pub mod rng;
 pub mod seed_check;

@@ -1,14 +1,15 @@
 //! The torrent task: dials and accepts peers (connections routed by the session's
 //! listener), runs the choker, and reacts to verified pieces and storage failures.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::choker::{Choker, PeerSnapshot, RateMeter, RECHOKE_INTERVAL};
@@ -16,13 +17,12 @@ use crate::listener::Incoming;
 use crate::messages::{Event, PeerCmd};
 use crate::peer;
 use crate::picker::PeerKey;
+use crate::redial::Redial;
 use crate::shared::Shared;
 use crate::storage::StorageError;
 
 /// Addresses waiting to be dialled, at most (PEX and tracker replies beyond are dropped).
 const MAX_CANDIDATES: usize = 1000;
-/// How long a failed dial keeps an address from being tried again.
-const REDIAL_AFTER: Duration = Duration::from_secs(15);
 
 /// Where the torrent task gets new peer addresses from and how it is stopped.
 pub(crate) struct TorrentTask {
@@ -42,10 +42,12 @@ pub(crate) struct TorrentTask {
 impl TorrentTask {
     pub(crate) async fn run(mut self) -> Result<(), StorageError> {
         let shared = self.shared.clone();
-        let mut tasks: JoinSet<SocketAddr> = JoinSet::new();
+        // Each connection task ends with its address, and the time of our dial for
+        // the connections we made (the ones to dial again).
+        let mut tasks: JoinSet<(SocketAddr, Option<Instant>)> = JoinSet::new();
         let mut connected: HashSet<SocketAddr> = HashSet::new();
         let mut candidates: VecDeque<SocketAddr> = self.initial_peers.iter().copied().collect();
-        let mut last_tried: HashMap<SocketAddr, Instant> = HashMap::new();
+        let mut redial = Redial::default();
         let mut choker = Choker::new(self.upload_slots, rand::random());
         let mut unchoked: HashSet<PeerKey> = HashSet::new();
         let mut meter = RateMeter::default();
@@ -62,21 +64,22 @@ impl TorrentTask {
                     break;
                 };
                 let banned = shared.lock().banned.contains(&addr.ip());
-                let recent = last_tried
-                    .get(&addr)
-                    .is_some_and(|t| t.elapsed() < REDIAL_AFTER);
-                if banned || recent || connected.contains(&addr) || addr == self.listen_addr {
+                // Backing off: it comes back from the redial schedule when due.
+                let waiting = !redial.may_dial(&addr, Instant::now());
+                if banned || waiting || connected.contains(&addr) || addr == self.listen_addr {
                     continue;
                 }
-                last_tried.insert(addr, Instant::now());
+                redial.dialled(addr);
                 connected.insert(addr);
                 let s = shared.clone();
                 tasks.spawn(async move {
+                    let started = Instant::now();
                     peer::run_outgoing(s, addr).await;
-                    addr
+                    (addr, Some(started))
                 });
             }
             let mut do_rechoke = false;
+            let next_redial = redial.next_due();
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(Event::PieceChecked { piece, ok, senders, block_hashes }) => {
@@ -127,7 +130,7 @@ impl TorrentTask {
                             let s = shared.clone();
                             tasks.spawn(async move {
                                 peer::run_incoming(s, incoming).await;
-                                addr
+                                (addr, None)
                             });
                         }
                     }
@@ -135,8 +138,19 @@ impl TorrentTask {
                     None => break Ok(()),
                 },
                 Some(done) = tasks.join_next() => {
-                    if let Ok(addr) = done {
+                    if let Ok((addr, dialled)) = done {
                         connected.remove(&addr);
+                        if let Some(started) = dialled {
+                            redial.ended(addr, Instant::now(), started.elapsed());
+                        }
+                    }
+                }
+                // Only armed while some address waits for a redial (no idle wake-ups).
+                _ = tokio::time::sleep_until(next_redial.unwrap_or_else(Instant::now)), if next_redial.is_some() => {
+                    for a in redial.take_due(Instant::now()) {
+                        if candidates.len() < MAX_CANDIDATES && !connected.contains(&a) && !candidates.contains(&a) {
+                            candidates.push_back(a);
+                        }
                     }
                 }
                 _ = rechoke.tick() => {
@@ -176,7 +190,7 @@ impl TorrentTask {
                         }
                     })
                     .collect();
-                let next = choker.decide(Instant::now(), seeding, &snaps);
+                let next = choker.decide(Instant::now().into_std(), seeding, &snaps);
                 for (k, e) in &st.peers {
                     match (unchoked.contains(k), next.contains(k)) {
                         (false, true) => drop(e.cmd.send(PeerCmd::Unchoke)),
