@@ -252,7 +252,9 @@ pub(crate) fn save_shared(shared: &Shared, path: &Path) -> Result<(), StorageErr
 }
 
 /// Saves every `SAVE_INTERVAL` when pieces were added, and at completion. The final
-/// save at shutdown is done by the session once all writes have finished.
+/// save at shutdown is done by the session once all writes have finished. A complete
+/// torrent whose state is saved has nothing left to record (pieces are never lost), so
+/// the saver then only waits for the shutdown: no wake-ups while it seeds.
 pub(crate) async fn run_saver(
     shared: Arc<Shared>,
     path: PathBuf,
@@ -263,8 +265,9 @@ pub(crate) async fn run_saver(
     let mut saved_count: Option<u32> = None;
     let mut complete_seen = false;
     loop {
+        let done = complete_seen && saved_count == Some(shared.piece_count);
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick(), if !done => {}
             r = complete.wait_for(|c| *c), if !complete_seen => {
                 complete_seen = true;
                 if r.is_err() { return; }

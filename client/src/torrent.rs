@@ -51,8 +51,13 @@ impl TorrentTask {
         let mut choker = Choker::new(self.upload_slots, rand::random());
         let mut unchoked: HashSet<PeerKey> = HashSet::new();
         let mut meter = RateMeter::default();
+        // Both only armed while they have work (peers to rank, peers given by hand to
+        // dial again), so an idle seeding torrent costs no wake-ups; Delay: a re-armed
+        // timer does not fire for the ticks it missed.
         let mut rechoke = tokio::time::interval(RECHOKE_INTERVAL);
+        rechoke.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut requeue = tokio::time::interval(Duration::from_secs(5));
+        requeue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_rechoke = Instant::now();
         if shared.is_complete() {
             let _ = self.complete_tx.send(true);
@@ -80,6 +85,8 @@ impl TorrentTask {
             }
             let mut do_rechoke = false;
             let next_redial = redial.next_due();
+            let has_peers = !connected.is_empty();
+            let has_given_peers = !self.initial_peers.is_empty();
             tokio::select! {
                 ev = self.events.recv() => match ev {
                     Some(Event::PieceChecked { piece, ok, senders, block_hashes }) => {
@@ -153,7 +160,7 @@ impl TorrentTask {
                         }
                     }
                 }
-                _ = rechoke.tick() => {
+                _ = rechoke.tick(), if has_peers => {
                     // Rates over the last interval from the per-peer byte counters.
                     let st = shared.lock();
                     meter.sample(
@@ -164,7 +171,7 @@ impl TorrentTask {
                     );
                     do_rechoke = true;
                 }
-                _ = requeue.tick() => {
+                _ = requeue.tick(), if has_given_peers => {
                     for a in &self.initial_peers {
                         if !connected.contains(a) && !candidates.contains(a) {
                             candidates.push_back(*a);
