@@ -292,7 +292,14 @@ fn layout_info(plan: &Plan) -> Info {
     Info {
         name: plan.name.clone(),
         piece_length: plan.piece_length,
-        piece_hashes: vec![[0; 20]; total.div_ceil(u64::from(plan.piece_length)) as usize],
+        piece_hashes: vec![
+            [0; 20];
+            kpbt_proto::geometry::Geometry {
+                piece_length: plan.piece_length,
+                total_length: total,
+            }
+            .piece_count() as usize
+        ],
         files,
         total_length: total,
         private: plan.options.private,

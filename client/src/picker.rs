@@ -3,6 +3,7 @@
 //! no clocks; randomness comes from a seed so tests are deterministic.
 
 use crate::rng::XorShift64;
+use kpbt_proto::geometry::Geometry;
 use std::collections::HashMap;
 
 mod origin;
@@ -128,8 +129,11 @@ impl Picker {
     }
 
     pub fn piece_size(&self, piece: u32) -> u32 {
-        let start = piece as u64 * self.piece_len as u64;
-        (self.total_len - start).min(self.piece_len as u64) as u32
+        Geometry {
+            piece_length: self.piece_len,
+            total_length: self.total_len,
+        }
+        .piece_size(piece)
     }
 
     pub fn blocks_in(&self, piece: u32) -> u32 {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
+use kpbt_proto::geometry::Geometry;
 use sha1::{Digest, Sha1};
 
 use crate::direct_io::{self, MIN_DIRECT_PIECE};
@@ -67,38 +68,38 @@ impl Layout {
         self.hashes.len() as u32
     }
 
+    /// Piece offsets and sizes: [`kpbt_proto::geometry`], as everywhere.
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            piece_length: self.piece_len,
+            total_length: self.total_len,
+        }
+    }
+
     pub fn piece_offset(&self, piece: u32) -> u64 {
-        piece as u64 * self.piece_len as u64
+        self.geometry().piece_offset(piece)
     }
 
     pub fn piece_size(&self, piece: u32) -> u32 {
-        (self.total_len - self.piece_offset(piece)).min(self.piece_len as u64) as u32
+        self.geometry().piece_size(piece)
     }
 
     /// Splits the torrent byte range `[offset, offset+len)` into per-file parts.
     /// Zero-length files never appear.
     pub fn slices(&self, offset: u64, len: u64) -> Vec<Slice> {
-        let end = offset + len;
-        // Files are sorted by offset: binary search the first one that ends after `offset`.
-        let first = self
-            .files
-            .partition_point(|f| f.offset + f.length <= offset);
-        let mut out = Vec::new();
-        for (i, f) in self.files.iter().enumerate().skip(first) {
-            if f.offset >= end {
-                break;
-            }
-            let s = offset.max(f.offset);
-            let e = end.min(f.offset + f.length);
-            if e > s {
-                out.push(Slice {
-                    file: i,
-                    file_offset: s - f.offset,
-                    len: e - s,
-                });
-            }
-        }
-        out
+        kpbt_proto::geometry::spans(
+            &self.files,
+            |f| (f.offset, f.length),
+            self.total_len,
+            offset,
+            len,
+        )
+        .map(|s| Slice {
+            file: s.file,
+            file_offset: s.file_offset,
+            len: s.len,
+        })
+        .collect()
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`cli_text`]: one-line error chains and the colour rule, for both binaries.
 //! - [`bencode`]: bounded bencode decoder (with raw spans, for the info hash) and encoder.
 //! - [`magnet`]: magnet links (BEP 9) parsed from untrusted text and written for torrents.
+//! - [`geometry`]: piece offsets and sizes, and the files a byte range covers (the one place).
 //! - [`metainfo`]: .torrent parsing and validation (BEP 3, 12, 27) and torrent building.
 //! - [`compact`]: compact peer lists (BEP 23, BEP 7).
 //! - [`extension`]: extension-protocol payloads (BEP 10 handshake, BEP 9 ut_metadata, BEP 11 ut_pex).
@@ -26,6 +27,7 @@ pub mod compact;
 pub mod extension;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod geometry;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;

@@ -12,6 +12,7 @@ use sha1::{Digest, Sha1};
 use thiserror::Error;
 
 use crate::bencode::{self, BencodeError, Dict, Limits, Value};
+use crate::geometry::Geometry;
 use crate::types::{InfoHash, PieceIndex};
 
 /// Largest .torrent accepted; real ones are kilobytes to a few megabytes.
@@ -266,6 +267,8 @@ fn parse_info(info: &Dict<'_>) -> Result<Info, MetainfoError> {
         .last()
         .map(|f| f.offset + f.length)
         .unwrap_or_default();
+    // Geometry::piece_count's formula, in u64: an absurd count must fail this check,
+    // not wrap.
     let expected_pieces = total_length.div_ceil(u64::from(piece_length));
     let hashes = pieces.len() / 20;
     if hashes as u64 != expected_pieces || hashes > u32::MAX as usize {
@@ -377,14 +380,21 @@ impl Info {
         (index < self.piece_count()).then_some(PieceIndex(index))
     }
 
+    /// Piece length and total length, for offsets and sizes ([`crate::geometry`]).
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            piece_length: self.piece_length,
+            total_length: self.total_length,
+        }
+    }
+
     pub fn piece_offset(&self, piece: PieceIndex) -> u64 {
-        u64::from(piece.0) * u64::from(self.piece_length)
+        self.geometry().piece_offset(piece.0)
     }
 
     /// Length of `piece`; only the last piece may be shorter than `piece_length`.
     pub fn piece_size(&self, piece: PieceIndex) -> u32 {
-        let remaining = self.total_length - self.piece_offset(piece);
-        remaining.min(u64::from(self.piece_length)) as u32
+        self.geometry().piece_size(piece.0)
     }
 
     pub fn piece_hash(&self, piece: PieceIndex) -> &[u8; 20] {
@@ -393,27 +403,19 @@ impl Info {
 
     /// The files covered by `len` bytes at `offset`, in order, zero-length files skipped.
     pub fn file_slices(&self, offset: u64, len: u64) -> Vec<FileSlice> {
-        let end = offset.saturating_add(len).min(self.total_length);
-        let first = self
-            .files
-            .partition_point(|f| f.offset + f.length <= offset);
-        let mut slices = Vec::new();
-        for (file_index, file) in self.files.iter().enumerate().skip(first) {
-            if file.offset >= end {
-                break;
-            }
-            if file.length == 0 {
-                continue;
-            }
-            let start = offset.max(file.offset);
-            let stop = end.min(file.offset + file.length);
-            slices.push(FileSlice {
-                file_index,
-                file_offset: start - file.offset,
-                len: stop - start,
-            });
-        }
-        slices
+        crate::geometry::spans(
+            &self.files,
+            |f| (f.offset, f.length),
+            self.total_length,
+            offset,
+            len,
+        )
+        .map(|s| FileSlice {
+            file_index: s.file,
+            file_offset: s.file_offset,
+            len: s.len,
+        })
+        .collect()
     }
 }
 
