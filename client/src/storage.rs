@@ -56,12 +56,7 @@ pub struct Layout {
 }
 
 /// A part of a byte range that lies in one file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slice {
-    pub file: usize,
-    pub file_offset: u64,
-    pub len: u64,
-}
+pub use kpbt_proto::geometry::Span as Slice;
 
 impl Layout {
     pub fn piece_count(&self) -> u32 {
@@ -94,11 +89,6 @@ impl Layout {
             offset,
             len,
         )
-        .map(|s| Slice {
-            file: s.file,
-            file_offset: s.file_offset,
-            len: s.len,
-        })
         .collect()
     }
 }
