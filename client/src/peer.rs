@@ -48,6 +48,8 @@ const WRITE_HIGH_WATER: usize = 1024 * 1024;
 /// Late answers to cancelled requests are expected; more than this many unsolicited
 /// blocks beyond those means a misbehaving peer.
 const MAX_UNSOLICITED: u32 = 64;
+/// Allowed-fast pieces kept per peer (libtorrent offers 5 by default, BEP 6 suggests 10).
+const MAX_ALLOWED_FAST: usize = 32;
 const READ_CHUNK: usize = 256 * 1024;
 
 pub(crate) async fn run_outgoing(shared: Arc<Shared>, addr: SocketAddr) {
@@ -202,6 +204,9 @@ struct Conn {
     am_choking: bool,
     am_interested: bool,
     peer_choking: bool,
+    /// Pieces the peer lets us request while it chokes us (BEP 6 allowed-fast), at most
+    /// [`MAX_ALLOWED_FAST`].
+    allowed_fast: Vec<u32>,
     peer_interested: bool,
     got_message: bool,
     unsolicited: u32,
@@ -241,6 +246,7 @@ impl Conn {
             am_choking: true,
             am_interested: false,
             peer_choking: true,
+            allowed_fast: Vec::new(),
             peer_interested: false,
             got_message: false,
             unsolicited: 0,
@@ -534,8 +540,21 @@ impl Conn {
                     self.shared.lock().picker.cancel_request(self.key, b);
                 }
             }
-            // Hints we do not act on (allowed-fast would let us request while choked).
-            Message::Suggest(_) | Message::AllowedFast(_) => {}
+            Message::AllowedFast(piece) => {
+                if !self.fast {
+                    return Err("allowed-fast without the Fast extension".into());
+                }
+                // Requested while choked from now on (fill_requests); a peer cannot
+                // make the list grow without bound.
+                if piece < self.shared.piece_count
+                    && self.allowed_fast.len() < MAX_ALLOWED_FAST
+                    && !self.allowed_fast.contains(&piece)
+                {
+                    self.allowed_fast.push(piece);
+                }
+            }
+            // A hint we do not act on: rarest-first already decides what to fetch.
+            Message::Suggest(_) => {}
             Message::Request(r) => self.on_request(r)?,
             Message::Cancel(r) => self.uploads.retain(|q| *q != r),
             Message::Piece { index, begin, data } => self.on_piece(index, begin, data).await?,
@@ -622,7 +641,9 @@ impl Conn {
     }
 
     fn fill_requests(&mut self) {
-        if self.peer_choking || !self.am_interested {
+        // Choked, only the pieces the peer allows fast (BEP 6) may be requested.
+        let choked = self.peer_choking;
+        if !self.am_interested || (choked && self.allowed_fast.is_empty()) {
             return;
         }
         let have = self.outstanding.len();
@@ -634,9 +655,13 @@ impl Conn {
         let mut lens = Vec::new();
         {
             let mut st = self.shared.lock();
-            let bf = &self.bitfield;
-            st.picker
-                .pick(self.key, |p| bf.get(p), self.pipeline - have, &mut picked);
+            let (bf, allowed) = (&self.bitfield, &self.allowed_fast);
+            st.picker.pick(
+                self.key,
+                |p| bf.get(p) && (!choked || allowed.contains(&p)),
+                self.pipeline - have,
+                &mut picked,
+            );
             lens.extend(picked.iter().map(|b| st.picker.block_len(*b)));
         }
         if picked.is_empty() && have == 0 {

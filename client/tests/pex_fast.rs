@@ -280,3 +280,85 @@ async fn fast_peers_download_from_each_other() {
     leecher.shutdown().await.unwrap();
     seeder.shutdown().await.unwrap();
 }
+
+/// A seeder that keeps us choked but allows piece 2 fast (BEP 6): the leecher's first
+/// request, made while choked, is for piece 2; once unchoked it gets the rest, bytes
+/// compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_fast_pieces_are_requested_while_choked() {
+    use kpbt_proto::wire::HANDSHAKE_LEN;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let content = data(5 * 16 * 1024, 8);
+    let meta = make_torrent(
+        "allowed.bin",
+        16 * 1024,
+        &[(vec![], content.clone())],
+        dir.path(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let seeder_addr = listener.local_addr().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut leecher = kpbt_client::start(meta.clone(), config(out.path(), vec![seeder_addr]))
+        .await
+        .unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut hs).await.unwrap();
+    assert!(Handshake::decode(&hs).unwrap().supports_fast());
+    s.write_all(
+        &Handshake::new(meta.info_hash, PeerId([5; 20]))
+            .with_fast()
+            .encode(),
+    )
+    .await
+    .unwrap();
+    let mut w = Wire {
+        s,
+        rbuf: bytes::BytesMut::new(),
+    };
+    w.send(Message::HaveAll).await;
+    w.send(Message::AllowedFast(2)).await;
+    // Choked: only piece 2 may be asked for.
+    let serve = |r: BlockRequest| {
+        let at = (r.index * 16 * 1024 + r.begin) as usize;
+        Message::Piece {
+            index: r.index,
+            begin: r.begin,
+            data: bytes::Bytes::copy_from_slice(&content[at..at + r.length as usize]),
+        }
+    };
+    let first = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match w.recv().await.expect("open") {
+                Message::Request(r) => return r,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a request while choked");
+    assert_eq!(first.index, 2, "{first:?}");
+    w.send(serve(first)).await;
+    // Then unchoked: the rest, each request answered.
+    w.send(Message::Unchoke).await;
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            tokio::select! {
+                m = w.recv() => match m {
+                    Some(Message::Request(r)) => w.send(serve(r)).await,
+                    Some(_) => {}
+                    None => break,
+                },
+                r = leecher.wait_complete() => { r.unwrap(); break; }
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "the leecher did not complete");
+    assert_eq!(
+        std::fs::read(out.path().join("allowed.bin")).unwrap(),
+        content
+    );
+    leecher.shutdown().await.unwrap();
+}
