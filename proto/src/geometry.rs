@@ -136,4 +136,38 @@ mod tests {
         assert_eq!(spans(&files, at, 22, 22, 5).count(), 0);
         assert_eq!(spans(&files, at, 22, u64::MAX, 5).count(), 0, "no overflow");
     }
+
+    proptest::proptest! {
+        /// Whatever the files and the range: the spans are in file order, each inside
+        /// its file, never empty, and together exactly the part of the range that lies
+        /// in the data.
+        #[test]
+        fn spans_cover_exactly_the_range(
+            lens in proptest::collection::vec(0u64..50, 0..12),
+            offset in 0u64..700,
+            len in 0u64..700,
+        ) {
+            let mut files = Vec::new();
+            let mut at = 0;
+            for l in lens {
+                files.push((at, l));
+                at += l;
+            }
+            let total = at;
+            let got: Vec<Span> = spans(&files, |f: &(u64, u64)| *f, total, offset, len).collect();
+            let mut cursor = offset.min(total);
+            let end = offset.saturating_add(len).min(total);
+            let mut last_file = None;
+            for s in &got {
+                let (o, l) = files[s.file];
+                proptest::prop_assert!(s.len > 0);
+                proptest::prop_assert!(s.file_offset + s.len <= l);
+                proptest::prop_assert!(last_file.is_none_or(|f| s.file > f));
+                proptest::prop_assert_eq!(o + s.file_offset, cursor, "contiguous");
+                cursor += s.len;
+                last_file = Some(s.file);
+            }
+            proptest::prop_assert_eq!(cursor, end.max(offset.min(total)));
+        }
+    }
 }
