@@ -255,8 +255,12 @@ impl WebSeedTask {
             rate: None,
             piece_len: u64::from(self.shared.storage.layout().piece_len.max(1)),
         };
-        // Where this torrent's last run ended: the next one continues there if it can.
+        // Where this torrent's last run ended: the next one continues there if it can,
+        // unless that piece failed its check from a web seed before (then the next run
+        // starts in the longest gap, so a bad piece is not fetched again and again
+        // while good ones wait).
         let mut after: Option<u32> = None;
+        let mut failed: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let mut jobs: JoinSet<Outcome> = JoinSet::new();
         let mut job_seed: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut rate = RateWindow {
@@ -306,7 +310,8 @@ impl WebSeedTask {
                     },
                     None => None,
                 };
-                let Some(run) = self.reserve(after, sizer.pieces(), takeover) else {
+                let next = after.filter(|p| !failed.contains(p));
+                let Some(run) = self.reserve(next, sizer.pieces(), takeover) else {
                     break;
                 };
                 after = Some(run.end);
@@ -340,6 +345,7 @@ impl WebSeedTask {
                     if outcome.error.is_none() {
                         sizer.record(outcome.verified, outcome.took);
                     }
+                    failed.extend(outcome.bad.iter().copied());
                     if let Some(i) = job_seed.remove(&id) {
                         settle(&mut seeds[i], outcome);
                         self.publish(&seeds);
@@ -369,9 +375,13 @@ impl WebSeedTask {
                 r = self.shutdown.changed() => if r.is_err() { break },
             }
         }
-        if *self.complete.borrow() {
+        let all_dropped = seeds.iter().all(|s| s.view.state == WebSeedState::Dropped);
+        if *self.complete.borrow() || (all_dropped && !*self.shutdown.borrow()) {
             // Complete (maybe stopping right after): the runs left only wait for their
-            // last hash checks; book them, within a bound.
+            // last hash checks. Every URL dropped for bad data: the runs still under way
+            // are let finish, as every piece they bring is checked anyway (aborting
+            // them would throw away good pieces of an origin with one bad one). Book
+            // them, within a bound.
             let drain = async {
                 while let Some(Ok((id, outcome))) = jobs.join_next_with_id().await {
                     if let Some(i) = job_seed.remove(&id) {
