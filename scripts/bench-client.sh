@@ -106,14 +106,10 @@ run_one() {
       ;;
   esac
   cmp -s "$out/payload.bin" "$payload" || die "$name produced a wrong file"
-  local wall rss
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$tv" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
-  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tv")
   rm -rf "$out"
-  echo "$wall $rss"
+  time_v_wall_rss "$tv"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 declare -A times rsses meds
 for i in $(seq 1 "$RUNS"); do

@@ -489,7 +489,6 @@ start_seeder() {
   seeder_up=1
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 part_parallel() {
   start_seeder

@@ -36,7 +36,6 @@ log "building kpbt-client (release)"
 
 now() { date +%s.%N; }
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 rm -rf "$WORK" && mkdir -p "$WORK"
 log "writing a $SIZE_MB MiB demo payload"

@@ -23,3 +23,15 @@ wait_tcp() {
   done
   die "nothing listening on port $1"
 }
+
+# Median of the numbers on stdin, one a line (the middle one; the upper middle of an
+# even count).
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# "SECONDS MAX_RSS_KIB" from a `/usr/bin/time -v -o FILE` report.
+time_v_wall_rss() {
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$1" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$1")
+  echo "$wall $rss"
+}
