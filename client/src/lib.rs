@@ -37,6 +37,7 @@ pub mod create;
 pub mod direct_io;
 pub mod engine;
 pub mod fd_cache;
+mod http_error;
 mod listener;
 pub mod magnet_fetch;
 mod messages;

@@ -95,19 +95,7 @@ pub fn request_error_cause(e: reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("no answer within {} s", timeout.as_secs());
     }
-    let e = e.without_url();
-    let mut inner: &dyn std::error::Error = &e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    match inner.downcast_ref::<std::io::Error>().map(|io| io.kind()) {
-        Some(std::io::ErrorKind::ConnectionRefused) => {
-            "connection refused (is the tracker running?)".into()
-        }
-        Some(std::io::ErrorKind::TimedOut) => "connection timed out".into(),
-        Some(std::io::ErrorKind::ConnectionReset) => "connection reset by the tracker".into(),
-        _ => inner.to_string(),
-    }
+    crate::http_error::cause(e, "tracker")
 }
 
 pub(crate) struct Announcer {

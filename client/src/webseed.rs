@@ -648,17 +648,7 @@ fn text(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 /// The innermost cause of a reqwest error (reqwest's own text names the whole URL).
 fn cause_of(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut inner: &dyn std::error::Error = &e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    match inner.downcast_ref::<std::io::Error>().map(|io| io.kind()) {
-        Some(std::io::ErrorKind::ConnectionRefused) => {
-            "connection refused (is the web server running?)".into()
-        }
-        _ => inner.to_string(),
-    }
+    crate::http_error::cause(e, "web server")
 }
 
 #[cfg(test)]
