@@ -25,6 +25,9 @@ const MAX_TRACKED: usize = 2048;
 #[derive(Default)]
 pub(crate) struct Redial {
     entries: HashMap<SocketAddr, Entry>,
+    /// No entry is due before this (it may be early: a due entry dialled since); read
+    /// on every turn of the torrent task's loop, so kept instead of scanned for.
+    earliest: Option<Instant>,
 }
 
 struct Entry {
@@ -73,23 +76,31 @@ impl Redial {
             .min(MOST);
         let due = now + wait;
         e.due = Some(due);
+        self.earliest = Some(self.earliest.map_or(due, |t| t.min(due)));
         Some(due)
     }
 
-    /// The earliest time an address is due for a redial.
+    /// When to look for due addresses next ([`Redial::take_due`]); `None` while none
+    /// waits.
     pub fn next_due(&self) -> Option<Instant> {
-        self.entries.values().filter_map(|e| e.due).min()
+        self.earliest
     }
 
     /// The addresses due by `now`: they may be dialled from now on.
     pub fn take_due(&mut self, now: Instant) -> Vec<SocketAddr> {
         let mut out = Vec::new();
+        let mut earliest = None::<Instant>;
         for (a, e) in &mut self.entries {
-            if e.due.is_some_and(|d| d <= now) {
-                e.due = None;
-                out.push(*a);
+            match e.due {
+                Some(d) if d <= now => {
+                    e.due = None;
+                    out.push(*a);
+                }
+                Some(d) => earliest = Some(earliest.map_or(d, |t| t.min(d))),
+                None => {}
             }
         }
+        self.earliest = earliest;
         out
     }
 }
