@@ -37,6 +37,18 @@ async fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A read-only seeder of `meta` from `dir` that uploads at most `rate` bytes/s.
+async fn slow_seeder(
+    meta: &kpbt_proto::metainfo::Metainfo,
+    dir: &Path,
+    rate: usize,
+) -> TorrentHandle {
+    let mut cfg = config(dir, vec![]);
+    cfg.seed_only = true;
+    cfg.upload_limit = Some(rate as u64);
+    kpbt_client::start(meta.clone(), cfg).await.unwrap()
+}
+
 fn pieces_have(h: &TorrentHandle) -> u32 {
     h.summary().pieces_verified
 }
@@ -98,10 +110,7 @@ async fn a_slow_peer_and_the_origin_both_deliver() {
         &[(vec![], content.clone())],
         seed_dir.path(),
     );
-    let mut seed_cfg = config(seed_dir.path(), vec![]);
-    seed_cfg.seed_only = true;
-    seed_cfg.upload_limit = Some(256 * KIB as u64);
-    let seeder = kpbt_client::start(meta.clone(), seed_cfg).await.unwrap();
+    let seeder = slow_seeder(&meta, seed_dir.path(), 256 * KIB).await;
     let mut cfg = config(out.path(), vec![addr_of(&seeder)]);
     cfg.origins = vec![origin.url()];
     let mut h = kpbt_client::start(meta, cfg).await.unwrap();
@@ -407,10 +416,7 @@ async fn a_magnet_web_seed_is_kept_in_the_saved_torrent_and_used() {
         &[(vec![], content.clone())],
         seed_dir.path(),
     );
-    let mut seed_cfg = config(seed_dir.path(), vec![]);
-    seed_cfg.seed_only = true;
-    seed_cfg.upload_limit = Some(128 * KIB as u64);
-    let seeder = kpbt_client::start(meta.clone(), seed_cfg).await.unwrap();
+    let seeder = slow_seeder(&meta, seed_dir.path(), 128 * KIB).await;
     let link = kpbt_proto::magnet::Magnet {
         info_hash: meta.info_hash,
         name: None,
