@@ -10,6 +10,7 @@
 //!
 //! A missing `redis-server` fails the test loudly, unless `KPBT_SKIP_REDIS=1`.
 
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -142,6 +143,33 @@ async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
         "failures on a healthy cluster"
     );
     assert_eq!(s.health().await, Health::Ok);
+    // Re-announces go to each swarm's master as a pipeline of plain commands, not the
+    // script, and find the swarm's other peer.
+    let (a, b): (SocketAddr, SocketAddr) = (
+        "10.0.0.1:1000".parse().unwrap(),
+        "10.0.0.2:1000".parse().unwrap(),
+    );
+    for h in 0..hashes {
+        s.announce(&req(h, 3), b, T0).await.unwrap();
+    }
+    let scripts = || -> u64 {
+        nodes
+            .iter()
+            .map(|n| {
+                text(n.cmd(&["INFO", "commandstats"]))
+                    .lines()
+                    .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+                    .map_or(0, |r| r.split(',').next().unwrap().parse().unwrap())
+            })
+            .sum()
+    };
+    let before = scripts();
+    for h in 0..hashes {
+        let o = s.announce(&req(h, 1), a, T0 + 1).await.unwrap();
+        let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
+        assert_eq!((got, o.incomplete), (vec![b], 2), "swarm {h}");
+    }
+    assert_eq!(scripts(), before, "re-announces ran the script");
 
     let masters: Vec<&RedisServer> = nodes
         .iter()

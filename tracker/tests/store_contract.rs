@@ -907,6 +907,88 @@ async fn redis_announce_trims_stale_peers_by_the_index() {
     assert_eq!(s.reap(T0 + 115).await.unwrap(), ReapReport::default());
 }
 
+/// Calls of each Redis command so far, from `INFO commandstats`.
+fn command_calls(redis: &RedisServer, name: &str) -> u64 {
+    let info = redis.cmd(&["INFO", "commandstats"]).unwrap();
+    String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// A known peer's event-less re-announce is served by plain commands, without the
+/// announce script; everything else (a `started`, a newcomer without an event, a side
+/// change, a new peer id, a reply with ids, stale peers to trim) goes to the script,
+/// and every answer is the one the script gives.
+#[tokio::test]
+async fn redis_reannounces_skip_the_script_and_the_rest_do_not() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let spec: StoreSpec = redis.url(0).parse().unwrap();
+    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
+    let scripts = || command_calls(&redis, "evalsha");
+    // Runs `f` and tells whether it called the script.
+    macro_rules! scripted {
+        ($e:expr) => {{
+            let before = scripts();
+            let out = $e;
+            (out, scripts() > before)
+        }};
+    }
+    let (_, used) = scripted!(ann(&s, 1, 1, 5, AnnounceEvent::Started, T0).await);
+    assert!(used, "a started goes to the script");
+    let (_, used) = scripted!(ann(&s, 1, 2, 0, AnnounceEvent::None, T0).await);
+    assert!(used, "a newcomer without an event goes to the script");
+    ann(&s, 1, 3, 5, AnnounceEvent::Started, T0).await;
+
+    let (o, used) = scripted!(ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 10).await);
+    assert!(!used, "a re-announce skips the script");
+    assert_eq!((o.complete, o.incomplete), (1, 2));
+    assert_eq!(addrs(&o), HashSet::from([at(2), at(3)]));
+    let (o, used) = scripted!(ann(&s, 1, 2, 0, AnnounceEvent::None, T0 + 10).await);
+    assert!(!used, "a seeder's re-announce too");
+    assert_eq!(addrs(&o), HashSet::from([at(1), at(3)]));
+    // The refreshed last-seen is real: at T0 + 105 (cutoff T0 + 5) only peer 3 is stale.
+    let r = s.reap(T0 + 105).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (1, 0));
+
+    // Leecher 1 finishes without a `completed`: a side change, for the script.
+    let (o, used) = scripted!(ann(&s, 1, 1, 0, AnnounceEvent::None, T0 + 106).await);
+    assert!(used, "a side change goes to the script");
+    assert_eq!((o.complete, o.incomplete), (2, 0));
+    // A restarted client on the same address and port, with a new id.
+    let r = req(1, 7, 0, AnnounceEvent::None);
+    let (o, used) = scripted!(s.announce(&r, at(1), T0 + 107).await.unwrap());
+    assert!(used, "a new peer id goes to the script");
+    assert_eq!((o.complete, o.incomplete), (2, 0));
+    // Peer 3, reaped above, comes back asking for a reply with ids.
+    let mut r = req(1, 3, 5, AnnounceEvent::None);
+    r.compact = false;
+    let (o, used) = scripted!(s.announce(&r, at(3), T0 + 107).await.unwrap());
+    assert!(used, "a reply with ids comes from the script");
+    assert_eq!(o.peers.len(), 2);
+    let ids: HashSet<PeerId> = o.peers.iter().map(|p| p.peer_id).collect();
+    assert_eq!(ids, HashSet::from([PeerId([7; 20]), PeerId([2; 20])]));
+
+    // Nobody announces for a while: at T0 + 250 (cutoff T0 + 150) every peer is stale,
+    // and peer 3's re-announce has the others trimmed (by the script) before it is
+    // answered.
+    let (o, used) = scripted!(ann(&s, 1, 3, 5, AnnounceEvent::None, T0 + 250).await);
+    assert!(used, "stale peers to trim go to the script");
+    assert_eq!((o.complete, o.incomplete), (0, 1));
+    assert!(o.peers.is_empty());
+    assert_eq!(
+        s.stats().await.unwrap(),
+        StoreStats {
+            torrents: 1,
+            seeders: 0,
+            leechers: 1
+        }
+    );
+}
+
 /// The memory store as the oracle: one long pseudo-random run of announces (joins,
 /// re-announces, side changes, completions, stops, refusals by every limit, labelled and
 /// not, IPv4 and IPv6, every reply form) and reaps, the same against both stores, must

@@ -45,8 +45,12 @@ use super::{
 };
 use crate::labels::Labels;
 use calls::{eval, AnnounceCall, Batcher};
+use reannounce::{Reannounce, Verdict};
+use recent::Recent;
 
 mod calls;
+mod reannounce;
+mod recent;
 
 /// Which store to run: the `store` setting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -446,6 +450,8 @@ pub struct RedisStore {
     /// A single server's announces go out in batches; a cluster's go one by one, each
     /// to its swarm's node.
     batcher: Option<Batcher<ConnectionManager>>,
+    /// Which peers this instance kept lately: those try the re-announce fast path.
+    recent: Recent,
 }
 
 impl RedisStore {
@@ -502,6 +508,7 @@ impl RedisStore {
             torrents_seen: AtomicU64::new(0),
             labels: Arc::new(Labels::empty()),
             batcher,
+            recent: Recent::new(),
         })
     }
 
@@ -607,6 +614,49 @@ impl RedisStore {
             Wanted::Leechers => 1,
             Wanted::LeechersThenSeeders => 2,
         };
+        let cutoff = now.saturating_sub(self.limits.peer_timeout_secs);
+        // Most announces are a known peer's periodic re-announce: plain commands serve
+        // those, and say when the script is needed after all. Tried for the peers this
+        // instance kept lately, so a newcomer does not pay for both.
+        if req.event == AnnounceEvent::None
+            && label.is_empty()
+            && !ids
+            && self.recent.seen(&req.info_hash, addr)
+        {
+            let fast = Reannounce {
+                hex,
+                bucket,
+                addr,
+                peer_id: &req.peer_id.0,
+                now,
+                cutoff,
+                seeder,
+                want: numwant as usize,
+            };
+            let mut conn = self.handle().await?;
+            let replies: Vec<Value> = fast.pipeline().query_async(&mut conn).await?;
+            if let Verdict::Served {
+                complete,
+                incomplete,
+                peers,
+            } = fast.verdict(replies).map_err(RemoteError::Reply)?
+            {
+                let peers = peers
+                    .iter()
+                    .map(|a| {
+                        compact_peer(a).ok_or_else(|| {
+                            RemoteError::Reply(format!("peer address of {} bytes", a.len()))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                return Ok(Ok(AnnounceOutcome {
+                    complete,
+                    incomplete,
+                    peers,
+                    counted_completion: false,
+                }));
+            }
+        }
         // Keys and arguments written once into one buffer (ScriptInvocation would
         // allocate a vector per key and argument, then copy them).
         let mut call = AnnounceCall::new();
@@ -623,7 +673,7 @@ impl RedisStore {
         call.arg(&addr[..addr.len() - 2]);
         call.arg(&req.peer_id.0[..]);
         call.num(now.into());
-        call.num(now.saturating_sub(self.limits.peer_timeout_secs).into());
+        call.num(cutoff.into());
         call.num(event);
         call.num(u64::from(seeder));
         call.num(numwant.into());
@@ -648,7 +698,13 @@ impl RedisStore {
             Some(Value::Int(n)) => Ok(*n),
             other => Err(RemoteError::Reply(format!("announce field {i}: {other:?}"))),
         };
-        match int(0)? {
+        let code = int(0)?;
+        if code == 0 && req.event != AnnounceEvent::Stopped {
+            self.recent.kept(&req.info_hash, addr);
+        } else {
+            self.recent.gone(&req.info_hash, addr);
+        }
+        match code {
             0 => {}
             1 => return Ok(Err(AnnounceError::TooManyTorrents)),
             2 => return Ok(Err(AnnounceError::SwarmFull)),
@@ -891,12 +947,7 @@ fn peers_joined(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
         return Ok(Vec::new());
     };
     let bad = || RemoteError::Reply(format!("peer list of {} bytes", joined.len()));
-    let peer = |a: &[u8]| {
-        parse_addr(a).map(|addr| ReplyPeer {
-            addr,
-            peer_id: PeerId([0; 20]),
-        })
-    };
+    let peer = compact_peer;
     match bytes(rest.get(1))? {
         // IPv4 only.
         None if joined.len() % 6 == 0 => joined
@@ -919,6 +970,14 @@ fn peers_joined(rest: &[Value]) -> Result<Vec<ReplyPeer>, RemoteError> {
             }
         }
     }
+}
+
+/// A peer of a reply without ids, from its compact address.
+fn compact_peer(a: &[u8]) -> Option<ReplyPeer> {
+    parse_addr(a).map(|addr| ReplyPeer {
+        addr,
+        peer_id: PeerId([0; 20]),
+    })
 }
 
 fn hex_of(h: &InfoHash) -> String {
