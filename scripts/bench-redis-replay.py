@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+"""Redis's own cost of an announce, without a tracker in the way.
+
+Replays the Redis store's traffic straight into a fresh redis-server (apt's, no
+persistence) and reports redis-server's CPU time per announce (utime + stime from
+/proc), side by side for each way an announce can reach it:
+
+  script        one EVALSHA of the announce script per announce (a cluster's path)
+  script-batch  EVALSHAs of the batch entry point, BATCH announces each (a single
+                Redis's path under load)
+  pipeline      the re-announce fast path: ZSCORE, HGET, ZSCORE, ZADD XX, 2 ZCARD,
+                ZRANDMEMBER of each side (tracker/src/store/redis/reannounce.rs)
+
+First every peer joins (through the script, not measured); then every peer re-announces
+once, in random order, with no event: that part is measured, once per mode, each on its
+own fresh redis-server. Writes go out PIPELINE_DEPTH announces at a time.
+
+Usage: scripts/bench-redis-replay.py [--swarms 10000] [--peers 5] [--numwant 50]
+       env: REDIS_CPUS (default 1) and CLIENT_CPUS (default 0) pin the two sides.
+"""
+import argparse
+import hashlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+STORE = os.path.join(ROOT, "tracker", "src", "store")
+PIPELINE_DEPTH = 64
+BATCH = 20
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Redis:
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.f = self.sock.makefile("rb")
+
+    def read(self):
+        line = self.f.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind in (b"+", b":"):
+            return rest
+        if kind == b"-":
+            raise RuntimeError("redis error: " + rest.decode())
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.f.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise RuntimeError("bad reply line %r" % line)
+
+    def call(self, *args):
+        self.sock.sendall(resp(*args))
+        return self.read()
+
+    def pipe(self, requests):
+        """requests: (bytes, replies) pairs, sent PIPELINE_DEPTH at a time."""
+        for i in range(0, len(requests), PIPELINE_DEPTH):
+            chunk = requests[i : i + PIPELINE_DEPTH]
+            self.sock.sendall(b"".join(r[0] for r in chunk))
+            for _, n in chunk:
+                for _ in range(n):
+                    self.read()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(workdir):
+    port = free_port()
+    pre = ["taskset", "-c", os.environ.get("REDIS_CPUS", "1")]
+    proc = subprocess.Popen(
+        pre + ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")]
+    )
+    for _ in range(200):
+        try:
+            r = Redis(port)
+            if r.call("PING") == b"PONG":
+                return proc, r
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    sys.exit("redis-server never answered PING")
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--swarms", type=int, default=10000)
+    ap.add_argument("--peers", type=int, default=5, help="peers per swarm")
+    ap.add_argument("--numwant", type=int, default=50)
+    args = ap.parse_args()
+    os.sched_setaffinity(0, {int(os.environ.get("CLIENT_CPUS", "0"))})
+    lua = open(os.path.join(STORE, "redis_announce.lua")).read()
+    one = lua + open(os.path.join(STORE, "redis_announce_one.lua")).read()
+    batch = lua + open(os.path.join(STORE, "redis_announce_batch.lua")).read()
+
+    rnd = random.Random(20261201)
+    peers = []
+    for i in range(args.swarms):
+        h = hashlib.sha1(b"swarm %d" % i).hexdigest()
+        for _ in range(args.peers):
+            ip = bytes([10, rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)])
+            addr = ip + rnd.randrange(1024, 65535).to_bytes(2, "big")
+            peers.append((h, addr, ip, rnd.randbytes(20), rnd.random() < 0.1))
+    order = peers[:]
+    rnd.shuffle(order)
+    now = int(time.time())
+
+    def script_args(p, t):
+        h, addr, ip, pid, seeder = p
+        keys = ["{%s}s" % h, "{%s}l" % h, "{%s}p" % h, "kpbt:ix", "kpbt:st"]
+        # The store's 15 arguments (redis_announce.lua): no event, no caps that bite,
+        # no label, seeders given leechers, no peer ids in the reply.
+        argv = [addr, ip, pid, t, t - 1800, 0, int(seeder), args.numwant, 1 << 30, 0, 1 << 30,
+                h, "", int(seeder), 0]
+        return keys, argv
+
+    def requests(mode, sha_one, sha_batch, t):
+        if mode == "script":
+            return [(resp("EVALSHA", sha_one, 5, *k, *a), 1) for k, a in (script_args(p, t) for p in order)]
+        if mode == "script-batch":
+            out = []
+            for i in range(0, len(order), BATCH):
+                chunk, keys, argv = order[i : i + BATCH], [], []
+                for p in chunk:
+                    k, a = script_args(p, t)
+                    keys += k
+                    argv += a
+                out.append((resp("EVALSHA", sha_batch, len(keys), *keys, "5" * len(chunk), *argv), 1))
+            return out
+        out = []
+        for h, addr, _, pid, seeder in order:
+            s, l, ph = "{%s}s" % h, "{%s}l" % h, "{%s}p" % h
+            side = s if seeder else l
+            cmds = [resp("ZSCORE", "kpbt:ix", h), resp("HGET", ph, addr), resp("ZSCORE", side, addr),
+                    resp("ZADD", side, "XX", t, addr), resp("ZCARD", s), resp("ZCARD", l)]
+            if seeder:
+                cmds.append(resp("ZRANDMEMBER", l, args.numwant))
+            else:
+                cmds += [resp("ZRANDMEMBER", s, args.numwant), resp("ZRANDMEMBER", l, args.numwant + 1)]
+            out.append((b"".join(cmds), len(cmds)))
+        return out
+
+    hz = os.sysconf("SC_CLK_TCK")
+    print("%d swarms of %d peers, numwant %d; redis-server on cpu %s, client on cpu %s"
+          % (args.swarms, args.peers, args.numwant, os.environ.get("REDIS_CPUS", "1"),
+             os.environ.get("CLIENT_CPUS", "0")))
+    print("| mode | redis-server CPU per re-announce | Redis commands per re-announce |")
+    print("|---|---|---|")
+    for mode in ["script", "script-batch", "pipeline"]:
+        with tempfile.TemporaryDirectory() as work:
+            proc, r = start_redis(work)
+            try:
+                sha_one = r.call("SCRIPT", "LOAD", one).decode()
+                sha_batch = r.call("SCRIPT", "LOAD", batch).decode()
+                r.pipe([(resp("EVALSHA", sha_one, 5, *k, *a), 1) for k, a in (script_args(p, now - 60) for p in peers)])
+                reqs = requests(mode, sha_one, sha_batch, now)
+                r.call("CONFIG", "RESETSTAT")
+                t0 = cpu_ticks(proc.pid)
+                r.pipe(reqs)
+                t1 = cpu_ticks(proc.pid)
+                info = r.call("INFO", "stats").decode()
+                cmds = int(next(l.split(":")[1] for l in info.splitlines() if l.startswith("total_commands_processed:")))
+                # The INFO call itself is one of them.
+                print("| %s | %.2f us | %.1f |" % (mode, (t1 - t0) / hz * 1e6 / len(order), (cmds - 1) / len(order)))
+            finally:
+                proc.kill()
+                proc.wait()
+
+
+if __name__ == "__main__":
+    main()
