@@ -942,17 +942,31 @@ async fn redis_reannounces_skip_the_script_and_the_rest_do_not() {
     let (_, used) = scripted!(ann(&s, 1, 2, 0, AnnounceEvent::None, T0).await);
     assert!(used, "a newcomer without an event goes to the script");
     ann(&s, 1, 3, 5, AnnounceEvent::Started, T0).await;
+    // A second seeder, on IPv6.
+    let v6 = addr("[2001:db8::5]:1005");
+    s.announce(&req(1, 5, 0, AnnounceEvent::Started), v6, T0)
+        .await
+        .unwrap();
 
     let (o, used) = scripted!(ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 10).await);
     assert!(!used, "a re-announce skips the script");
-    assert_eq!((o.complete, o.incomplete), (1, 2));
-    assert_eq!(addrs(&o), HashSet::from([at(2), at(3)]));
+    assert_eq!((o.complete, o.incomplete), (2, 2));
+    assert_eq!(addrs(&o), HashSet::from([at(2), at(3), v6]));
     let (o, used) = scripted!(ann(&s, 1, 2, 0, AnnounceEvent::None, T0 + 10).await);
     assert!(!used, "a seeder's re-announce too");
-    assert_eq!(addrs(&o), HashSet::from([at(1), at(3)]));
+    assert_eq!(addrs(&o), HashSet::from([at(1), at(3)]), "leechers only");
+    let mut r = req(1, 5, 0, AnnounceEvent::None);
+    r.numwant = Some(1);
+    let (o, used) = scripted!(s.announce(&r, v6, T0 + 10).await.unwrap());
+    assert!(!used, "an IPv6 seeder's re-announce too");
+    assert_eq!(o.peers.len(), 1);
+    assert!([at(1), at(3)].contains(&o.peers[0].addr));
     // The refreshed last-seen is real: at T0 + 105 (cutoff T0 + 5) only peer 3 is stale.
     let r = s.reap(T0 + 105).await.unwrap();
     assert_eq!((r.peers_removed, r.torrents_removed), (1, 0));
+    s.announce(&req(1, 5, 0, AnnounceEvent::Stopped), v6, T0 + 105)
+        .await
+        .unwrap();
 
     // Leecher 1 finishes without a `completed`: a side change, for the script.
     let (o, used) = scripted!(ann(&s, 1, 1, 0, AnnounceEvent::None, T0 + 106).await);
@@ -987,6 +1001,37 @@ async fn redis_reannounces_skip_the_script_and_the_rest_do_not() {
             leechers: 1
         }
     );
+}
+
+/// An instance whose clock is behind the swarm's index score (every peer was last seen
+/// later than it thinks it is): its re-announce goes to the script, which lowers the
+/// index to the peer's new last-seen, so the peer still expires on time; the pipeline
+/// before it never lowers a score.
+#[tokio::test]
+async fn redis_reannounce_from_a_clock_behind_keeps_the_index_a_lower_bound() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let spec: StoreSpec = redis.url(0).parse().unwrap();
+    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
+    // The swarm's index score (ZSCORE replies are bulk strings).
+    let index = || -> Option<u32> {
+        let r = redis.cmd(&["ZSCORE", "kpbt:ix", &"01".repeat(20)]).unwrap();
+        let text = String::from_utf8_lossy(&r).into_owned();
+        text.split("\r\n").nth(1).and_then(|t| t.parse().ok())
+    };
+    ann(&s, 1, 1, 5, AnnounceEvent::Started, T0 + 50).await;
+    ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 50).await;
+    assert_eq!(index(), Some(T0 + 50));
+    let before = command_calls(&redis, "evalsha");
+    let o = ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 40).await;
+    assert!(command_calls(&redis, "evalsha") > before, "the script ran");
+    assert_eq!((o.complete, o.incomplete), (0, 2));
+    assert_eq!(index(), Some(T0 + 40));
+    // Cutoff T0 + 41: peer 1 (last seen T0 + 40) is stale, peer 2 (T0 + 50) is not.
+    let r = s.reap(T0 + 141).await.unwrap();
+    assert_eq!((r.peers_removed, r.torrents_removed), (1, 0));
 }
 
 /// The memory store as the oracle: one long pseudo-random run of announces (joins,
@@ -1112,6 +1157,16 @@ async fn redis_and_memory_agree_over_a_random_run() {
     for h in &hashes {
         assert_eq!(mem.swarm(h).await.unwrap(), red.swarm(h).await.unwrap());
     }
+    // Some announces were the re-announce pipeline's (its MULTI), some the script's.
+    let redis = red._redis.as_ref().unwrap();
+    assert!(
+        command_calls(redis, "multi") > 100,
+        "the pipeline served too few"
+    );
+    assert!(
+        command_calls(redis, "evalsha") > 100,
+        "the script served too few"
+    );
     // Everyone expires: both end empty.
     let (a, b) = (
         mem.reap(now + 1000).await.unwrap(),

@@ -3,10 +3,10 @@
 //!
 //! Key layout. A swarm's keys share one hash tag, the info hash in hex, so each swarm
 //! lives in one cluster slot and an announce is one round trip whatever the swarm's
-//! size: a known peer's event-less re-announce one pipeline of plain commands
-//! (`redis/reannounce.rs`), everything else one Lua script call (`redis_announce.lua`,
-//! batched on a single server), and a re-announce the pipeline finds it cannot serve
-//! one of each:
+//! size (two when the pipeline hands over): a known peer's event-less re-announce is one
+//! MULTI/EXEC pipeline of plain commands (`redis/reannounce.rs`), everything else one Lua
+//! script call (`redis_announce.lua`, batched on a single server), and a re-announce the
+//! pipeline finds it cannot serve one of each:
 //! - `{H}s`, `{H}l`: sorted sets of seeders and leechers; member = the peer's address
 //!   (4 or 16 IP bytes, then the port big-endian, the compact form), score = last seen
 //!   (wall-clock seconds). Counts are `ZCARD`s; stale peers are found by score.

@@ -7,17 +7,20 @@
 //! Lua around its `redis.call`s and each call's conversions); the same work as plain
 //! pipelined commands costs about 5 µs (docs/benchmarks.md, "Tracker on Redis").
 //!
-//! How it stays exact: the pipeline first reads what decides whether the shortcut
-//! applies (the swarm's index score, the peer's stored id, and whether the peer is on
-//! that side), then, in the same round trip, refreshes the peer's last-seen only if it
-//! is on that side (`ZADD XX`), counts both sides and samples them. When the reads say
-//! the script is needed after all (a new peer, a side change, a new id or a label to
-//! move, stale peers to trim, a clock behind the index), the caller runs the script,
-//! which does all of that; to it the refreshed score is an ordinary re-announce's. So
-//! the fast path never answers where the script would have answered differently, and a
-//! refresh the script repeats is harmless. What it gives up is atomicity between its
-//! commands: a concurrent announce can land between the counts and the samples, as it
-//! could between two announces.
+//! How it stays exact: the pipeline is one MULTI/EXEC transaction (all its keys share
+//! the swarm's slot), so it sees and leaves the swarm as one script call would. It reads
+//! what decides whether the shortcut applies (the swarm's index score, the peer's stored
+//! id, and whether the peer is on that side) and, in the same step, refreshes the peer's
+//! last-seen if it is on that side and the new time is later (`ZADD XX GT`), counts both
+//! sides and samples them. When the reads say the script is needed after all (a new
+//! peer, a side change, a new id or a label to move, stale peers to trim, a clock behind
+//! the index), the caller runs the script, which does all of that. To the script the
+//! refresh is an ordinary re-announce's; and since it only ever raises a score it keeps
+//! the index's lower bound true even if the script never runs (the caller's deadline
+//! passed in between). Two differences remain, both at the edges and both the memory
+//! store's behaviour too: a stale announcer that has not been trimmed yet is refreshed
+//! and stays a known peer (the script alone would trim it, then add it back as a new
+//! one), and a later time written by an instance whose clock is ahead is not lowered.
 
 use rand::seq::SliceRandom;
 use std::io::Write;
@@ -26,8 +29,9 @@ use redis::{Cmd, Pipeline, Value};
 
 /// One unlabelled peer's event-less announce, for a reply without peer ids.
 pub(super) struct Reannounce<'a> {
-    /// The swarm's name in the index (info hash hex) and its bucket's tag.
+    /// The swarm's name in the index (the info hash in hex).
     pub hex: &'a str,
+    /// The tag of the bucket that holds the swarm's index entry (`kpbt:ix{tag}`).
     pub bucket: &'a str,
     /// The announcer's compact address (the member of its side's sorted set).
     pub addr: &'a [u8],
@@ -108,10 +112,11 @@ impl Reannounce<'_> {
         let part = |i| parts.get(i);
         let side = part(if self.seeder { s } else { l });
         let mut pipe = Pipeline::with_capacity(8);
+        pipe.atomic();
         pipe.add_command(command("ZSCORE", &[part(index), h.as_bytes()]));
         pipe.add_command(command("HGET", &[part(p), self.addr]));
         pipe.add_command(command("ZSCORE", &[side, self.addr]));
-        pipe.add_command(command("ZADD", &[side, b"XX", part(now), self.addr]));
+        pipe.add_command(command("ZADD", &[side, b"XX", b"GT", part(now), self.addr]));
         pipe.add_command(command("ZCARD", &[part(s)]));
         pipe.add_command(command("ZCARD", &[part(l)]));
         if self.want > 0 {
@@ -127,8 +132,20 @@ impl Reannounce<'_> {
         pipe
     }
 
-    /// Reads the pipeline's replies: served, or the script is needed.
+    /// Reads the pipeline's replies (the transaction's): served, or the script is
+    /// needed.
     pub fn verdict(&self, replies: Vec<Value>) -> Result<Verdict, String> {
+        let expected = 6 + match (self.want, self.seeder) {
+            (0, _) => 0,
+            (_, true) => 1,
+            (_, false) => 2,
+        };
+        if replies.len() != expected {
+            return Err(format!(
+                "re-announce reply: {} replies, expected {expected}",
+                replies.len()
+            ));
+        }
         let mut replies = replies.into_iter();
         let mut next = |what: &str| {
             replies
@@ -240,9 +257,10 @@ fn pick(
     };
     let (mut qs, mut ql) = (os, ol);
     if os + ol > want {
-        // floor(want * os / (os + ol) + 0.5), as the script rounds.
-        let total = os + ol;
-        qs = (2 * want * os + total) / (2 * total);
+        // floor(want * os / (os + ol) + 0.5), as the script rounds (in u128: no
+        // overflow whatever the counts; the result is at most `want`).
+        let total = u128::from(os + ol);
+        qs = ((2 * u128::from(want) * u128::from(os) + total) / (2 * total)) as u64;
         ql = ol.min(want - qs);
         qs = os.min(want - ql);
     }
@@ -277,7 +295,7 @@ mod tests {
         static ID: [u8; 20] = [9; 20];
         Reannounce {
             hex: "ab",
-            bucket: "",
+            bucket: "{123}",
             addr: &ME,
             peer_id: &ID,
             now: 1000,
@@ -334,14 +352,17 @@ mod tests {
             ]
         );
         assert_eq!(names(&call(true, 50).pipeline()).len(), 7);
+        assert!(call(false, 50).pipeline().is_transaction());
         assert_eq!(names(&call(false, 0).pipeline()).len(), 6);
         // Every key of the pipeline is in the swarm's slot (its hash tag) or its bucket.
         let packed =
             String::from_utf8_lossy(&call(false, 5).pipeline().get_packed_pipeline()).into_owned();
         assert!(packed.contains("{ab}s") && packed.contains("{ab}l") && packed.contains("{ab}p"));
-        assert!(packed.contains("kpbt:ix"));
-        // Refreshed only where it already is: XX.
-        assert!(packed.contains("ZADD\r\n$5\r\n{ab}l\r\n$2\r\nXX\r\n$4\r\n1000\r\n"));
+        assert!(packed.contains("kpbt:ix{123}"));
+        assert!(packed.starts_with("*1\r\n$5\r\nMULTI\r\n"));
+        assert!(packed.ends_with("*1\r\n$4\r\nEXEC\r\n"));
+        // Refreshed only where it already is (XX), and never to an earlier time (GT).
+        assert!(packed.contains("ZADD\r\n$5\r\n{ab}l\r\n$2\r\nXX\r\n$2\r\nGT\r\n$4\r\n1000\r\n"));
     }
 
     #[test]
@@ -389,6 +410,13 @@ mod tests {
         let mut short = replies(Some("950"), Some(&[9; 20]), true);
         short.truncate(5);
         assert!(call(false, 50).verdict(short).is_err());
+        let mut long = replies(Some("950"), Some(&[9; 20]), true);
+        long.push(Value::Int(1));
+        assert!(call(false, 50).verdict(long).is_err());
+        // A seeder's pipeline has one sample, not two.
+        assert!(call(true, 50)
+            .verdict(replies(Some("950"), Some(&[9; 20]), true))
+            .is_err());
         let mut bad = replies(Some("x"), Some(&[9; 20]), true);
         assert!(call(false, 50).verdict(bad.clone()).is_err());
         bad[0] = Value::Int(3);
