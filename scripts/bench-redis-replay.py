@@ -8,14 +8,16 @@ persistence) and reports redis-server's CPU time per announce (utime + stime fro
   script        one EVALSHA of the announce script per announce (a cluster's path)
   script-batch  EVALSHAs of the batch entry point, BATCH announces each (a single
                 Redis's path under load)
-  pipeline      the re-announce fast path: ZSCORE, HGET, ZSCORE, ZADD XX, 2 ZCARD,
-                ZRANDMEMBER of each side (tracker/src/store/redis/reannounce.rs)
+  pipeline      the re-announce fast path, one MULTI/EXEC: ZSCORE, HGET, ZSCORE,
+                ZADD XX GT, 2 ZCARD, ZRANDMEMBER of each side
+                (tracker/src/store/redis/reannounce.rs)
 
 First every peer joins (through the script, not measured); then every peer re-announces
-once, in random order, with no event: that part is measured, once per mode, each on its
-own fresh redis-server. Writes go out PIPELINE_DEPTH announces at a time.
+once, in random order, with no event: that part is measured, each time on a fresh
+redis-server. The modes take turns, --rounds times; the median is reported. Writes go
+out PIPELINE_DEPTH announces at a time.
 
-Usage: scripts/bench-redis-replay.py [--swarms 10000] [--peers 5] [--numwant 50]
+Usage: scripts/bench-redis-replay.py [--swarms 10000] [--peers 5] [--numwant 50] [--rounds 3]
        env: REDIS_CPUS (default 1) and CLIENT_CPUS (default 0) pin the two sides.
 """
 import argparse
@@ -114,6 +116,7 @@ def main():
     ap.add_argument("--swarms", type=int, default=10000)
     ap.add_argument("--peers", type=int, default=5, help="peers per swarm")
     ap.add_argument("--numwant", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     os.sched_setaffinity(0, {int(os.environ.get("CLIENT_CPUS", "0"))})
     lua = open(os.path.join(STORE, "redis_announce.lua")).read()
@@ -158,22 +161,22 @@ def main():
         for h, addr, _, pid, seeder in order:
             s, l, ph = "{%s}s" % h, "{%s}l" % h, "{%s}p" % h
             side = s if seeder else l
-            cmds = [resp("ZSCORE", "kpbt:ix", h), resp("HGET", ph, addr), resp("ZSCORE", side, addr),
-                    resp("ZADD", side, "XX", t, addr), resp("ZCARD", s), resp("ZCARD", l)]
+            cmds = [resp("MULTI"), resp("ZSCORE", "kpbt:ix", h), resp("HGET", ph, addr),
+                    resp("ZSCORE", side, addr), resp("ZADD", side, "XX", "GT", t, addr),
+                    resp("ZCARD", s), resp("ZCARD", l)]
             if seeder:
                 cmds.append(resp("ZRANDMEMBER", l, args.numwant))
             else:
                 cmds += [resp("ZRANDMEMBER", s, args.numwant), resp("ZRANDMEMBER", l, args.numwant + 1)]
+            cmds.append(resp("EXEC"))
+            # MULTI's OK, a QUEUED per command, then EXEC's array.
             out.append((b"".join(cmds), len(cmds)))
         return out
 
     hz = os.sysconf("SC_CLK_TCK")
-    print("%d swarms of %d peers, numwant %d; redis-server on cpu %s, client on cpu %s"
-          % (args.swarms, args.peers, args.numwant, os.environ.get("REDIS_CPUS", "1"),
-             os.environ.get("CLIENT_CPUS", "0")))
-    print("| mode | redis-server CPU per re-announce | Redis commands per re-announce |")
-    print("|---|---|---|")
-    for mode in ["script", "script-batch", "pipeline"]:
+
+    def measure(mode):
+        """redis-server CPU µs and commands per re-announce, on a fresh server."""
         with tempfile.TemporaryDirectory() as work:
             proc, r = start_redis(work)
             try:
@@ -188,11 +191,24 @@ def main():
                 info = r.call("INFO", "stats").decode()
                 cmds = int(next(l.split(":")[1] for l in info.splitlines() if l.startswith("total_commands_processed:")))
                 # The INFO call itself is one of them.
-                print("| %s | %.2f us | %.1f |" % (mode, (t1 - t0) / hz * 1e6 / len(order), (cmds - 1) / len(order)))
+                return (t1 - t0) / hz * 1e6 / len(order), (cmds - 1) / len(order)
             finally:
                 proc.kill()
                 proc.wait()
 
+    modes = ["script", "script-batch", "pipeline"]
+    runs = {m: [] for m in modes}
+    for _ in range(args.rounds):
+        for m in modes:
+            runs[m].append(measure(m))
+    print("%d swarms of %d peers, numwant %d; redis-server on cpu %s, client on cpu %s; median of %d"
+          % (args.swarms, args.peers, args.numwant, os.environ.get("REDIS_CPUS", "1"),
+             os.environ.get("CLIENT_CPUS", "0"), args.rounds))
+    print("| mode | redis-server CPU per re-announce | all runs | Redis commands per re-announce |")
+    print("|---|---|---|---|")
+    for m in modes:
+        cpu = sorted(c for c, _ in runs[m])
+        print("| %s | %.1f us | %s | %.1f |" % (m, cpu[len(cpu) // 2], " ".join("%.1f" % c for c, _ in runs[m]), runs[m][0][1]))
 
 if __name__ == "__main__":
     main()
