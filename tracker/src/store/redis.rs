@@ -488,13 +488,8 @@ impl RedisStore {
         let calls = hashes.iter().map(|h| {
             let mut conn = conn.clone();
             async move {
-                let hex = hex_of(h);
-                let (complete, incomplete, downloaded): (u32, u32, u32) = SCRAPE
-                    .key(format!("{{{hex}}}s"))
-                    .key(format!("{{{hex}}}l"))
-                    .key(format!("{{{hex}}}p"))
-                    .invoke_async(&mut conn)
-                    .await?;
+                let (complete, incomplete, downloaded): (u32, u32, u32) =
+                    on_swarm(&SCRAPE, h).invoke_async(&mut conn).await?;
                 Ok::<_, RemoteError>((
                     *h,
                     ScrapeStats {
@@ -511,9 +506,7 @@ impl RedisStore {
     /// One swarm's figures; `None` when it has no peers.
     pub async fn swarm(&self, hash: &InfoHash) -> Result<Option<SwarmInfo>, RemoteError> {
         let mut conn = self.handle().await?;
-        let hex = hex_of(hash);
-        let mut script = SWARM.key(format!("{{{hex}}}s"));
-        script.key(format!("{{{hex}}}l")).key(format!("{{{hex}}}p"));
+        let mut script = on_swarm(&SWARM, hash);
         for name in self.labels.names() {
             script.arg(name);
         }
@@ -732,8 +725,12 @@ fn compact_peer(a: &[u8]) -> Option<ReplyPeer> {
     })
 }
 
-fn hex_of(h: &InfoHash) -> String {
-    hex::encode(h.0)
+/// `script` called with a swarm's three keys (`{H}s`, `{H}l`, `{H}p`).
+fn on_swarm<'a>(script: &'a Script, hash: &InfoHash) -> redis::ScriptInvocation<'a> {
+    let hex = hex::encode(hash.0);
+    let mut call = script.key(format!("{{{hex}}}s"));
+    call.key(format!("{{{hex}}}l")).key(format!("{{{hex}}}p"));
+    call
 }
 
 fn parse_addr(a: &[u8]) -> Option<SocketAddr> {
