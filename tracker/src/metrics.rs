@@ -217,6 +217,19 @@ impl Metrics {
             &["op"],
         )?;
         registry.register(Box::new(store_errors.clone()))?;
+        let redis_paths = IntCounterVec::new(
+            Opts::new(
+                "kpbt_tracker_redis_announce_paths_total",
+                "Announces the Redis store served, by path: pipeline (a known peer's \
+                 re-announce, without the script), script, or pipeline_then_script (the \
+                 pipeline found it could not serve the announce)",
+            ),
+            &["path"],
+        )?;
+        registry.register(Box::new(redis_paths.clone()))?;
+        for path in crate::store::REDIS_ANNOUNCE_PATHS {
+            redis_paths.with_label_values(&[path]);
+        }
         // Create every label up front so the series exist (at 0) before the first error.
         for op in Op::ALL {
             store_errors.with_label_values(&[op.label()]);
@@ -321,6 +334,7 @@ impl Metrics {
             store: StoreMetrics {
                 latency: store_latency,
                 errors: store_errors,
+                redis_paths,
             },
             registry,
             announces,

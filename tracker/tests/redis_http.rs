@@ -247,3 +247,44 @@ fn readiness_reads_the_shared_swarm() {
     b.bget(&announce_path(5, 2, 7102, 0, "&event=completed"));
     assert_eq!(a.get(&url).status, 200);
 }
+
+/// `kpbt_tracker_redis_announce_paths_total` says how each announce was served: a known
+/// peer's re-announce by the pipeline, the rest by the script.
+#[test]
+fn announce_paths_are_counted() {
+    if !require_redis() {
+        return;
+    }
+    let redis = RedisServer::start().unwrap();
+    let t = TestTracker::start(redis_config(&redis));
+    let path = |p: &str| -> u64 {
+        let m = t.get("/metrics").text();
+        let line = format!("kpbt_tracker_redis_announce_paths_total{{path=\"{p}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .unwrap_or_else(|| panic!("no {line:?} in /metrics:\n{m}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!((path("pipeline"), path("script")), (0, 0));
+    for (id, port) in [(1, 5001), (2, 5002)] {
+        let r = t.bget(&announce_path(1, id, port, 10, "&event=started"));
+        assert_eq!(failure(&r), None);
+    }
+    let again = t.bget(&announce_path(1, 1, 5001, 10, ""));
+    assert_eq!(
+        compact_peers(&again),
+        ["127.0.0.1:5002".parse::<SocketAddr>().unwrap()]
+    );
+    // The same peer finished without a `completed`: the pipeline hands it to the script.
+    let done = t.bget(&announce_path(1, 1, 5001, 0, ""));
+    assert_eq!((int(&done, "complete"), int(&done, "incomplete")), (1, 1));
+    assert_eq!(
+        (
+            path("pipeline"),
+            path("script"),
+            path("pipeline_then_script")
+        ),
+        (1, 2, 1)
+    );
+}

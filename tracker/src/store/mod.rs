@@ -29,7 +29,9 @@ use prometheus::{HistogramVec, IntCounterVec};
 use crate::labels::Labels;
 
 pub use memory::MemoryStore;
-pub use redis::{CallOutcome, RedisStore, StoreSpec, StoreSpecError};
+pub use redis::{
+    CallOutcome, RedisStore, StoreSpec, StoreSpecError, ANNOUNCE_PATHS as REDIS_ANNOUNCE_PATHS,
+};
 
 /// Wall-clock seconds since the Unix epoch (u32 lasts until 2106).
 pub type Secs = u32;
@@ -250,6 +252,8 @@ pub struct StoreMetrics {
     pub latency: HistogramVec,
     /// `op` label; failed or timed-out store calls.
     pub errors: IntCounterVec,
+    /// `path` label; announces the Redis store served, by how (see [`RedisStore`]).
+    pub redis_paths: IntCounterVec,
 }
 
 enum Backend {
@@ -324,6 +328,9 @@ impl SwarmStore {
 
     /// Reports timings and errors to `metrics` from now on.
     pub fn set_metrics(&mut self, metrics: StoreMetrics) {
+        if let Backend::Redis(r) = &mut self.backend {
+            r.set_path_counters(&metrics.redis_paths);
+        }
         self.metrics = Some(metrics);
     }
 

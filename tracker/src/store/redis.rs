@@ -37,6 +37,7 @@ use std::time::Duration;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use kpbt_proto::announce::{AnnounceEvent, AnnounceRequest, ReplyPeer, ScrapeStats};
 use kpbt_proto::{InfoHash, PeerId};
+use prometheus::{IntCounter, IntCounterVec};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -204,6 +205,18 @@ pub struct RedisStore {
     batcher: Option<Batcher<ConnectionManager>>,
     /// Which peers this instance kept lately: those try the re-announce fast path.
     recent: Recent,
+    /// Announces served by each path, when the tracker counts them.
+    paths: Option<PathCounters>,
+}
+
+/// The announce paths, as `kpbt_tracker_redis_announce_paths_total{path}` names them.
+pub const ANNOUNCE_PATHS: [&str; 3] = ["pipeline", "script", "pipeline_then_script"];
+
+/// Counters of [`ANNOUNCE_PATHS`], in that order.
+struct PathCounters {
+    pipeline: IntCounter,
+    script: IntCounter,
+    handed_over: IntCounter,
 }
 
 impl RedisStore {
@@ -261,7 +274,19 @@ impl RedisStore {
             labels: Arc::new(Labels::empty()),
             batcher,
             recent: Recent::new(),
+            paths: None,
         })
+    }
+
+    /// Counts announces by path in `counters` (label `path`) from now on.
+    pub fn set_path_counters(&mut self, counters: &IntCounterVec) {
+        let [pipeline, script, handed_over] =
+            ANNOUNCE_PATHS.map(|p| counters.with_label_values(&[p]));
+        self.paths = Some(PathCounters {
+            pipeline,
+            script,
+            handed_over,
+        });
     }
 
     /// Groups peers by `labels` from now on (set before the first call).
@@ -370,11 +395,11 @@ impl RedisStore {
         // Most announces are a known peer's periodic re-announce: plain commands serve
         // those, and say when the script is needed after all. Tried for the peers this
         // instance kept lately, so a newcomer does not pay for both.
-        if req.event == AnnounceEvent::None
+        let tried = req.event == AnnounceEvent::None
             && label.is_empty()
             && !ids
-            && self.recent.seen(&req.info_hash, addr)
-        {
+            && self.recent.seen(&req.info_hash, addr);
+        if tried {
             let fast = Reannounce {
                 hex,
                 bucket,
@@ -401,6 +426,9 @@ impl RedisStore {
                         })
                     })
                     .collect::<Result<_, _>>()?;
+                if let Some(c) = &self.paths {
+                    c.pipeline.inc();
+                }
                 return Ok(Ok(AnnounceOutcome {
                     complete,
                     incomplete,
@@ -446,6 +474,9 @@ impl RedisStore {
                 eval(&ANNOUNCE, &call.command(&ANNOUNCE), &mut conn).await?
             }
         };
+        if let Some(c) = &self.paths {
+            if tried { &c.handed_over } else { &c.script }.inc();
+        }
         let int = |i: usize| match reply.get(i) {
             Some(Value::Int(n)) => Ok(*n),
             other => Err(RemoteError::Reply(format!("announce field {i}: {other:?}"))),
