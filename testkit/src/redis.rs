@@ -97,6 +97,23 @@ impl RedisServer {
             .ok_or_else(|| io::Error::other("no used_memory in INFO"))
     }
 
+    /// Calls of the command `name` (lower case, e.g. `evalsha`) so far, from
+    /// `INFO commandstats`; 0 for a command never called.
+    pub fn command_calls(&self, name: &str) -> io::Result<u64> {
+        let info = self.cmd(&["INFO", "commandstats"])?;
+        let prefix = format!("cmdstat_{name}:calls=");
+        let Some(rest) = String::from_utf8_lossy(&info)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+        else {
+            return Ok(0);
+        };
+        rest.split(',')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad commandstats line: {rest}")))
+    }
+
     /// SIGKILLs the server (a crash, not a clean shutdown).
     pub fn kill(&mut self) {
         self.guard.kill();

@@ -907,15 +907,6 @@ async fn redis_announce_trims_stale_peers_by_the_index() {
     assert_eq!(s.reap(T0 + 115).await.unwrap(), ReapReport::default());
 }
 
-/// Calls of each Redis command so far, from `INFO commandstats`.
-fn command_calls(redis: &RedisServer, name: &str) -> u64 {
-    let info = redis.cmd(&["INFO", "commandstats"]).unwrap();
-    String::from_utf8_lossy(&info)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
-        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-}
-
 /// A known peer's event-less re-announce is served by plain commands, without the
 /// announce script; everything else (a `started`, a newcomer without an event, a side
 /// change, a new peer id, a reply with ids, stale peers to trim) goes to the script,
@@ -928,7 +919,7 @@ async fn redis_reannounces_skip_the_script_and_the_rest_do_not() {
     let redis = RedisServer::start().unwrap();
     let spec: StoreSpec = redis.url(0).parse().unwrap();
     let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
-    let scripts = || command_calls(&redis, "evalsha");
+    let scripts = || redis.command_calls("evalsha").unwrap();
     // Runs `f` and tells whether it called the script.
     macro_rules! scripted {
         ($e:expr) => {{
@@ -1024,9 +1015,12 @@ async fn redis_reannounce_from_a_clock_behind_keeps_the_index_a_lower_bound() {
     ann(&s, 1, 1, 5, AnnounceEvent::Started, T0 + 50).await;
     ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 50).await;
     assert_eq!(index(), Some(T0 + 50));
-    let before = command_calls(&redis, "evalsha");
+    let before = redis.command_calls("evalsha").unwrap();
     let o = ann(&s, 1, 1, 5, AnnounceEvent::None, T0 + 40).await;
-    assert!(command_calls(&redis, "evalsha") > before, "the script ran");
+    assert!(
+        redis.command_calls("evalsha").unwrap() > before,
+        "the script ran"
+    );
     assert_eq!((o.complete, o.incomplete), (0, 2));
     assert_eq!(index(), Some(T0 + 40));
     // Cutoff T0 + 41: peer 1 (last seen T0 + 40) is stale, peer 2 (T0 + 50) is not.
@@ -1160,11 +1154,11 @@ async fn redis_and_memory_agree_over_a_random_run() {
     // Some announces were the re-announce pipeline's (its MULTI), some the script's.
     let redis = red._redis.as_ref().unwrap();
     assert!(
-        command_calls(redis, "multi") > 100,
+        redis.command_calls("multi").unwrap() > 100,
         "the pipeline served too few"
     );
     assert!(
-        command_calls(redis, "evalsha") > 100,
+        redis.command_calls("evalsha").unwrap() > 100,
         "the script served too few"
     );
     // Everyone expires: both end empty.
