@@ -20,6 +20,9 @@ use kpbt_testkit::{free_port, require_redis, RedisServer};
 use kpbt_tracker::store::{AnnounceError, Health, StoreLimits, StoreSpec, SwarmStore};
 
 const T0: u32 = 1_800_000_000;
+/// The announcing peer's address, and the other peer's in every swarm.
+const PEER: &str = "10.0.0.1:1000";
+const OTHER: &str = "10.0.0.2:1000";
 const TIMEOUT: Duration = Duration::from_millis(500);
 /// Node timeout 1 s, the replica's election, then the store's reconnect.
 const RECOVER_WITHIN: Duration = Duration::from_secs(20);
@@ -65,9 +68,7 @@ fn text(r: std::io::Result<Vec<u8>>) -> String {
 async fn round(s: &SwarmStore, hashes: u16, id: u8) -> usize {
     let calls = (0..hashes).map(|h| async move {
         let started = Instant::now();
-        let r = s
-            .announce(&req(h, id), "10.0.0.1:1000".parse().unwrap(), T0)
-            .await;
+        let r = s.announce(&req(h, id), PEER.parse().unwrap(), T0).await;
         let took = started.elapsed();
         assert!(took < TIMEOUT * 2, "announce took {took:?}");
         r
@@ -85,11 +86,9 @@ async fn round(s: &SwarmStore, hashes: u16, id: u8) -> usize {
         .count()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
-    if !require_redis() {
-        return;
-    }
+/// Six `redis-server`s on loopback made into a cluster of three masters with a replica
+/// each, every node reporting `cluster_state:ok`.
+fn start_cluster() -> Vec<RedisServer> {
     let extra = [
         "--cluster-enabled",
         "yes",
@@ -130,64 +129,87 @@ async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    nodes
+}
 
-    let spec: StoreSpec = format!("redis-cluster://{},{},{}", addrs[0], addrs[1], addrs[2])
+/// The store on `nodes`, seeded with the first three.
+fn cluster_store(nodes: &[RedisServer]) -> SwarmStore {
+    let seeds: Vec<String> = nodes[..3].iter().map(|n| n.addr().to_string()).collect();
+    let spec: StoreSpec = format!("redis-cluster://{}", seeds.join(","))
         .parse()
         .unwrap();
-    let s = SwarmStore::open(&spec, limits(), TIMEOUT).unwrap();
-    // Many info hashes: their hash tags spread over all three masters' slots.
-    let hashes = 60;
-    assert_eq!(
-        round(&s, hashes, 1).await,
-        0,
-        "failures on a healthy cluster"
-    );
-    assert_eq!(s.health().await, Health::Ok);
-    // Re-announces go to each swarm's master as a pipeline of plain commands, not the
-    // script, and find the swarm's other peer.
-    let (a, b): (SocketAddr, SocketAddr) = (
-        "10.0.0.1:1000".parse().unwrap(),
-        "10.0.0.2:1000".parse().unwrap(),
-    );
-    for h in 0..hashes {
-        s.announce(&req(h, 3), b, T0).await.unwrap();
-    }
-    let scripts = || -> u64 {
-        nodes
-            .iter()
-            .map(|n| {
-                text(n.cmd(&["INFO", "commandstats"]))
-                    .lines()
-                    .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-                    .map_or(0, |r| r.split(',').next().unwrap().parse().unwrap())
-            })
-            .sum()
-    };
-    let before = scripts();
-    for h in 0..hashes {
-        let o = s.announce(&req(h, 1), a, T0 + 1).await.unwrap();
-        let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
-        assert_eq!((got, o.incomplete), (vec![b], 2), "swarm {h}");
-    }
-    assert_eq!(scripts(), before, "re-announces ran the script");
+    SwarmStore::open(&spec, limits(), TIMEOUT).unwrap()
+}
 
-    let masters: Vec<&RedisServer> = nodes
-        .iter()
-        .filter(|n| text(n.cmd(&["ROLE"])).contains("master"))
-        .collect();
-    assert_eq!(masters.len(), 3);
-    // A replica not yet synced with its master refuses to take over ("disconnected from
-    // master for longer than allowed"): wait for every replication link first.
+fn has_role(n: &RedisServer, role: &str) -> bool {
+    text(n.cmd(&["ROLE"])).contains(role)
+}
+
+/// Waits until every replica's link to its master is up: a replica not yet synced
+/// refuses to take over ("disconnected from master for longer than allowed").
+fn wait_for_replication(nodes: &[RedisServer]) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    for n in nodes
-        .iter()
-        .filter(|n| text(n.cmd(&["ROLE"])).contains("slave"))
-    {
+    for n in nodes.iter().filter(|n| has_role(n, "slave")) {
         while !text(n.cmd(&["INFO", "replication"])).contains("master_link_status:up") {
             assert!(Instant::now() < deadline, "a replica never synced");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// EVALSHA calls over all nodes so far.
+fn script_calls(nodes: &[RedisServer]) -> u64 {
+    nodes
+        .iter()
+        .map(|n| n.command_calls("evalsha").expect("INFO commandstats"))
+        .sum()
+}
+
+/// Announces `peer` (id 1 from 10.0.0.1:1000) into each of `hashes` swarms after peer id
+/// 3 from 10.0.0.2:1000, then re-announces it; asserts that the re-announces ran no
+/// script and found the other peer.
+async fn two_peers_per_swarm(s: &SwarmStore, nodes: &[RedisServer], hashes: u16) {
+    assert_eq!(
+        round(s, hashes, 1).await,
+        0,
+        "failures on a healthy cluster"
+    );
+    assert_eq!(s.health().await, Health::Ok);
+    for h in 0..hashes {
+        s.announce(&req(h, 3), OTHER.parse().unwrap(), T0)
+            .await
+            .unwrap();
+    }
+    let before = script_calls(nodes);
+    for h in 0..hashes {
+        let o = s
+            .announce(&req(h, 1), PEER.parse().unwrap(), T0 + 1)
+            .await
+            .unwrap();
+        let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
+        assert_eq!(
+            (got, o.incomplete),
+            (vec![OTHER.parse().unwrap()], 2),
+            "swarm {h}"
+        );
+    }
+    assert_eq!(script_calls(nodes), before, "re-announces ran the script");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
+    if !require_redis() {
+        return;
+    }
+    let nodes = start_cluster();
+    let s = cluster_store(&nodes);
+    // Many info hashes: their hash tags spread over all three masters' slots.
+    let hashes = 60;
+    two_peers_per_swarm(&s, &nodes, hashes).await;
+
+    let masters: Vec<&RedisServer> = nodes.iter().filter(|n| has_role(n, "master")).collect();
+    assert_eq!(masters.len(), 3);
+    wait_for_replication(&nodes);
     let victim = masters[0];
     let keys = text(victim.cmd(&["DBSIZE"]));
     assert!(keys.trim() != ":0", "the victim holds no keys: {keys}");
@@ -219,4 +241,58 @@ async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
         assert!(Instant::now() < deadline, "not healthy after the failover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A planned failover (`CLUSTER FAILOVER` on a replica) costs no announce: the old
+/// master answers MOVED, which the cluster client does not follow inside the
+/// re-announce's transaction, so the store hands such a re-announce to the script, whose
+/// call follows the redirect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_announces_follow_a_planned_failover_without_failing() {
+    if !require_redis() {
+        return;
+    }
+    let nodes = start_cluster();
+    let s = cluster_store(&nodes);
+    let hashes = 60;
+    two_peers_per_swarm(&s, &nodes, hashes).await;
+    wait_for_replication(&nodes);
+    let replica = nodes.iter().find(|n| has_role(n, "slave")).unwrap();
+    assert_eq!(text(replica.cmd(&["CLUSTER", "FAILOVER"])).trim(), "+OK");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_role(replica, "master")
+        || nodes.iter().filter(|n| has_role(n, "master")).count() != 3
+        || !nodes
+            .iter()
+            .all(|n| text(n.cmd(&["CLUSTER", "INFO"])).contains("cluster_state:ok"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the planned failover never finished"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let moved = text(replica.cmd(&["DBSIZE"]));
+    assert!(
+        moved.trim() != ":0",
+        "the new master holds no keys: {moved}"
+    );
+    // One at a time: each re-announce for the moved master's slots would meet the stale
+    // slot map, had an earlier one's redirect not refreshed it.
+    for h in 0..hashes {
+        let o = s
+            .announce(&req(h, 1), PEER.parse().unwrap(), T0 + 2)
+            .await
+            .unwrap_or_else(|e| panic!("swarm {h}: {e:?} after a planned failover"));
+        let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
+        assert_eq!(
+            (got, o.incomplete),
+            (vec![OTHER.parse().unwrap()], 2),
+            "swarm {h}"
+        );
+    }
+    assert!(
+        replica.command_calls("evalsha").unwrap() > 0,
+        "no re-announce was handed to the script on the new master"
+    );
 }

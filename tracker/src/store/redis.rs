@@ -50,7 +50,7 @@ use super::{
 use crate::labels::Labels;
 use calls::{eval, AnnounceCall, Batcher};
 pub use cluster::key_slot;
-use cluster::{slot_tags, ClusterConn};
+use cluster::{redirected, slot_tags, ClusterConn};
 pub use error::{CallOutcome, RemoteError};
 use reannounce::{Reannounce, Verdict};
 use recent::Recent;
@@ -411,12 +411,23 @@ impl RedisStore {
                 want: numwant as usize,
             };
             let mut conn = self.handle().await?;
-            let replies: Vec<Value> = fast.pipeline().query_async(&mut conn).await?;
+            let replies = match fast.pipeline().query_async::<Vec<Value>>(&mut conn).await {
+                Ok(replies) => Some(replies),
+                // The swarm's slot moved (a failover, a resharding). The cluster client
+                // follows a redirect for one command but not inside a transaction: the
+                // script's call follows it, and refreshes the client's slot map.
+                Err(e) if redirected(&e) => None,
+                Err(e) => return Err(e.into()),
+            };
+            let verdict = match replies {
+                Some(replies) => fast.verdict(replies).map_err(RemoteError::Reply)?,
+                None => Verdict::NeedsScript,
+            };
             if let Verdict::Served {
                 complete,
                 incomplete,
                 peers,
-            } = fast.verdict(replies).map_err(RemoteError::Reply)?
+            } = verdict
             {
                 let peers = peers
                     .iter()

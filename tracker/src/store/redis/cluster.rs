@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{RedisError, RetryMethod};
+use redis::{ErrorKind, RedisError, RetryMethod, ServerErrorKind};
 
 use super::error::{CallOutcome, RemoteError};
 
@@ -243,6 +243,20 @@ impl ClusterConn {
             None => drop(task),
         }
     }
+}
+
+/// Whether a transaction was refused because its slot is served elsewhere now: MOVED
+/// or ASK for its commands, EXECABORT for the whole.
+pub(super) fn redirected(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
+        && e.clone().into_server_errors().is_some_and(|errors| {
+            errors.iter().any(|(_, e)| {
+                matches!(
+                    e.kind(),
+                    Some(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                )
+            })
+        })
 }
 
 fn timed_out(what: &'static str) -> RedisError {
