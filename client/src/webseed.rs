@@ -432,10 +432,19 @@ impl WebSeedTask {
 
 /// Books a finished run against its URL: bytes, errors, bad pieces, back-off, drop.
 /// Runs that were already under way when the URL began backing off do not back it off
-/// further (four failing at once are one failure, not four).
+/// further (four failing at once are one failure, not four), and runs that end after it
+/// was dropped (the task lets them finish) leave it dropped.
 fn settle(seed: &mut Seed, outcome: Outcome) {
     seed.busy = seed.busy.saturating_sub(1);
     seed.view.downloaded += outcome.verified;
+    if seed.view.state == WebSeedState::Dropped {
+        seed.view.bad_pieces = seed
+            .view
+            .bad_pieces
+            .saturating_add(outcome.bad.len() as u32);
+        seed.view.errors += u64::from(outcome.error.is_some());
+        return;
+    }
     let mut problem = None;
     if !outcome.bad.is_empty() {
         seed.view.bad_pieces = seed
@@ -746,6 +755,16 @@ mod tests {
         assert_eq!(s.view.state, WebSeedState::Dropped);
         assert_eq!(s.view.bad_pieces, 3);
         assert!(!s.usable(t0 + BACKOFF_MAX * 10));
+        assert!(s.view.last_error.as_deref().unwrap().contains("SHA-1"));
+        // Runs under way when it was dropped still end: their bytes and errors count,
+        // the URL stays dropped with the reason it was dropped for.
+        s.busy = 3;
+        settle(&mut s, outcome(None, 50, vec![]));
+        settle(&mut s, fail(FetchError::Status(500)));
+        settle(&mut s, outcome(None, 0, vec![11]));
+        assert_eq!(s.view.state, WebSeedState::Dropped);
+        assert_eq!((s.view.downloaded, s.view.errors), (160, 24));
+        assert_eq!((s.view.bad_pieces, s.busy), (4, 0));
         assert!(s.view.last_error.as_deref().unwrap().contains("SHA-1"));
     }
 
