@@ -58,6 +58,7 @@ use recent::Recent;
 mod calls;
 mod cluster;
 mod error;
+mod parts;
 mod reannounce;
 mod recent;
 

@@ -8,12 +8,13 @@
 //! announce's cost. Announces that arrive while earlier ones are in flight are sent
 //! together; an idle tracker sends each one at once (no timer, no added wait).
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind, Value};
 use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::parts::Parts;
 
 /// Runs `cmd`, an EVALSHA of `script`, loading the script first when the server does
 /// not know it (a restarted or new node), as `ScriptInvocation::invoke_async` does.
@@ -39,59 +40,43 @@ const MAX_KEYS: usize = 7;
 /// One announce's script keys and arguments, encoded once into one buffer, for a call of
 /// its own or a place in a batch.
 pub(super) struct AnnounceCall {
-    buf: Vec<u8>,
-    /// Where each key, then each argument, ends in `buf`.
-    ends: [u32; MAX_KEYS + ARGS],
+    /// The keys, then the arguments.
+    parts: Parts<{ MAX_KEYS + ARGS }>,
     keys: usize,
-    parts: usize,
 }
 
 impl AnnounceCall {
     pub fn new() -> Self {
         AnnounceCall {
-            buf: Vec::with_capacity(384),
-            ends: [0; MAX_KEYS + ARGS],
+            parts: Parts::with_capacity(384),
             keys: 0,
-            parts: 0,
         }
-    }
-
-    fn end_part(&mut self) {
-        assert!(self.parts < self.ends.len(), "too many announce arguments");
-        self.ends[self.parts] = self.buf.len() as u32;
-        self.parts += 1;
     }
 
     /// Appends a key; every key comes before the first argument.
     pub fn key(&mut self, parts: &[&[u8]]) {
-        assert_eq!(self.keys, self.parts, "keys come before arguments");
+        assert_eq!(self.keys, self.parts.len(), "keys come before arguments");
         assert!(self.keys < MAX_KEYS, "too many announce keys");
-        for p in parts {
-            self.buf.extend_from_slice(p);
-        }
-        self.end_part();
+        self.parts.push(parts);
         self.keys += 1;
     }
 
     pub fn arg(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-        self.end_part();
+        self.parts.push(&[bytes]);
     }
 
     /// A number argument, as the decimal string the script reads.
     pub fn num(&mut self, n: u64) {
-        write!(self.buf, "{n}").expect("writing to a Vec cannot fail");
-        self.end_part();
+        self.parts.push_fmt(format_args!("{n}"));
     }
 
     fn part(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.buf[start..self.ends[i] as usize]
+        self.parts.get(i)
     }
 
     fn check(&self) {
         debug_assert!(
-            (self.keys == 5 || self.keys == 7) && self.parts == self.keys + ARGS,
+            (self.keys == 5 || self.keys == 7) && self.parts.len() == self.keys + ARGS,
             "an announce call has 5 or 7 keys and {ARGS} arguments"
         );
     }
@@ -101,7 +86,7 @@ impl AnnounceCall {
         self.check();
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(script.get_hash()).arg(self.keys);
-        for i in 0..self.parts {
+        for i in 0..self.parts.len() {
             cmd.arg(self.part(i));
         }
         cmd
@@ -129,7 +114,7 @@ fn batch_command<'a>(
     }
     cmd.arg(&counts[..]);
     for c in calls {
-        for i in c.keys..c.parts {
+        for i in c.keys..c.parts.len() {
             cmd.arg(c.part(i));
         }
     }

@@ -22,8 +22,8 @@
 //! and stays a known peer (the script alone would trim it, then add it back as a new
 //! one), and a later time written by an instance whose clock is ahead is not lowered.
 
+use super::parts::Parts;
 use rand::seq::SliceRandom;
-use std::io::Write;
 
 use redis::{Cmd, Pipeline, Value};
 
@@ -70,45 +70,20 @@ fn command(name: &str, args: &[&[u8]]) -> Cmd {
     c
 }
 
-/// Byte strings written one after another into one buffer, then read back as slices.
-#[derive(Default)]
-struct Parts {
-    buf: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Parts {
-    fn push(&mut self, args: std::fmt::Arguments<'_>) -> usize {
-        self.buf
-            .write_fmt(args)
-            .expect("writing to a Vec cannot fail");
-        self.ends.push(self.buf.len());
-        self.ends.len() - 1
-    }
-
-    fn get(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.buf[start..self.ends[i]]
-    }
-}
-
 impl Reannounce<'_> {
     /// The commands, in the order [`Reannounce::verdict`] reads their replies.
     pub fn pipeline(&self) -> Pipeline {
-        let mut parts = Parts {
-            buf: Vec::with_capacity(192),
-            ends: Vec::with_capacity(8),
-        };
+        let mut parts: Parts<7> = Parts::with_capacity(192);
         let h = self.hex;
         let (s, l, p) = (
-            parts.push(format_args!("{{{h}}}s")),
-            parts.push(format_args!("{{{h}}}l")),
-            parts.push(format_args!("{{{h}}}p")),
+            parts.push_fmt(format_args!("{{{h}}}s")),
+            parts.push_fmt(format_args!("{{{h}}}l")),
+            parts.push_fmt(format_args!("{{{h}}}p")),
         );
-        let index = parts.push(format_args!("kpbt:ix{}", self.bucket));
-        let now = parts.push(format_args!("{}", self.now));
-        let want = parts.push(format_args!("{}", self.want));
-        let want_more = parts.push(format_args!("{}", self.want + 1));
+        let index = parts.push_fmt(format_args!("kpbt:ix{}", self.bucket));
+        let now = parts.push_fmt(format_args!("{}", self.now));
+        let want = parts.push_fmt(format_args!("{}", self.want));
+        let want_more = parts.push_fmt(format_args!("{}", self.want + 1));
         let part = |i| parts.get(i);
         let side = part(if self.seeder { s } else { l });
         let mut pipe = Pipeline::with_capacity(8);
