@@ -867,20 +867,33 @@ async fn redis_label_keys_empty_with_their_swarm() {
 /// Redis drops stale peers on announces too, once its index says a swarm may hold some:
 /// the index score is a lower bound of the swarm's oldest last-seen that the announce
 /// after a trim sets exactly, and the totals stay exact.
+/// A fresh redis-server and the store on it.
+fn redis_store() -> (RedisServer, SwarmStore) {
+    let redis = RedisServer::start().expect("start redis-server");
+    let spec: StoreSpec = redis.url(0).parse().unwrap();
+    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
+    (redis, s)
+}
+
+/// The index score of swarm `h` (the info hash of `h` repeated) on a single Redis;
+/// `None` when it is not in the index.
+fn index_score(redis: &RedisServer, h: u8) -> Option<u32> {
+    let member = hex::encode([h; 20]);
+    let r = redis.cmd(&["ZSCORE", "kpbt:ix", &member]).unwrap();
+    // A bulk string ("$10\r\n1800000000\r\n"), or a null ("$-1\r\n").
+    String::from_utf8_lossy(&r)
+        .split("\r\n")
+        .nth(1)
+        .and_then(|t| t.parse().ok())
+}
+
 #[tokio::test]
 async fn redis_announce_trims_stale_peers_by_the_index() {
     if !require_redis() {
         return;
     }
-    let redis = RedisServer::start().unwrap();
-    let spec: StoreSpec = redis.url(0).parse().unwrap();
-    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
-    // The swarm's index score (ZSCORE replies are bulk strings).
-    let score = || -> u32 {
-        let r = redis.cmd(&["ZSCORE", "kpbt:ix", &"01".repeat(20)]).unwrap();
-        let text = String::from_utf8_lossy(&r).into_owned();
-        text.split("\r\n").nth(1).unwrap().parse().unwrap()
-    };
+    let (redis, s) = redis_store();
+    let score = || index_score(&redis, 1).expect("swarm 1 in the index");
     ann(&s, 1, 1, 5, AnnounceEvent::Started, T0).await;
     ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 10).await;
     ann(&s, 1, 3, 0, AnnounceEvent::Started, T0 + 10).await;
@@ -916,9 +929,7 @@ async fn redis_reannounces_skip_the_script_and_the_rest_do_not() {
     if !require_redis() {
         return;
     }
-    let redis = RedisServer::start().unwrap();
-    let spec: StoreSpec = redis.url(0).parse().unwrap();
-    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
+    let (redis, s) = redis_store();
     let scripts = || redis.command_calls("evalsha").unwrap();
     // Runs `f` and tells whether it called the script.
     macro_rules! scripted {
@@ -1003,15 +1014,8 @@ async fn redis_reannounce_from_a_clock_behind_keeps_the_index_a_lower_bound() {
     if !require_redis() {
         return;
     }
-    let redis = RedisServer::start().unwrap();
-    let spec: StoreSpec = redis.url(0).parse().unwrap();
-    let s = SwarmStore::open(&spec, limits(), Duration::from_secs(2)).unwrap();
-    // The swarm's index score (ZSCORE replies are bulk strings).
-    let index = || -> Option<u32> {
-        let r = redis.cmd(&["ZSCORE", "kpbt:ix", &"01".repeat(20)]).unwrap();
-        let text = String::from_utf8_lossy(&r).into_owned();
-        text.split("\r\n").nth(1).and_then(|t| t.parse().ok())
-    };
+    let (redis, s) = redis_store();
+    let index = || index_score(&redis, 1);
     ann(&s, 1, 1, 5, AnnounceEvent::Started, T0 + 50).await;
     ann(&s, 1, 2, 5, AnnounceEvent::Started, T0 + 50).await;
     assert_eq!(index(), Some(T0 + 50));
