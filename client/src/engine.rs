@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kpbt_proto::metainfo::Metainfo;
-use kpbt_proto::wire::Bitfield;
 use kpbt_proto::PeerId;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -301,16 +300,14 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
         max_active,
         rand::random(),
     );
-    let mut have = Bitfield::new(piece_count);
     for (i, ok) in verified.iter().enumerate() {
         if *ok {
             picker.set_have(i as u32);
-            have.set(i as u32);
         }
     }
-    if have.count_ones() > 0 {
+    if picker.have_count() > 0 {
         info!(
-            have = have.count_ones(),
+            have = picker.have_count(),
             of = piece_count,
             "existing data verified"
         );
@@ -321,7 +318,6 @@ pub(crate) fn launch(services: &Services, prepared: Prepared) -> TorrentHandle {
         services,
         Arc::new(storage),
         picker,
-        have,
         cfg.max_peers,
         events_tx,
     );

@@ -158,14 +158,14 @@ async fn run(
                 stats: stats.clone(),
             },
         );
-        let have = st.have.count_ones();
+        let have = st.picker.have_set().count_ones();
         if fast && have == shared.piece_count {
             Some(Message::HaveAll)
         } else if have == 0 {
             fast.then_some(Message::HaveNone)
         } else {
             Some(Message::Bitfield(Bytes::copy_from_slice(
-                st.have.as_bytes(),
+                st.picker.have_set().as_bytes(),
             )))
         }
     };

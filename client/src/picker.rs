@@ -4,6 +4,7 @@
 
 use crate::rng::XorShift64;
 use kpbt_proto::geometry::Geometry;
+use kpbt_proto::wire::Bitfield;
 use std::collections::HashMap;
 
 mod origin;
@@ -87,7 +88,9 @@ pub struct Picker {
     availability: Vec<u32>,
     active: HashMap<u32, Active>,
     missing: u32,
-    have: u32,
+    /// The verified pieces, in wire form: the torrent's one have-set (the bitfield
+    /// sent to peers, the resume data and the API read it here).
+    have: Bitfield,
     max_active: usize,
     rng: XorShift64,
     /// Pieces a reader is waiting for (a file streamed while it downloads): started
@@ -112,7 +115,7 @@ impl Picker {
             availability: vec![0; piece_count as usize],
             active: HashMap::new(),
             missing: piece_count,
-            have: 0,
+            have: Bitfield::new(piece_count),
             max_active: max_active.max(1),
             rng: XorShift64::new(seed),
             urgent: 0..0,
@@ -145,15 +148,20 @@ impl Picker {
     }
 
     pub fn have(&self, piece: u32) -> bool {
-        self.state.get(piece as usize) == Some(&PieceState::Have)
+        self.have.get(piece)
     }
 
     pub fn have_count(&self) -> u32 {
-        self.have
+        self.have.count_ones()
+    }
+
+    /// The verified pieces.
+    pub fn have_set(&self) -> &Bitfield {
+        &self.have
     }
 
     pub fn is_complete(&self) -> bool {
-        self.have == self.piece_count()
+        self.have.count_ones() == self.piece_count()
     }
 
     pub fn active_count(&self) -> usize {
@@ -179,7 +187,7 @@ impl Picker {
             PieceState::Hashing | PieceState::Origin => {}
         }
         self.state[piece as usize] = PieceState::Have;
-        self.have += 1;
+        self.have.set(piece);
     }
 
     pub fn inc_availability(&mut self, piece: u32) {
@@ -322,7 +330,7 @@ impl Picker {
             }
         }
         let offset = (self.rng.next_u64() % n as u64) as u32;
-        let random = self.have < RANDOM_FIRST_PIECES;
+        let random = self.have.count_ones() < RANDOM_FIRST_PIECES;
         let mut best: Option<(u32, u32)> = None;
         for k in 0..n {
             let p = (offset + k) % n;
@@ -378,7 +386,7 @@ impl Picker {
         act.sort();
         format!(
             "have={} missing={} hashing={hashing} origin={origin} active={} [{}]",
-            self.have,
+            self.have.count_ones(),
             self.missing,
             self.active.len(),
             act.join(", ")
@@ -462,7 +470,7 @@ impl Picker {
     pub fn piece_verified(&mut self, piece: u32) {
         if self.state.get(piece as usize) == Some(&PieceState::Hashing) {
             self.state[piece as usize] = PieceState::Have;
-            self.have += 1;
+            self.have.set(piece);
         }
     }
 

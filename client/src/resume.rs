@@ -247,7 +247,7 @@ pub(crate) fn save_shared(shared: &Shared, path: &Path) -> Result<(), StorageErr
     // temp file name, and the newest snapshot must be the one that lands last, so
     // snapshot and write happen under the torrent's resume lock.
     let _guard = shared.resume_lock.lock().unwrap_or_else(|e| e.into_inner());
-    let have = shared.lock().have.clone();
+    let have = shared.lock().picker.have_set().clone();
     save(&shared.storage, shared.info_hash, &have, path)
 }
 
@@ -274,7 +274,7 @@ pub(crate) async fn run_saver(
             }
             _ = shutdown.changed() => return,
         }
-        let count = shared.lock().have.count_ones();
+        let count = shared.lock().picker.have_count();
         if saved_count == Some(count) {
             continue;
         }

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use kpbt_proto::wire::Bitfield;
 use kpbt_proto::{InfoHash, PeerId};
 use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, Semaphore};
@@ -46,7 +45,6 @@ type FailedAttempt = Vec<(u32, IpAddr, [u8; 20])>;
 
 pub(crate) struct State {
     pub picker: Picker,
-    pub have: Bitfield,
     buffers: HashMap<u32, PieceBuf>,
     /// Piece buffers returned after hashing, reused so steady-state downloading
     /// allocates (and page-faults in) no new memory.
@@ -113,14 +111,17 @@ impl Shared {
         services: &Services,
         storage: Arc<Storage>,
         picker: Picker,
-        have: Bitfield,
         max_peers: usize,
         events: mpsc::UnboundedSender<Event>,
     ) -> Shared {
         let layout = storage.layout();
         let piece_count = layout.piece_count();
         let total_len = layout.total_len;
-        let verified_bytes: u64 = have.iter_set().map(|p| layout.piece_size(p) as u64).sum();
+        let verified_bytes: u64 = picker
+            .have_set()
+            .iter_set()
+            .map(|p| layout.piece_size(p) as u64)
+            .sum();
         Shared {
             info_hash,
             our_id: services.peer_id,
@@ -130,7 +131,6 @@ impl Shared {
             storage,
             state: Mutex::new(State {
                 picker,
-                have,
                 buffers: HashMap::new(),
                 spare: Vec::new(),
                 peers: HashMap::new(),
@@ -390,7 +390,6 @@ impl Shared {
         let mut st = self.lock();
         if ok {
             st.picker.piece_verified(piece);
-            st.have.set(piece);
             let size = st.picker.piece_size(piece) as u64;
             self.verified_bytes.fetch_add(size, Ordering::Relaxed);
             self.downloaded.fetch_add(size, Ordering::Relaxed);

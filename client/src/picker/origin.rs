@@ -187,6 +187,9 @@ mod tests {
         assert!(p.have(4));
         assert!(p.origin_fetched(2));
         p.piece_failed(2);
+        // The have-set peers and resume data read: piece 1 (set at the start) and 4.
+        assert_eq!(p.have_set().iter_set().collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(p.have_count(), 2);
         assert_eq!(
             p.reserve_for_origin(None, 9, M),
             Some(2..3),
