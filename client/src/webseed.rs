@@ -437,12 +437,12 @@ impl WebSeedTask {
 fn settle(seed: &mut Seed, outcome: Outcome) {
     seed.busy = seed.busy.saturating_sub(1);
     seed.view.downloaded += outcome.verified;
+    seed.view.errors += u64::from(outcome.error.is_some());
     if seed.view.state == WebSeedState::Dropped {
         seed.view.bad_pieces = seed
             .view
             .bad_pieces
             .saturating_add(outcome.bad.len() as u32);
-        seed.view.errors += u64::from(outcome.error.is_some());
         return;
     }
     let mut problem = None;
@@ -468,7 +468,6 @@ fn settle(seed: &mut Seed, outcome: Outcome) {
         problem = Some(text);
     }
     if let Some(e) = outcome.error {
-        seed.view.errors += 1;
         problem = Some(problem.map_or_else(|| e.to_string(), |p| format!("{p}; {e}")));
     }
     let now = Instant::now();

@@ -864,9 +864,6 @@ async fn redis_label_keys_empty_with_their_swarm() {
     assert_eq!(s.label_peers().await.unwrap(), [0, 0, 0]);
 }
 
-/// Redis drops stale peers on announces too, once its index says a swarm may hold some:
-/// the index score is a lower bound of the swarm's oldest last-seen that the announce
-/// after a trim sets exactly, and the totals stay exact.
 /// A fresh redis-server and the store on it.
 fn redis_store() -> (RedisServer, SwarmStore) {
     let redis = RedisServer::start().expect("start redis-server");
@@ -887,6 +884,9 @@ fn index_score(redis: &RedisServer, h: u8) -> Option<u32> {
         .and_then(|t| t.parse().ok())
 }
 
+/// Redis drops stale peers on announces too, once its index says a swarm may hold some:
+/// the index score is a lower bound of the swarm's oldest last-seen that the announce
+/// after a trim sets exactly, and the totals stay exact.
 #[tokio::test]
 async fn redis_announce_trims_stale_peers_by_the_index() {
     if !require_redis() {

@@ -414,9 +414,10 @@ impl RedisStore {
             let mut conn = self.handle().await?;
             let replies = match fast.pipeline().query_async::<Vec<Value>>(&mut conn).await {
                 Ok(replies) => Some(replies),
-                // The swarm's slot moved (a failover, a resharding). The cluster client
-                // follows a redirect for one command but not inside a transaction: the
-                // script's call follows it, and refreshes the client's slot map.
+                // The swarm's slot moved or is moving (a failover, a resharding). The
+                // cluster client follows a redirect for one command but not inside a
+                // transaction: the script's call follows it (a MOVED also refreshes the
+                // client's slot map).
                 Err(e) if redirected(&e) => None,
                 Err(e) => return Err(e.into()),
             };

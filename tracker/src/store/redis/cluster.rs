@@ -15,7 +15,7 @@ use super::error::{CallOutcome, RemoteError};
 ///
 /// The redis crate's cluster client (1.8) does not get over a master that vanishes by
 /// itself, in two ways:
-/// - It refreshes its slot map only when a node answers MOVED, ASK or READONLY, or a
+/// - It refreshes its slot map only when a node answers MOVED or READONLY, or a
 ///   link reports itself dropped. A master that stops answering without a TCP reset (a
 ///   hung process, a dead host, a partition) does neither: calls to it time out, a
 ///   timed-out call is retried against the same node, and after its replica has taken
@@ -245,18 +245,37 @@ impl ClusterConn {
     }
 }
 
-/// Whether a transaction was refused because its slot is served elsewhere now: MOVED
-/// or ASK for its commands, EXECABORT for the whole.
+/// Whether a transaction failed for a reason a single command's call gets over: the
+/// slot moved or is moving (MOVED, ASK, TRYAGAIN), the node is a replica now (READONLY),
+/// the cluster is reconfiguring (CLUSTERDOWN, MASTERDOWN). The cluster client redirects
+/// and retries single commands but not a transaction, and a refused transaction applied
+/// nothing, so its work can be handed to the script.
 pub(super) fn redirected(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::ExecAbort)
-        && e.clone().into_server_errors().is_some_and(|errors| {
-            errors.iter().any(|(_, e)| {
-                matches!(
-                    e.kind(),
-                    Some(ServerErrorKind::Moved | ServerErrorKind::Ask)
-                )
-            })
-        })
+    let moving = |k: Option<ServerErrorKind>| {
+        matches!(
+            k,
+            Some(
+                ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+            )
+        )
+    };
+    match e.kind() {
+        // Refused while queueing: each command's error is kept.
+        ErrorKind::Server(ServerErrorKind::ExecAbort) => e
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| moving(e.kind()))),
+        ErrorKind::Server(k) => moving(Some(k)),
+        // EXEC itself answered with an error (the slot moved after the commands were
+        // queued): the client reads that as a reply of the wrong shape.
+        ErrorKind::UnexpectedReturnType => true,
+        _ => false,
+    }
 }
 
 fn timed_out(what: &'static str) -> RedisError {

@@ -49,6 +49,7 @@ impl<const N: usize> Parts<N> {
     }
 
     pub fn get(&self, i: usize) -> &[u8] {
+        debug_assert!(i < self.len, "part {i} of {}", self.len);
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         &self.buf[start..self.ends[i] as usize]
     }
