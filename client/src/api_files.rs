@@ -139,7 +139,7 @@ async fn read_chunk(shared: &Arc<Shared>, pos: u64, end: u64) -> std::io::Result
     loop {
         {
             let mut st = shared.lock();
-            if st.picker.have_set().get(piece) {
+            if st.picker.have(piece) {
                 break;
             }
             st.picker

@@ -158,7 +158,7 @@ async fn run(
                 stats: stats.clone(),
             },
         );
-        let have = st.picker.have_set().count_ones();
+        let have = st.picker.have_count();
         if fast && have == shared.piece_count {
             Some(Message::HaveAll)
         } else if have == 0 {

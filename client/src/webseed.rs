@@ -438,19 +438,15 @@ fn settle(seed: &mut Seed, outcome: Outcome) {
     seed.busy = seed.busy.saturating_sub(1);
     seed.view.downloaded += outcome.verified;
     seed.view.errors += u64::from(outcome.error.is_some());
+    seed.view.bad_pieces = seed
+        .view
+        .bad_pieces
+        .saturating_add(outcome.bad.len() as u32);
     if seed.view.state == WebSeedState::Dropped {
-        seed.view.bad_pieces = seed
-            .view
-            .bad_pieces
-            .saturating_add(outcome.bad.len() as u32);
         return;
     }
     let mut problem = None;
     if !outcome.bad.is_empty() {
-        seed.view.bad_pieces = seed
-            .view
-            .bad_pieces
-            .saturating_add(outcome.bad.len() as u32);
         let text = format!(
             "pieces {:?} from it failed their SHA-1 check (corrupt or different data)",
             outcome.bad

@@ -168,12 +168,29 @@ fn script_calls(nodes: &[RedisServer]) -> u64 {
         .sum()
 }
 
-/// Announces peer id 1 from [`PEER`] into each of `hashes` swarms, then peer id 3 from
-/// [`OTHER`], then re-announces id 1; asserts that the re-announces ran no script and
-/// found the other peer.
-async fn two_peers_per_swarm(s: &SwarmStore, nodes: &[RedisServer], hashes: u16) {
+/// Re-announces peer id 1 from [`PEER`] into swarm `h` at `now`; asserts that it
+/// succeeds and finds only the other peer.
+async fn reannounce_finds_the_other(s: &SwarmStore, h: u16, now: u32) {
+    let o = s
+        .announce(&req(h, 1), PEER.parse().unwrap(), now)
+        .await
+        .unwrap_or_else(|e| panic!("swarm {h}: {e:?}"));
+    let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
     assert_eq!(
-        round(s, hashes, 1).await,
+        (got, o.incomplete),
+        (vec![OTHER.parse().unwrap()], 2),
+        "swarm {h}"
+    );
+}
+
+/// A cluster with peer id 1 from [`PEER`] and peer id 3 from [`OTHER`] in each of
+/// `hashes` swarms (their hash tags spread over all three masters' slots), every replica
+/// synced. Asserts on the way that id 1's re-announces ran no script.
+async fn cluster_with_two_peers_per_swarm(hashes: u16) -> (Vec<RedisServer>, SwarmStore) {
+    let nodes = start_cluster();
+    let s = cluster_store(&nodes);
+    assert_eq!(
+        round(&s, hashes, 1).await,
         0,
         "failures on a healthy cluster"
     );
@@ -183,20 +200,13 @@ async fn two_peers_per_swarm(s: &SwarmStore, nodes: &[RedisServer], hashes: u16)
             .await
             .unwrap();
     }
-    let before = script_calls(nodes);
+    let before = script_calls(&nodes);
     for h in 0..hashes {
-        let o = s
-            .announce(&req(h, 1), PEER.parse().unwrap(), T0 + 1)
-            .await
-            .unwrap();
-        let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
-        assert_eq!(
-            (got, o.incomplete),
-            (vec![OTHER.parse().unwrap()], 2),
-            "swarm {h}"
-        );
+        reannounce_finds_the_other(&s, h, T0 + 1).await;
     }
-    assert_eq!(script_calls(nodes), before, "re-announces ran the script");
+    assert_eq!(script_calls(&nodes), before, "re-announces ran the script");
+    wait_for_replication(&nodes);
+    (nodes, s)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,15 +214,10 @@ async fn cluster_store_follows_a_failover_away_from_a_frozen_master() {
     if !require_redis() {
         return;
     }
-    let nodes = start_cluster();
-    let s = cluster_store(&nodes);
-    // Many info hashes: their hash tags spread over all three masters' slots.
     let hashes = 60;
-    two_peers_per_swarm(&s, &nodes, hashes).await;
-
+    let (nodes, s) = cluster_with_two_peers_per_swarm(hashes).await;
     let masters: Vec<&RedisServer> = nodes.iter().filter(|n| has_role(n, "master")).collect();
     assert_eq!(masters.len(), 3);
-    wait_for_replication(&nodes);
     let victim = masters[0];
     let keys = text(victim.cmd(&["DBSIZE"]));
     assert!(keys.trim() != ":0", "the victim holds no keys: {keys}");
@@ -255,11 +260,8 @@ async fn re_announces_follow_a_planned_failover_without_failing() {
     if !require_redis() {
         return;
     }
-    let nodes = start_cluster();
-    let s = cluster_store(&nodes);
     let hashes = 60;
-    two_peers_per_swarm(&s, &nodes, hashes).await;
-    wait_for_replication(&nodes);
+    let (nodes, s) = cluster_with_two_peers_per_swarm(hashes).await;
     let replica = nodes.iter().find(|n| has_role(n, "slave")).unwrap();
     assert_eq!(text(replica.cmd(&["CLUSTER", "FAILOVER"])).trim(), "+OK");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -284,16 +286,7 @@ async fn re_announces_follow_a_planned_failover_without_failing() {
     // One at a time: each re-announce for the moved master's slots would meet the stale
     // slot map, had an earlier one's redirect not refreshed it.
     for h in 0..hashes {
-        let o = s
-            .announce(&req(h, 1), PEER.parse().unwrap(), T0 + 2)
-            .await
-            .unwrap_or_else(|e| panic!("swarm {h}: {e:?} after a planned failover"));
-        let got: Vec<SocketAddr> = o.peers.iter().map(|p| p.addr).collect();
-        assert_eq!(
-            (got, o.incomplete),
-            (vec![OTHER.parse().unwrap()], 2),
-            "swarm {h}"
-        );
+        reannounce_finds_the_other(&s, h, T0 + 2).await;
     }
     assert!(
         replica.command_calls("evalsha").unwrap() > scripts_before,

@@ -210,9 +210,7 @@ pub(super) fn detail(ih: InfoHash, e: &Entry) -> TorrentDetail {
                     }
                 })
                 .collect();
-            let have: Vec<bool> = (0..info.piece_count())
-                .map(|i| st.picker.have_set().get(i))
-                .collect();
+            let have: Vec<bool> = (0..info.piece_count()).map(|i| st.picker.have(i)).collect();
             (have, peers)
         }
         _ => (vec![false; info.piece_count() as usize], Vec::new()),

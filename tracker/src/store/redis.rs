@@ -50,7 +50,7 @@ use super::{
 use crate::labels::Labels;
 use calls::{eval, AnnounceCall, Batcher};
 pub use cluster::key_slot;
-use cluster::{redirected, slot_tags, ClusterConn};
+use cluster::{refused_by_topology, slot_tags, ClusterConn};
 pub use error::{CallOutcome, RemoteError};
 use reannounce::{Reannounce, Verdict};
 use recent::Recent;
@@ -412,18 +412,14 @@ impl RedisStore {
                 want: numwant as usize,
             };
             let mut conn = self.handle().await?;
-            let replies = match fast.pipeline().query_async::<Vec<Value>>(&mut conn).await {
-                Ok(replies) => Some(replies),
+            let verdict = match fast.pipeline().query_async::<Vec<Value>>(&mut conn).await {
+                Ok(replies) => fast.verdict(replies).map_err(RemoteError::Reply)?,
                 // The swarm's slot moved or is moving (a failover, a resharding). The
                 // cluster client follows a redirect for one command but not inside a
                 // transaction: the script's call follows it (a MOVED also refreshes the
                 // client's slot map).
-                Err(e) if redirected(&e) => None,
+                Err(e) if refused_by_topology(&e) => Verdict::NeedsScript,
                 Err(e) => return Err(e.into()),
-            };
-            let verdict = match replies {
-                Some(replies) => fast.verdict(replies).map_err(RemoteError::Reply)?,
-                None => Verdict::NeedsScript,
             };
             if let Verdict::Served {
                 complete,

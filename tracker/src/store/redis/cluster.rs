@@ -250,7 +250,7 @@ impl ClusterConn {
 /// the cluster is reconfiguring (CLUSTERDOWN, MASTERDOWN). The cluster client redirects
 /// and retries single commands but not a transaction, and a refused transaction applied
 /// nothing, so its work can be handed to the script.
-pub(super) fn redirected(e: &RedisError) -> bool {
+pub(super) fn refused_by_topology(e: &RedisError) -> bool {
     let moving = |k: Option<ServerErrorKind>| {
         matches!(
             k,

@@ -22,10 +22,10 @@
 //! and stays a known peer (the script alone would trim it, then add it back as a new
 //! one), and a later time written by an instance whose clock is ahead is not lowered.
 
-use super::parts::Parts;
 use rand::seq::SliceRandom;
-
 use redis::{Cmd, Pipeline, Value};
+
+use super::parts::Parts;
 
 /// One unlabelled peer's event-less announce, for a reply without peer ids.
 pub(super) struct Reannounce<'a> {
