@@ -12,10 +12,12 @@ persistence) and reports redis-server's CPU time per announce (utime + stime fro
                 ZADD XX GT, 2 ZCARD, ZRANDMEMBER of each side
                 (tracker/src/store/redis/reannounce.rs)
 
-First every peer joins (through the script, not measured); then every peer re-announces
-once, in random order, with no event: that part is measured, each time on a fresh
-redis-server. The modes take turns, --rounds times; the median is reported. Writes go
-out PIPELINE_DEPTH announces at a time.
+First every peer joins (its first announce, no event), in random order; then every peer
+re-announces once, in random order, with no event. Both parts are measured, each time
+on a fresh redis-server: joins go through the script (one EVALSHA each, or batched; the
+pipeline cannot join a peer, so its runs join through the batch entry point), the
+re-announces through the mode's path. The modes take turns, --rounds times; the median
+is reported. Writes go out PIPELINE_DEPTH announces at a time.
 
 Usage: scripts/bench-redis-replay.py [--swarms 10000] [--peers 5] [--numwant 50] [--rounds 3]
        env: REDIS_CPUS (default 1) and CLIENT_CPUS (default 0) pin the two sides.
@@ -133,6 +135,8 @@ def main():
             peers.append((h, addr, ip, rnd.randbytes(20), rnd.random() < 0.1))
     order = peers[:]
     rnd.shuffle(order)
+    joins = peers[:]
+    rnd.shuffle(joins)
     now = int(time.time())
 
     def script_args(p, t):
@@ -140,11 +144,11 @@ def main():
         keys = ["{%s}s" % h, "{%s}l" % h, "{%s}p" % h, "kpbt:ix", "kpbt:st"]
         # The store's 15 arguments (redis_announce.lua): no event, no caps that bite,
         # no label, seeders given leechers, no peer ids in the reply.
-        argv = [addr, ip, pid, t, t - 1800, 0, int(seeder), args.numwant, 1 << 30, 0, 1 << 30,
+        argv = [addr, ip, pid, t, t - 1800, 0, int(seeder), args.numwant + 1, 1 << 30, 0, 1 << 30,
                 h, "", int(seeder), 0]
         return keys, argv
 
-    def requests(mode, sha_one, sha_batch, t):
+    def requests(mode, sha_one, sha_batch, t, order):
         if mode == "script":
             return [(resp("EVALSHA", sha_one, 5, *k, *a), 1) for k, a in (script_args(p, t) for p in order)]
         if mode == "script-batch":
@@ -175,23 +179,28 @@ def main():
 
     hz = os.sysconf("SC_CLK_TCK")
 
+    def timed(proc, r, reqs, n):
+        """redis-server CPU µs and commands per announce of `reqs` (n announces)."""
+        r.call("CONFIG", "RESETSTAT")
+        t0 = cpu_ticks(proc.pid)
+        r.pipe(reqs)
+        t1 = cpu_ticks(proc.pid)
+        info = r.call("INFO", "stats").decode()
+        cmds = int(next(l.split(":")[1] for l in info.splitlines() if l.startswith("total_commands_processed:")))
+        # The INFO call itself is one of them.
+        return (t1 - t0) / hz * 1e6 / n, (cmds - 1) / n
+
     def measure(mode):
-        """redis-server CPU µs and commands per re-announce, on a fresh server."""
+        """(join, re-announce) figures of `timed`, on a fresh server."""
         with tempfile.TemporaryDirectory() as work:
             proc, r = start_redis(work)
             try:
                 sha_one = r.call("SCRIPT", "LOAD", one).decode()
                 sha_batch = r.call("SCRIPT", "LOAD", batch).decode()
-                r.pipe([(resp("EVALSHA", sha_one, 5, *k, *a), 1) for k, a in (script_args(p, now - 60) for p in peers)])
-                reqs = requests(mode, sha_one, sha_batch, now)
-                r.call("CONFIG", "RESETSTAT")
-                t0 = cpu_ticks(proc.pid)
-                r.pipe(reqs)
-                t1 = cpu_ticks(proc.pid)
-                info = r.call("INFO", "stats").decode()
-                cmds = int(next(l.split(":")[1] for l in info.splitlines() if l.startswith("total_commands_processed:")))
-                # The INFO call itself is one of them.
-                return (t1 - t0) / hz * 1e6 / len(order), (cmds - 1) / len(order)
+                join_mode = "script" if mode == "script" else "script-batch"
+                join = timed(proc, r, requests(join_mode, sha_one, sha_batch, now - 60, joins), len(joins))
+                again = timed(proc, r, requests(mode, sha_one, sha_batch, now, order), len(order))
+                return join, again
             finally:
                 proc.kill()
                 proc.wait()
@@ -204,11 +213,15 @@ def main():
     print("%d swarms of %d peers, numwant %d; redis-server on cpu %s, client on cpu %s; median of %d"
           % (args.swarms, args.peers, args.numwant, os.environ.get("REDIS_CPUS", "1"),
              os.environ.get("CLIENT_CPUS", "0"), args.rounds))
-    print("| mode | redis-server CPU per re-announce | all runs | Redis commands per re-announce |")
-    print("|---|---|---|---|")
-    for m in modes:
-        cpu = sorted(c for c, _ in runs[m])
-        print("| %s | %.1f us | %s | %.1f |" % (m, cpu[len(cpu) // 2], " ".join("%.1f" % c for c, _ in runs[m]), runs[m][0][1]))
+    print("| announce | mode | redis-server CPU per announce | all runs | Redis commands per announce |")
+    print("|---|---|---|---|---|")
+    for part, name in ((0, "join"), (1, "re-announce")):
+        for m in modes:
+            if part == 0 and m == "pipeline":
+                continue  # its joins are script-batch's
+            figs = [r[part] for r in runs[m]]
+            cpu = sorted(c for c, _ in figs)
+            print("| %s | %s | %.1f us | %s | %.1f |" % (name, m, cpu[len(cpu) // 2], " ".join("%.1f" % c for c, _ in figs), figs[0][1]))
 
 if __name__ == "__main__":
     main()

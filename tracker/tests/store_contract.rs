@@ -714,6 +714,109 @@ async fn concurrent_announces_apply_one_at_a_time(kind: Kind) {
     assert_eq!((st.complete, st.incomplete), (100, 200));
 }
 
+/// Announces that reach the store at the same moment (on Redis: batched into one script
+/// call) create swarms up to the torrent cap and no further, each swarm wholly in or
+/// out, and stops that empty swarms free their places; the store's totals always equal
+/// the sums of the swarms' own figures.
+async fn concurrent_joins_and_stops_keep_totals_and_the_torrent_cap(kind: Kind) {
+    const HASHES: u8 = 40;
+    const CAP: usize = 20;
+    let s = subject(
+        kind,
+        StoreLimits {
+            max_torrents: CAP,
+            max_peers_per_torrent: 1000,
+            ..roomy()
+        },
+    );
+    // Peer k (0..3) of hash h: seeders are one in three.
+    let peer = |h: u8, k: u8| addr(&format!("10.2.{h}.{}:6881", k + 1));
+    let join = |h: u8, k: u8| {
+        let s = &s;
+        async move {
+            let mut r = req(
+                h,
+                h.wrapping_mul(3).wrapping_add(k),
+                if k == 0 { 0 } else { 5 },
+                AnnounceEvent::Started,
+            );
+            r.numwant = Some(5);
+            (h, s.announce(&r, peer(h, k), T0).await)
+        }
+    };
+    // Every hash's sums against the store's totals.
+    async fn totals_match(s: &SwarmStore) -> StoreStats {
+        let hashes: Vec<InfoHash> = (1..=HASHES).map(|h| InfoHash([h; 20])).collect();
+        let mut sums = StoreStats::default();
+        for (_, st) in s.scrape(&hashes).await.unwrap() {
+            if st.complete + st.incomplete > 0 {
+                sums.torrents += 1;
+            }
+            sums.seeders += u64::from(st.complete);
+            sums.leechers += u64::from(st.incomplete);
+        }
+        assert_eq!(
+            s.stats().await.unwrap(),
+            sums,
+            "totals against the swarms' sums"
+        );
+        sums
+    }
+
+    let joins = (1..=HASHES).flat_map(|h| (0..3).map(move |k| (h, k)));
+    let replies = futures_util::future::join_all(joins.map(|(h, k)| join(h, k))).await;
+    let mut accepted = std::collections::BTreeMap::<u8, usize>::new();
+    for (h, r) in &replies {
+        match r {
+            Ok(_) => *accepted.entry(*h).or_default() += 1,
+            Err(AnnounceError::TooManyTorrents) => {}
+            Err(e) => panic!("join to swarm {h}: {e}"),
+        }
+    }
+    assert_eq!(accepted.len(), CAP, "swarms created up to the cap");
+    assert!(
+        accepted.values().all(|&n| n == 3),
+        "each swarm wholly in or out: {accepted:?}"
+    );
+    assert_eq!(
+        totals_match(&s).await,
+        StoreStats {
+            torrents: CAP as u64,
+            seeders: CAP as u64,
+            leechers: 2 * CAP as u64
+        }
+    );
+
+    // Half the swarms stop every peer while the refused hashes try again.
+    let (gone, _kept): (Vec<u8>, Vec<u8>) = accepted.keys().partition(|&&h| h % 2 == 0);
+    let refused: Vec<u8> = (1..=HASHES).filter(|h| !accepted.contains_key(h)).collect();
+    let stops = gone
+        .iter()
+        .flat_map(|&h| (0..3).map(move |k| (h, k)))
+        .map(|(h, k)| {
+            let s = &s;
+            async move {
+                let r = req(
+                    h,
+                    h.wrapping_mul(3).wrapping_add(k),
+                    if k == 0 { 0 } else { 5 },
+                    AnnounceEvent::Stopped,
+                );
+                s.announce(&r, peer(h, k), T0 + 1).await.unwrap();
+            }
+        });
+    let retries = refused.iter().map(|&h| join(h, 0));
+    let (_, retried) = futures_util::future::join(
+        futures_util::future::join_all(stops),
+        futures_util::future::join_all(retries),
+    )
+    .await;
+    let now_in = retried.iter().filter(|(_, r)| r.is_ok()).count();
+    let after = totals_match(&s).await;
+    assert_eq!(after.torrents as usize, CAP - gone.len() + now_in);
+    assert!(after.torrents as usize <= CAP);
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -733,6 +836,7 @@ macro_rules! contract {
 }
 
 contract!(
+    concurrent_joins_and_stops_keep_totals_and_the_torrent_cap,
     peers_find_each_other_never_themselves,
     peer_ids_are_given_when_the_reply_carries_them,
     seeders_get_only_leechers_and_leechers_get_everyone,

@@ -465,7 +465,9 @@ impl RedisStore {
         call.num(cutoff.into());
         call.num(event);
         call.num(u64::from(seeder));
-        call.num(numwant.into());
+        // Peers wanted plus one: the script samples that many of each side, as the
+        // announcer may be among them (and it is handed on as the string it came as).
+        call.num(u64::from(numwant) + 1);
         call.num(self.limits.max_peers_per_torrent as u64);
         call.num(per_ip as u64);
         call.num(max_torrents);

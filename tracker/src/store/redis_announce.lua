@@ -1,13 +1,15 @@
 -- Announces, atomically, in one round trip (layout: redis.rs). `announce(ko, ao, nk)`
 -- makes one announce against one swarm from KEYS[ko + 1 ..] (nk keys, 5 or 7) and
--- ARGV[ao + 1 .. ao + 15]; the entry point after it (appended by redis.rs) runs one
--- announce or a batch of them.
+-- ARGV[ao + 1 .. ao + 15], its changes to bucket totals gathered in `acc` (see `bucket`);
+-- the entry point after it (appended by redis.rs) runs one announce or a batch of them,
+-- then writes the totals (`flush`).
 -- KEYS (from ko): 1 seeders zset, 2 leechers zset, 3 peer hash, 4 bucket index zset,
 --       5 bucket stats hash, 6 and 7 the announcer's label's seeders and leechers zsets
 --       (only when it has a label; all in one cluster slot)
 -- ARGV (from ao): 1 addr (ip bytes .. port), 2 ip bytes, 3 peer id, 4 now, 5 stale cutoff,
---       6 event (0 none, 1 started, 2 completed, 3 stopped), 7 seeder (0/1), 8 numwant,
---       9 max peers per swarm, 10 max peers per ip (0: no cap), 11 max torrents in this
+--       6 event (0 none, 1 started, 2 completed, 3 stopped), 7 seeder (0/1), 8 numwant
+--       + 1 (peers wanted, and the announcer who may be among those sampled), 9 max
+--       peers per swarm, 10 max peers per ip (0: no cap), 11 max torrents in this
 --       bucket, 12 the swarm's name in the index (info hash hex), 13 the announcer's
 --       label ('' for none), 14 who it is given: 0 everyone, 1 leechers only,
 --       2 leechers then seeders (a left=0 peer's `started`), 15 whether the reply needs
@@ -18,81 +20,156 @@
 -- torrents, 2 swarm full, 3 too many peers from the address.
 --
 -- Redis runs one script at a time on one core, and in a script each redis.call, each
--- string handed to or from Lua, each number turned into a string and each closure made
--- costs time; so the announce path makes as few calls as it can (counts are kept in
--- locals instead of re-read, stale peers are only looked for when the index says there
--- may be some, the index is only written when its figure moves), hands numbers to Redis
--- as the strings they came as, returns the peers of a compact reply as one string
--- rather than one element each, and makes its helper functions only on the paths that
--- need them.
-local function announce(ko, ao, nk)
+-- string handed to or from Lua, each string turned into a number (a strtod, twice for
+-- `tonumber`) and each closure made costs time; so the announce path makes as few calls
+-- as it can (counts are kept in locals instead of re-read; for most announces the
+-- sample for the reply also gives the swarm's counts; a newcomer's entry is written by
+-- HSETNX without reading it first; stale peers are only looked for when the index says
+-- there may be some; the index is only written when its figure moves; bucket totals
+-- are written once per script call, not per announce), compares flags as the strings
+-- they came as and converts numbers only where it computes with them, hands numbers to
+-- Redis as strings, returns the peers of a compact reply as one string rather than one
+-- element each, and defines its helpers once per script call.
+
+-- The bucket totals' pending changes in `acc`, for the bucket stats hash ST: torrents
+-- (t), seeders (s), leechers (l), and the torrent count read from ST (base, once).
+local function bucket(acc, ST)
+  local b = acc[ST]
+  if not b then
+    b = {t = 0, s = 0, l = 0}
+    acc[ST] = b
+  end
+  return b
+end
+
+-- Writes the pending changes of every bucket in `acc`.
+local function flush(acc)
+  for ST, b in pairs(acc) do
+    if b.t ~= 0 then redis.call('HINCRBY', ST, 't', b.t) end
+    if b.s ~= 0 then redis.call('HINCRBY', ST, 's', b.s) end
+    if b.l ~= 0 then redis.call('HINCRBY', ST, 'l', b.l) end
+  end
+end
+
+-- Moves the count of peers with label `lb` in bucket ST by `d` (a string).
+local function count_label(ST, lb, d)
+  if lb ~= '' and redis.call('HINCRBY', ST, 'n:' .. lb, d) <= 0 then
+    redis.call('HDEL', ST, 'n:' .. lb)
+  end
+end
+
+-- Forgets a peer `a` of peer hash P whose entry in zset z is gone: its id, its slot in
+-- its address's count, and (label `lb`) its entry in its label's copy of z.
+local function drop(P, ST, a, z, lb)
+  if lb ~= '' then
+    redis.call('ZREM', z .. ':' .. lb, a)
+    count_label(ST, lb, '-1')
+  end
+  redis.call('HDEL', P, a)
+  local i = string.sub(a, 1, -3)
+  if redis.call('HINCRBY', P, i, '-1') <= 0 then redis.call('HDEL', P, i) end
+end
+
+-- Up to k random members of zset z (all of them when it has fewer) and z's size: the
+-- sample's own length when it is smaller than k, else a ZCARD. k is a number and k_s
+-- the same as a string (a number argument would be formatted by snprintf).
+local function sample(z, k, k_s)
+  local got = redis.call('ZRANDMEMBER', z, k_s)
+  if #got < k then return got, #got end
+  return got, redis.call('ZCARD', z)
+end
+
+-- Appends to `picked` up to n random members of zset z (which has `size` members) that
+-- are neither the announcer `me` nor (when `seen` is kept: a label's zsets overlap the
+-- main ones) picked already. At most `skip` of z's members can be among those, so n +
+-- skip candidates are always enough: `got` when a sample of that many (or all of z)
+-- was taken already, else fetched here.
+local function take(picked, z, size, n, skip, me, seen, got)
+  if n <= 0 or size <= 0 then return end
+  if not got then
+    if size <= n + skip then
+      got = redis.call('ZRANGE', z, '0', '-1')
+    else
+      got = redis.call('ZRANDMEMBER', z, n + skip)
+    end
+  end
+  local k = 0
+  for _, a in ipairs(got) do
+    if k >= n then break end
+    if seen then
+      if not seen[a] then
+        seen[a] = true
+        picked[#picked + 1] = a
+        k = k + 1
+      end
+    elseif a ~= me then
+      picked[#picked + 1] = a
+      k = k + 1
+    end
+  end
+end
+
+local function announce(ko, ao, nk, acc)
   local S, L, P, IX, ST = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4], KEYS[ko + 5]
   local LS, LL
   if nk == 7 then LS, LL = KEYS[ko + 6], KEYS[ko + 7] end
   local addr, ip, pid = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3]
   local now_s, cutoff_s = ARGV[ao + 4], ARGV[ao + 5]
-  local now, cutoff = tonumber(now_s), tonumber(cutoff_s)
-  local event, seeder = tonumber(ARGV[ao + 6]), ARGV[ao + 7] == '1'
-  local want, maxp, maxip = tonumber(ARGV[ao + 8]), tonumber(ARGV[ao + 9]), tonumber(ARGV[ao + 10])
-  local maxt, name = tonumber(ARGV[ao + 11]), ARGV[ao + 12]
-  local lab, wanted, ids = ARGV[ao + 13], tonumber(ARGV[ao + 14]), ARGV[ao + 15] == '1'
-
+  local event, seeder = ARGV[ao + 6], ARGV[ao + 7] == '1'
+  local want_more = ARGV[ao + 8]
+  local want = want_more - 1
+  local name, lab = ARGV[ao + 12], ARGV[ao + 13]
+  local wanted, ids = ARGV[ao + 14], ARGV[ao + 15] == '1'
+  local bk = bucket(acc, ST)
 
   -- The swarm's index score: a lower bound of its oldest peer's last-seen (0 when empty).
   -- Every script that removes peers or adds older ones lowers or recomputes it, so a
   -- swarm whose score is not below the cutoff holds no stale peer.
   local m0 = redis.call('ZSCORE', IX, name)
   local exists = m0 ~= false
-  if not exists then
+  if exists then
+    m0 = m0 + 0
+  else
     -- `stopped` never creates a swarm.
-    if event == 3 then return {0, 0, 0, 0} end
-    if tonumber(redis.call('HGET', ST, 't') or '0') >= maxt then return {1} end
-  end
-  m0 = tonumber(m0 or '0')
-
-  -- The swarm's counts before this announce, and (s, l) kept equal to its ZCARDs below.
-  local s0, l0 = redis.call('ZCARD', S), redis.call('ZCARD', L)
-  local s, l = s0, l0
-
-  -- Helpers for removing peers and moving label counts: made on the paths that need them
-  -- (stale peers, stops, labels), not on every announce.
-  local count_label, drop
-  local function removal()
-    -- Moves the bucket's count of peers with label `lb` by `d` (a string).
-    count_label = function(lb, d)
-      if lb ~= '' and redis.call('HINCRBY', ST, 'n:' .. lb, d) <= 0 then
-        redis.call('HDEL', ST, 'n:' .. lb)
-      end
-    end
-    -- Forgets a peer whose entry in zset z is gone: its id, its slot in its address's
-    -- count, and (label `lb`) its entry in its label's copy of z.
-    drop = function(a, z, lb)
-      if lb ~= '' then
-        redis.call('ZREM', z .. ':' .. lb, a)
-        count_label(lb, '-1')
-      end
-      redis.call('HDEL', P, a)
-      local i = string.sub(a, 1, -3)
-      if redis.call('HINCRBY', P, i, '-1') <= 0 then redis.call('HDEL', P, i) end
-    end
+    if event == '3' then return {0, 0, 0, 0} end
+    if not bk.base then bk.base = tonumber(redis.call('HGET', ST, 't') or '0') end
+    if bk.base + bk.t >= ARGV[ao + 11] + 0 then return {1} end
+    m0 = 0
   end
 
   -- Stale peers leave first, a bounded batch per announce so one call stays short; the
   -- reaper removes whole swarms nobody announces to. Only when the index score says
   -- there may be stale peers, which in a live swarm is rare.
-  local trimmed = exists and m0 < cutoff
+  local trimmed = exists and m0 < cutoff_s + 0
+  local gone_s, gone_l = 0, 0
   if trimmed then
-    removal()
     for _, z in ipairs({S, L}) do
       local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff_s, 'LIMIT', '0', '64')
       for _, a in ipairs(gone) do
         redis.call('ZREM', z, a)
         local v = redis.call('HGET', P, a)
-        drop(a, z, (v and #v > 20) and string.sub(v, 21) or '')
+        drop(P, ST, a, z, (v and #v > 20) and string.sub(v, 21) or '')
       end
-      if z == S then s = s - #gone else l = l - #gone end
+      if z == S then gone_s = #gone else gone_l = #gone end
     end
   end
+
+  -- The swarm's counts (s, l), kept equal to its ZCARDs below, and before this announce
+  -- (s0, l0). An unlabelled announce that wants peers gets them with its candidates:
+  -- want + 1 of each side it may be given (the announcer may be among them), taken
+  -- before it joins.
+  local s, l, got_s, got_l
+  if lab == '' and want > 0 then
+    if wanted == '1' then
+      s = redis.call('ZCARD', S)
+    else
+      got_s, s = sample(S, want + 1, want_more)
+    end
+    got_l, l = sample(L, want + 1, want_more)
+  else
+    s, l = redis.call('ZCARD', S), redis.call('ZCARD', L)
+  end
+  local s0, l0 = s + gone_s, l + gone_l
 
   -- What the announce ends with: a code (0 ok, 2 swarm full, 3 too many from the
   -- address), whether a completion was counted, the reply table (its first four slots
@@ -100,14 +177,13 @@ local function announce(ko, ao, nk)
   local code, counted, out, here = 0, 0, nil, false
   -- One pass; `break` jumps to the bookkeeping after it.
   repeat
-    -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or L.
-    local v = redis.call('HGET', P, addr)
-    local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
     local kind = seeder and 2 or 1
     local Z, O = S, L -- the zset the announcer goes to, and the other one
     if not seeder then Z, O = L, S end
 
-    if event == 3 then
+    if event == '3' then
+      -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or L.
+      local v = redis.call('HGET', P, addr)
       if v then
         -- Where it most likely is first (a peer's `left` rarely changes at its stop).
         local z
@@ -117,8 +193,7 @@ local function announce(ko, ao, nk)
           z = O
         end
         if z then
-          if not drop then removal() end
-          drop(addr, z, old)
+          drop(P, ST, addr, z, #v > 20 and string.sub(v, 21) or '')
           if z == S then s = s - 1 else l = l - 1 end
         end
       end
@@ -128,32 +203,40 @@ local function announce(ko, ao, nk)
         -- emptied with it (every removal above went through drop).
         redis.call('DEL', S, L, P)
         redis.call('ZREM', IX, name)
-        redis.call('HINCRBY', ST, 't', '-1')
-        if s0 > 0 then redis.call('HINCRBY', ST, 's', -s0) end
-        if l0 > 0 then redis.call('HINCRBY', ST, 'l', -l0) end
+        bk.t, bk.s, bk.l = bk.t - 1, bk.s - s0, bk.l - l0
         return {0, 0, 0, 0}
       end
       out = {0, 0, 0, 0}
       break
     end
 
+    -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or
+    -- L. A newcomer's is written at once (one call on the common path) and taken back
+    -- when a cap refuses it; a known peer's is read.
+    local val = pid .. lab
+    local v = false
+    if redis.call('HSETNX', P, addr, val) == 0 then v = redis.call('HGET', P, addr) end
+    local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
     if not v then
-      if s + l >= maxp then
+      if s + l >= ARGV[ao + 9] + 0 then
+        redis.call('HDEL', P, addr)
         code, out = 2, {0, 0, 0, 0}
         break
       end
       -- Counted first and taken back when over the cap: one call on the common path.
       local n = redis.call('HINCRBY', P, ip, '1')
-      if maxip > 0 and n > maxip then
+      local maxip = ARGV[ao + 10]
+      if maxip ~= '0' and n > maxip + 0 then
         -- n > maxip >= 1: the field held a count before, so it stays.
         redis.call('HINCRBY', P, ip, '-1')
+        redis.call('HDEL', P, addr)
         code, out = 3, {0, 0, 0, 0}
         break
       end
+    elseif v ~= val then
+      redis.call('HSET', P, addr, val)
     end
     here = true
-    local val = pid .. lab
-    if v ~= val then redis.call('HSET', P, addr, val) end
     -- Where a known peer was follows from the ZADD: already in Z, or new there and so
     -- taken out of O.
     local was = 0 -- 0 new, 1 leecher, 2 seeder
@@ -178,17 +261,16 @@ local function announce(ko, ao, nk)
       redis.call('ZREM', (was == 2 and S or L) .. ':' .. old, addr)
     end
     if old ~= lab then
-      if not count_label then removal() end
-      count_label(old, '-1')
-      count_label(lab, '1')
+      count_label(ST, old, '-1')
+      count_label(ST, lab, '1')
     end
     if lab ~= '' then redis.call('ZADD', seeder and LS or LL, now_s, addr) end
-    if event == 2 and was ~= 2 then
+    if event == '2' and was ~= 2 then
       redis.call('HINCRBY', P, 'd', '1')
       redis.call('HSET', P, 'c', now_s)
       counted = 1
     end
-    if not exists then redis.call('HINCRBY', ST, 't', '1') end
+    if not exists then bk.t = bk.t + 1 end
 
     -- Up to numwant other peers, picked at random: a labelled announcer's own label
     -- first, then the rest. A seeder is only given leechers, except on a left=0 peer's
@@ -198,32 +280,6 @@ local function announce(ko, ao, nk)
     -- Peers already picked, the announcer among them. Only needed with a label: its
     -- zsets are subsets of the main ones, while S and L are disjoint.
     local seen = lab ~= '' and {[addr] = true} or nil
-    -- Up to n random members of z (which has `size` members) not picked yet (nor the
-    -- announcer). At most `skip` of z's members can be among those, so n + skip
-    -- candidates are always enough.
-    local function take(z, size, n, skip)
-      if n <= 0 or size <= 0 then return end
-      local got
-      if size <= n + skip then
-        got = redis.call('ZRANGE', z, '0', '-1')
-      else
-        got = redis.call('ZRANDMEMBER', z, n + skip)
-      end
-      local k = 0
-      for _, a in ipairs(got) do
-        if k >= n then break end
-        if seen then
-          if not seen[a] then
-            seen[a] = true
-            picked[#picked + 1] = a
-            k = k + 1
-          end
-        elseif a ~= addr then
-          picked[#picked + 1] = a
-          k = k + 1
-        end
-      end
-    end
     if want > 0 then
       -- Others in the swarm, and of those the ones with the announcer's label. A group's
       -- "rest" pass only runs once every one of its label's peers is picked, so skipping
@@ -237,7 +293,7 @@ local function announce(ko, ao, nk)
         ls, ll = zls - me_s, zll - me_l
       end
       local rs, rl = math.max(os - ls, 0), math.max(ol - ll, 0)
-      if wanted == 0 then
+      if wanted == '0' then
         -- Seeders and leechers in proportion to their numbers, topped up from the other
         -- side: first among the label's peers, then among the rest.
         for pass = (lab ~= '' and 1 or 2), 2 do
@@ -250,19 +306,19 @@ local function announce(ko, ao, nk)
             qs = math.min(n - ql, ns)
           end
           if pass == 1 then
-            take(LS, zls, qs, 1)
-            take(LL, zll, ql, 1)
+            take(picked, LS, zls, qs, 1, addr, seen)
+            take(picked, LL, zll, ql, 1, addr, seen)
           else
-            take(S, s, qs, ls + 1)
-            take(L, l, ql, ll + 1)
+            take(picked, S, s, qs, ls + 1, addr, seen, got_s)
+            take(picked, L, l, ql, ll + 1, addr, seen, got_l)
           end
         end
       else
-        if lab ~= '' then take(LL, zll, math.min(want - #picked, ll), 1) end
-        take(L, l, math.min(want - #picked, rl), ll + 1)
-        if wanted == 2 then
-          if lab ~= '' then take(LS, zls, math.min(want - #picked, ls), 1) end
-          take(S, s, math.min(want - #picked, rs), ls + 1)
+        if lab ~= '' then take(picked, LL, zll, math.min(want - #picked, ll), 1, addr, seen) end
+        take(picked, L, l, math.min(want - #picked, rl), ll + 1, addr, seen, got_l)
+        if wanted == '2' then
+          if lab ~= '' then take(picked, LS, zls, math.min(want - #picked, ls), 1, addr, seen) end
+          take(picked, S, s, math.min(want - #picked, rs), ls + 1, addr, seen, got_s)
         end
       end
     end
@@ -289,16 +345,14 @@ local function announce(ko, ao, nk)
   until true
 
   -- Keeps the bucket's totals and index right: every path that keeps the swarm ends here.
-  local d = s - s0
-  if d ~= 0 then redis.call('HINCRBY', ST, 's', d == 1 and '1' or d == -1 and '-1' or d) end
-  d = l - l0
-  if d ~= 0 then redis.call('HINCRBY', ST, 'l', d == 1 and '1' or d == -1 and '-1' or d) end
+  bk.s, bk.l = bk.s + s - s0, bk.l + l - l0
   -- A refused announce to a swarm that did not exist created nothing.
   if not exists and not here then return {code, 0, 0, 0} end
   -- Without removals the peers other than the announcer are among those that were there,
   -- none older than m0, and the announcer is seen at `now`: min(m0, now) stays a lower
   -- bound. So the oldest is only read after removals (a trim), or when a swarm had peers
   -- but no index entry.
+  local now = now_s + 0
   local m
   if trimmed or (not exists and s0 + l0 > 0) then
     if s + l == 0 then

@@ -1,3 +1,5 @@
-
 -- One announce: KEYS and ARGV as `announce` describes, from the start.
-return announce(0, 0, #KEYS)
+local acc = {}
+local out = announce(0, 0, #KEYS, acc)
+flush(acc)
+return out
