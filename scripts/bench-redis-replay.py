@@ -139,27 +139,32 @@ def main():
     rnd.shuffle(joins)
     now = int(time.time())
 
-    def script_args(p, t):
+    def script_args(p):
         h, addr, ip, pid, seeder = p
-        keys = ["{%s}s" % h, "{%s}l" % h, "{%s}p" % h, "kpbt:ix", "kpbt:st"]
-        # The store's 15 arguments (redis_announce.lua): no event, no caps that bite,
-        # no label, seeders given leechers, no peer ids in the reply.
-        argv = [addr, ip, pid, t, t - 1800, 0, int(seeder), args.numwant + 1, 1 << 30, 0, 1 << 30,
-                h, "", int(seeder), 0]
+        keys = ["{%s}s" % h, "{%s}l" % h, "{%s}p" % h]
+        # The store's 7 arguments per announce (redis_announce.lua): no event, no label,
+        # seeders given leechers, no peer ids in the reply, the per-ip cap applies.
+        flags = "0%d%d01" % (int(seeder), int(seeder))
+        argv = [addr, ip, pid, flags, args.numwant + 1, h, ""]
         return keys, argv
 
+    def shared(t):
+        # The bucket's keys, then now, the stale cutoff and caps that do not bite.
+        return ["kpbt:ix", "kpbt:st"], [t, t - 1800, 1 << 30, 1 << 30, 1 << 30]
+
     def requests(mode, sha_one, sha_batch, t, order):
+        sk, sa = shared(t)
         if mode == "script":
-            return [(resp("EVALSHA", sha_one, 5, *k, *a), 1) for k, a in (script_args(p, t) for p in order)]
+            return [(resp("EVALSHA", sha_one, 5, *sk, *k, *sa, *a), 1) for k, a in map(script_args, order)]
         if mode == "script-batch":
             out = []
             for i in range(0, len(order), BATCH):
                 chunk, keys, argv = order[i : i + BATCH], [], []
                 for p in chunk:
-                    k, a = script_args(p, t)
+                    k, a = script_args(p)
                     keys += k
                     argv += a
-                out.append((resp("EVALSHA", sha_batch, len(keys), *keys, "5" * len(chunk), *argv), 1))
+                out.append((resp("EVALSHA", sha_batch, 2 + len(keys), *sk, *keys, "3" * len(chunk), *sa, *argv), 1))
             return out
         out = []
         for h, addr, _, pid, seeder in order:

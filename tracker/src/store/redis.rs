@@ -48,7 +48,7 @@ use super::{
     SwarmInfo, Wanted,
 };
 use crate::labels::Labels;
-use calls::{eval, AnnounceCall, Batcher};
+use calls::{eval, AnnounceCall, Batcher, Shared};
 pub use cluster::key_slot;
 use cluster::{refused_by_topology, slot_tags, ClusterConn};
 pub use error::{CallOutcome, RemoteError};
@@ -359,13 +359,6 @@ impl RedisStore {
             AnnounceEvent::Stopped => 3,
         };
         let seeder = req.left == 0;
-        // Loopback means the same host (tests, benchmarks, an unconfigured proxy), as in
-        // the memory store.
-        let per_ip = if ip.is_loopback() {
-            0
-        } else {
-            self.limits.max_peers_per_ip
-        };
         let max_torrents = if self.buckets.len() == 1 {
             self.limits.max_torrents as u64
         } else if self.torrents_seen.load(Ordering::Relaxed) < self.limits.max_torrents as u64 {
@@ -448,12 +441,17 @@ impl RedisStore {
         }
         // Keys and arguments written once into one buffer (ScriptInvocation would
         // allocate a vector per key and argument, then copy them).
-        let mut call = AnnounceCall::new();
+        let mut call = AnnounceCall::new(&Shared {
+            bucket,
+            now,
+            cutoff,
+            max_peers_per_torrent: self.limits.max_peers_per_torrent as u64,
+            max_peers_per_ip: self.limits.max_peers_per_ip as u64,
+            max_torrents,
+        });
         for kind in [b"}s", b"}l", b"}p"] {
             call.key(&[b"{", hex.as_bytes(), kind]);
         }
-        call.key(&[b"kpbt:ix", bucket.as_bytes()]);
-        call.key(&[b"kpbt:st", bucket.as_bytes()]);
         if !label.is_empty() {
             call.key(&[b"{", hex.as_bytes(), b"}s:", label.as_bytes()]);
             call.key(&[b"{", hex.as_bytes(), b"}l:", label.as_bytes()]);
@@ -461,20 +459,21 @@ impl RedisStore {
         call.arg(addr);
         call.arg(&addr[..addr.len() - 2]);
         call.arg(&req.peer_id.0[..]);
-        call.num(now.into());
-        call.num(cutoff.into());
-        call.num(event);
-        call.num(u64::from(seeder));
+        // Loopback means the same host (tests, benchmarks, an unconfigured proxy): no
+        // per-IP cap, as in the memory store.
+        let flags = [
+            event,
+            u8::from(seeder),
+            wanted,
+            u8::from(ids),
+            u8::from(!ip.is_loopback()),
+        ];
+        call.arg(&flags.map(|f| b'0' + f));
         // Peers wanted plus one: the script samples that many of each side, as the
         // announcer may be among them (and it is handed on as the string it came as).
         call.num(u64::from(numwant) + 1);
-        call.num(self.limits.max_peers_per_torrent as u64);
-        call.num(per_ip as u64);
-        call.num(max_torrents);
         call.arg(hex.as_bytes());
         call.arg(label.as_bytes());
-        call.num(wanted);
-        call.num(u64::from(ids));
         let reply: Vec<Value> = match &self.batcher {
             Some(b) => match b.announce(call).await? {
                 Value::Array(items) => items,

@@ -1,54 +1,58 @@
--- Announces, atomically, in one round trip (layout: redis.rs). `announce(ko, ao, nk)`
--- makes one announce against one swarm from KEYS[ko + 1 ..] (nk keys, 5 or 7) and
--- ARGV[ao + 1 .. ao + 15], its changes to bucket totals gathered in `acc` (see `bucket`);
--- the entry point after it (appended by redis.rs) runs one announce or a batch of them,
--- then writes the totals (`flush`).
--- KEYS (from ko): 1 seeders zset, 2 leechers zset, 3 peer hash, 4 bucket index zset,
---       5 bucket stats hash, 6 and 7 the announcer's label's seeders and leechers zsets
---       (only when it has a label; all in one cluster slot)
--- ARGV (from ao): 1 addr (ip bytes .. port), 2 ip bytes, 3 peer id, 4 now, 5 stale cutoff,
---       6 event (0 none, 1 started, 2 completed, 3 stopped), 7 seeder (0/1), 8 numwant
---       + 1 (peers wanted, and the announcer who may be among those sampled), 9 max
---       peers per swarm, 10 max peers per ip (0: no cap), 11 max torrents in this
---       bucket, 12 the swarm's name in the index (info hash hex), 13 the announcer's
---       label ('' for none), 14 who it is given: 0 everyone, 1 leechers only,
---       2 leechers then seeders (a left=0 peer's `started`), 15 whether the reply needs
---       the peers' ids (1/0; compact and no_peer_id replies do not)
+-- Announces, atomically, in one round trip (layout: redis.rs). The entry point after this
+-- file (appended by redis.rs) runs one announce or a batch of them: it reads what they
+-- share with `shared`, runs `announce` for each, then writes the bucket's totals with
+-- `flush`.
+-- Shared by the announces of one call: KEYS[1] the bucket's index zset, KEYS[2] its
+--       stats hash; ARGV (from `shared`'s a): 1 now, 2 stale cutoff, 3 max peers per
+--       swarm, 4 max peers per ip (0: no cap), 5 max torrents in the bucket.
+-- `announce(h, ko, ao, nk)` makes one announce against one swarm from KEYS[ko + 1 ..]
+-- (nk keys, 3 or 5) and ARGV[ao + 1 .. ao + 7]:
+-- KEYS (from ko): 1 seeders zset, 2 leechers zset, 3 peer hash, 4 and 5 the announcer's
+--       label's seeders and leechers zsets (only when it has a label; all in one
+--       cluster slot)
+-- ARGV (from ao): 1 addr (ip bytes .. port), 2 ip bytes, 3 peer id, 4 flags, one digit
+--       each: the event (0 none, 1 started, 2 completed, 3 stopped), seeder (0/1), who
+--       it is given (0 everyone, 1 leechers only, 2 leechers then seeders: a left=0
+--       peer's `started`), whether the reply needs the peers' ids (1/0; compact and
+--       no_peer_id replies do not), whether the per-ip cap applies to it (1/0); 5 numwant
+--       + 1 (peers wanted, and the announcer who may be among those sampled), 6 the
+--       swarm's name in the index (info hash hex), 7 the announcer's label ('' for none)
 -- announce returns {code, complete, incomplete, counted, then the peers}: with ids, addr1, id1,
 -- addr2, id2, ...; without, the addresses joined in one string, followed (only when some
 -- are IPv6) by a string of their lengths, one byte each (6 or 18). Code 0 ok, 1 too many
 -- torrents, 2 swarm full, 3 too many peers from the address.
 --
 -- Redis runs one script at a time on one core, and in a script each redis.call, each
--- string handed to or from Lua, each string turned into a number (a strtod, twice for
--- `tonumber`) and each closure made costs time; so the announce path makes as few calls
+-- string handed to or from Lua (KEYS and ARGV included), each string turned into a
+-- number (a strtod, twice for `tonumber`) and each closure made costs time; so the announce path makes as few calls
 -- as it can (counts are kept in locals instead of re-read; for most announces the
 -- sample for the reply also gives the swarm's counts; a newcomer's entry is written by
 -- HSETNX without reading it first; stale peers are only looked for when the index says
 -- there may be some; the index is only written when its figure moves; bucket totals
--- are written once per script call, not per announce), compares flags as the strings
--- they came as and converts numbers only where it computes with them, hands numbers to
+-- are written once per script call, not per announce), takes what a call's announces
+-- share once (the bucket's keys, the time, the caps) and an announce's flags as one
+-- string, converts numbers only where it computes with them, hands numbers to
 -- Redis as strings, returns the peers of a compact reply as one string rather than one
 -- element each, and defines its helpers once per script call.
 
--- The bucket totals' pending changes in `acc`, for the bucket stats hash ST: torrents
--- (t), seeders (s), leechers (l), and the torrent count read from ST (base, once).
-local function bucket(acc, ST)
-  local b = acc[ST]
-  if not b then
-    b = {t = 0, s = 0, l = 0}
-    acc[ST] = b
-  end
-  return b
+-- What the announces of one call share (ARGV[a + 1 ..]), with the changes they make to
+-- the bucket's totals, written once at the end: torrents (t), seeders (s), leechers
+-- (l), and the torrent count read from the stats hash (base, read once).
+local function shared(a)
+  return {
+    IX = KEYS[1], ST = KEYS[2],
+    now_s = ARGV[a + 1], now = ARGV[a + 1] + 0,
+    cutoff_s = ARGV[a + 2], cutoff = ARGV[a + 2] + 0,
+    maxp = ARGV[a + 3] + 0, maxip = ARGV[a + 4] + 0, maxt = ARGV[a + 5] + 0,
+    t = 0, s = 0, l = 0,
+  }
 end
 
--- Writes the pending changes of every bucket in `acc`.
-local function flush(acc)
-  for ST, b in pairs(acc) do
-    if b.t ~= 0 then redis.call('HINCRBY', ST, 't', b.t) end
-    if b.s ~= 0 then redis.call('HINCRBY', ST, 's', b.s) end
-    if b.l ~= 0 then redis.call('HINCRBY', ST, 'l', b.l) end
-  end
+-- Writes the changes to the bucket's totals.
+local function flush(h)
+  if h.t ~= 0 then redis.call('HINCRBY', h.ST, 't', h.t) end
+  if h.s ~= 0 then redis.call('HINCRBY', h.ST, 's', h.s) end
+  if h.l ~= 0 then redis.call('HINCRBY', h.ST, 'l', h.l) end
 end
 
 -- Moves the count of peers with label `lb` in bucket ST by `d` (a string).
@@ -109,18 +113,18 @@ local function take(picked, z, size, n, skip, me, seen, got)
   end
 end
 
-local function announce(ko, ao, nk, acc)
-  local S, L, P, IX, ST = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4], KEYS[ko + 5]
+local function announce(h, ko, ao, nk)
+  local S, L, P = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3]
   local LS, LL
-  if nk == 7 then LS, LL = KEYS[ko + 6], KEYS[ko + 7] end
+  if nk == 5 then LS, LL = KEYS[ko + 4], KEYS[ko + 5] end
+  local IX, ST, now_s = h.IX, h.ST, h.now_s
   local addr, ip, pid = ARGV[ao + 1], ARGV[ao + 2], ARGV[ao + 3]
-  local now_s, cutoff_s = ARGV[ao + 4], ARGV[ao + 5]
-  local event, seeder = ARGV[ao + 6], ARGV[ao + 7] == '1'
-  local want_more = ARGV[ao + 8]
+  -- The flags as numbers (48 is '0'), from one call.
+  local event, seeder, wanted, ids, capped = string.byte(ARGV[ao + 4], 1, 5)
+  event, seeder, wanted, ids, capped = event - 48, seeder == 49, wanted - 48, ids == 49, capped == 49
+  local want_more = ARGV[ao + 5]
   local want = want_more - 1
-  local name, lab = ARGV[ao + 12], ARGV[ao + 13]
-  local wanted, ids = ARGV[ao + 14], ARGV[ao + 15] == '1'
-  local bk = bucket(acc, ST)
+  local name, lab = ARGV[ao + 6], ARGV[ao + 7]
 
   -- The swarm's index score: a lower bound of its oldest peer's last-seen (0 when empty).
   -- Every script that removes peers or adds older ones lowers or recomputes it, so a
@@ -131,20 +135,20 @@ local function announce(ko, ao, nk, acc)
     m0 = m0 + 0
   else
     -- `stopped` never creates a swarm.
-    if event == '3' then return {0, 0, 0, 0} end
-    if not bk.base then bk.base = tonumber(redis.call('HGET', ST, 't') or '0') end
-    if bk.base + bk.t >= ARGV[ao + 11] + 0 then return {1} end
+    if event == 3 then return {0, 0, 0, 0} end
+    if not h.base then h.base = tonumber(redis.call('HGET', ST, 't') or '0') end
+    if h.base + h.t >= h.maxt then return {1} end
     m0 = 0
   end
 
   -- Stale peers leave first, a bounded batch per announce so one call stays short; the
   -- reaper removes whole swarms nobody announces to. Only when the index score says
   -- there may be stale peers, which in a live swarm is rare.
-  local trimmed = exists and m0 < cutoff_s + 0
+  local trimmed = exists and m0 < h.cutoff
   local gone_s, gone_l = 0, 0
   if trimmed then
     for _, z in ipairs({S, L}) do
-      local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. cutoff_s, 'LIMIT', '0', '64')
+      local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. h.cutoff_s, 'LIMIT', '0', '64')
       for _, a in ipairs(gone) do
         redis.call('ZREM', z, a)
         local v = redis.call('HGET', P, a)
@@ -160,7 +164,7 @@ local function announce(ko, ao, nk, acc)
   -- before it joins.
   local s, l, got_s, got_l
   if lab == '' and want > 0 then
-    if wanted == '1' then
+    if wanted == 1 then
       s = redis.call('ZCARD', S)
     else
       got_s, s = sample(S, want + 1, want_more)
@@ -181,7 +185,7 @@ local function announce(ko, ao, nk, acc)
     local Z, O = S, L -- the zset the announcer goes to, and the other one
     if not seeder then Z, O = L, S end
 
-    if event == '3' then
+    if event == 3 then
       -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or L.
       local v = redis.call('HGET', P, addr)
       if v then
@@ -203,7 +207,7 @@ local function announce(ko, ao, nk, acc)
         -- emptied with it (every removal above went through drop).
         redis.call('DEL', S, L, P)
         redis.call('ZREM', IX, name)
-        bk.t, bk.s, bk.l = bk.t - 1, bk.s - s0, bk.l - l0
+        h.t, h.s, h.l = h.t - 1, h.s - s0, h.l - l0
         return {0, 0, 0, 0}
       end
       out = {0, 0, 0, 0}
@@ -218,15 +222,14 @@ local function announce(ko, ao, nk, acc)
     if redis.call('HSETNX', P, addr, val) == 0 then v = redis.call('HGET', P, addr) end
     local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
     if not v then
-      if s + l >= ARGV[ao + 9] + 0 then
+      if s + l >= h.maxp then
         redis.call('HDEL', P, addr)
         code, out = 2, {0, 0, 0, 0}
         break
       end
       -- Counted first and taken back when over the cap: one call on the common path.
       local n = redis.call('HINCRBY', P, ip, '1')
-      local maxip = ARGV[ao + 10]
-      if maxip ~= '0' and n > maxip + 0 then
+      if capped and h.maxip > 0 and n > h.maxip then
         -- n > maxip >= 1: the field held a count before, so it stays.
         redis.call('HINCRBY', P, ip, '-1')
         redis.call('HDEL', P, addr)
@@ -265,12 +268,12 @@ local function announce(ko, ao, nk, acc)
       count_label(ST, lab, '1')
     end
     if lab ~= '' then redis.call('ZADD', seeder and LS or LL, now_s, addr) end
-    if event == '2' and was ~= 2 then
+    if event == 2 and was ~= 2 then
       redis.call('HINCRBY', P, 'd', '1')
       redis.call('HSET', P, 'c', now_s)
       counted = 1
     end
-    if not exists then bk.t = bk.t + 1 end
+    if not exists then h.t = h.t + 1 end
 
     -- Up to numwant other peers, picked at random: a labelled announcer's own label
     -- first, then the rest. A seeder is only given leechers, except on a left=0 peer's
@@ -293,7 +296,7 @@ local function announce(ko, ao, nk, acc)
         ls, ll = zls - me_s, zll - me_l
       end
       local rs, rl = math.max(os - ls, 0), math.max(ol - ll, 0)
-      if wanted == '0' then
+      if wanted == 0 then
         -- Seeders and leechers in proportion to their numbers, topped up from the other
         -- side: first among the label's peers, then among the rest.
         for pass = (lab ~= '' and 1 or 2), 2 do
@@ -316,7 +319,7 @@ local function announce(ko, ao, nk, acc)
       else
         if lab ~= '' then take(picked, LL, zll, math.min(want - #picked, ll), 1, addr, seen) end
         take(picked, L, l, math.min(want - #picked, rl), ll + 1, addr, seen, got_l)
-        if wanted == '2' then
+        if wanted == 2 then
           if lab ~= '' then take(picked, LS, zls, math.min(want - #picked, ls), 1, addr, seen) end
           take(picked, S, s, math.min(want - #picked, rs), ls + 1, addr, seen, got_s)
         end
@@ -345,14 +348,14 @@ local function announce(ko, ao, nk, acc)
   until true
 
   -- Keeps the bucket's totals and index right: every path that keeps the swarm ends here.
-  bk.s, bk.l = bk.s + s - s0, bk.l + l - l0
+  h.s, h.l = h.s + s - s0, h.l + l - l0
   -- A refused announce to a swarm that did not exist created nothing.
   if not exists and not here then return {code, 0, 0, 0} end
   -- Without removals the peers other than the announcer are among those that were there,
   -- none older than m0, and the announcer is seen at `now`: min(m0, now) stays a lower
   -- bound. So the oldest is only read after removals (a trim), or when a swarm had peers
   -- but no index entry.
-  local now = now_s + 0
+  local now = h.now
   local m
   if trimmed or (not exists and s0 + l0 > 0) then
     if s + l == 0 then

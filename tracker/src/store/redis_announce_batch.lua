@@ -1,13 +1,15 @@
 -- A batch of announces, run in order (a later one sees what an earlier one wrote).
--- ARGV[1]: one digit per announce, its number of keys (5 or 7); then 15 arguments per
--- announce. KEYS: each announce's keys in turn. Returns one reply per announce. The
--- bucket totals are written once, after the last.
-local counts, out, acc = ARGV[1], {}, {}
-local ko, ao = 0, 1
+-- KEYS: the two that `shared` reads, then each announce's keys in turn. ARGV[1]: one
+-- digit per announce, its number of keys (3 or 5); ARGV[2 .. 6] as `shared` reads them;
+-- then 7 arguments per announce. Returns one reply per announce. The bucket's totals
+-- are written once, after the last.
+local counts, out = ARGV[1], {}
+local h = shared(1)
+local ko, ao = 2, 6
 for i = 1, #counts do
   local nk = string.byte(counts, i) - 48
-  out[i] = announce(ko, ao, nk, acc)
-  ko, ao = ko + nk, ao + 15
+  out[i] = announce(h, ko, ao, nk)
+  ko, ao = ko + nk, ao + 7
 end
-flush(acc)
+flush(h)
 return out

@@ -6,7 +6,9 @@
 //! amount around the script itself (reading and parsing the command, setting up the Lua
 //! call and its argument tables, the reply, the socket round) that is a third of a small
 //! announce's cost. Announces that arrive while earlier ones are in flight are sent
-//! together; an idle tracker sends each one at once (no timer, no added wait).
+//! together; an idle tracker sends each one at once (no timer, no added wait). What
+//! the announces of one batch share (the bucket's keys, the second, the caps) goes once
+//! per script call: each string handed to the script costs Redis time too.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,25 +34,62 @@ pub(super) async fn eval<T: FromRedisValue, C: ConnectionLike>(
     }
 }
 
-/// Arguments of one announce (ARGV of `redis_announce.lua`).
-const ARGS: usize = 15;
-/// Keys of one announce: 5, or 7 with a label.
-const MAX_KEYS: usize = 7;
+/// What the announces of one script call share (`redis_announce.lua`'s `shared`): the
+/// bucket's two keys, then the time, the stale cutoff and the three caps.
+const SHARED: usize = 7;
+/// Arguments of one announce (ARGV of `redis_announce.lua`'s `announce`).
+const ARGS: usize = 7;
+/// Keys of one announce: 3, or 5 with a label.
+const MAX_KEYS: usize = 5;
 
-/// One announce's script keys and arguments, encoded once into one buffer, for a call of
-/// its own or a place in a batch.
+/// The figures every announce of one script call shares (on a single server, every
+/// announce of the same second).
+pub(super) struct Shared<'a> {
+    /// The tag of the bucket that holds the swarm's index entry and totals.
+    pub bucket: &'a str,
+    pub now: u32,
+    /// Peers last seen before this are stale.
+    pub cutoff: u32,
+    pub max_peers_per_torrent: u64,
+    /// 0: no cap.
+    pub max_peers_per_ip: u64,
+    /// Torrents the bucket may hold.
+    pub max_torrents: u64,
+}
+
+/// One announce's script keys and arguments, encoded once, for a call of its own or a
+/// place in a batch: what it shares with the others of a call, and its own part.
 pub(super) struct AnnounceCall {
+    shared: Parts<SHARED>,
     /// The keys, then the arguments.
     parts: Parts<{ MAX_KEYS + ARGS }>,
     keys: usize,
 }
 
 impl AnnounceCall {
-    pub fn new() -> Self {
+    pub fn new(shared: &Shared<'_>) -> Self {
+        let mut s = Parts::with_capacity(96);
+        s.push(&[b"kpbt:ix", shared.bucket.as_bytes()]);
+        s.push(&[b"kpbt:st", shared.bucket.as_bytes()]);
+        for n in [
+            u64::from(shared.now),
+            u64::from(shared.cutoff),
+            shared.max_peers_per_torrent,
+            shared.max_peers_per_ip,
+            shared.max_torrents,
+        ] {
+            s.push_fmt(format_args!("{n}"));
+        }
         AnnounceCall {
-            parts: Parts::with_capacity(384),
+            shared: s,
+            parts: Parts::with_capacity(256),
             keys: 0,
         }
+    }
+
+    /// Whether this call and `other` can share one script call.
+    pub fn shares_with(&self, other: &AnnounceCall) -> bool {
+        self.shared == other.shared
     }
 
     /// Appends a key; every key comes before the first argument.
@@ -76,43 +115,70 @@ impl AnnounceCall {
 
     fn check(&self) {
         debug_assert!(
-            (self.keys == 5 || self.keys == 7) && self.parts.len() == self.keys + ARGS,
-            "an announce call has 5 or 7 keys and {ARGS} arguments"
+            (self.keys == 3 || self.keys == 5) && self.parts.len() == self.keys + ARGS,
+            "an announce call has 3 or 5 keys and {ARGS} arguments"
         );
+    }
+
+    /// The shared part's keys (its first two strings) or arguments (the rest).
+    fn shared_keys(&self) -> impl Iterator<Item = &[u8]> {
+        (0..2).map(|i| self.shared.get(i))
+    }
+
+    fn shared_args(&self) -> impl Iterator<Item = &[u8]> {
+        (2..SHARED).map(|i| self.shared.get(i))
     }
 
     /// EVALSHA of `script` (the one-announce entry point) with this call alone.
     pub fn command(&self, script: &Script) -> Cmd {
         self.check();
         let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(script.get_hash()).arg(self.keys);
-        for i in 0..self.parts.len() {
+        cmd.arg(script.get_hash()).arg(2 + self.keys);
+        for k in self.shared_keys() {
+            cmd.arg(k);
+        }
+        for i in 0..self.keys {
+            cmd.arg(self.part(i));
+        }
+        for a in self.shared_args() {
+            cmd.arg(a);
+        }
+        for i in self.keys..self.parts.len() {
             cmd.arg(self.part(i));
         }
         cmd
     }
 }
 
-/// EVALSHA of `script` (the batch entry point) with `calls` in order: all keys, then
-/// the digit string of key counts, then all arguments.
+/// EVALSHA of `script` (the batch entry point) with `calls` in order, which all share
+/// the first one's part: its keys, then all calls' keys, the digit string of their key
+/// counts, the shared arguments, then all calls' arguments.
 fn batch_command<'a>(
     script: &Script,
     calls: impl Iterator<Item = &'a AnnounceCall> + Clone,
 ) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     let mut counts = Vec::new();
+    let first = calls.clone().next().expect("a batch holds an announce");
     for c in calls.clone() {
         c.check();
+        debug_assert!(c.shares_with(first), "a batch's calls share one part");
         counts.push(b'0' + c.keys as u8);
     }
     cmd.arg(script.get_hash())
-        .arg(calls.clone().map(|c| c.keys).sum::<usize>());
+        .arg(2 + calls.clone().map(|c| c.keys).sum::<usize>());
+    for k in first.shared_keys() {
+        cmd.arg(k);
+    }
     for c in calls.clone() {
         for i in 0..c.keys {
             cmd.arg(c.part(i));
         }
     }
     cmd.arg(&counts[..]);
+    for a in first.shared_args() {
+        cmd.arg(a);
+    }
     for c in calls {
         for i in c.keys..c.parts.len() {
             cmd.arg(c.part(i));
@@ -196,17 +262,28 @@ async fn run<C: ConnectionLike + Clone + Send + 'static>(
     script: Arc<Script>,
 ) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    // A job taken from the queue that could not join the batch before it.
+    let mut carried: Option<Job> = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else {
-            return;
+        let first = match carried.take() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
         };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(j) => jobs.push(j),
+                Ok(j) if j.call.shares_with(&jobs[0].call) => jobs.push(j),
+                // Another second (or bucket): it starts the next batch.
+                Ok(j) => {
+                    carried = Some(j);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -248,8 +325,19 @@ async fn send<C: ConnectionLike>(conn: &mut C, script: &Script, jobs: Vec<Job>) 
 mod tests {
     use super::*;
 
+    fn shared(now: u32) -> Shared<'static> {
+        Shared {
+            bucket: "{b}",
+            now,
+            cutoff: now - 100,
+            max_peers_per_torrent: 1000,
+            max_peers_per_ip: 8,
+            max_torrents: 50,
+        }
+    }
+
     fn call(keys: usize, tag: u8) -> AnnounceCall {
-        let mut c = AnnounceCall::new();
+        let mut c = AnnounceCall::new(&shared(1_800_000_000));
         for k in 0..keys {
             c.key(&[b"k", &[tag, b'0' + k as u8]]);
         }
@@ -268,39 +356,137 @@ mod tests {
             .collect()
     }
 
+    /// The shared arguments, in `redis_announce.lua`'s order.
+    const SHARED_ARGS: [&[u8]; 5] = [b"1800000000", b"1799999900", b"1000", b"8", b"50"];
+
     #[test]
-    fn a_call_alone_lists_its_keys_then_its_arguments() {
+    fn a_call_alone_lists_the_shared_keys_its_keys_the_shared_arguments_then_its_own() {
         let script = Script::new("return 1");
-        let got = args(&call(5, b'a').command(&script));
+        let got = args(&call(3, b'a').command(&script));
         assert_eq!(got[0], b"EVALSHA");
         assert_eq!(got[1], script.get_hash().as_bytes());
         assert_eq!(got[2], b"5");
-        assert_eq!(got[3], b"ka0");
-        assert_eq!(got[7], b"ka4");
-        assert_eq!(got[8], b"97"); // the first argument: 0 * 1000 + b'a'
-        assert_eq!(got[8 + 14], b"14097");
-        assert_eq!(got.len(), 3 + 5 + ARGS);
+        assert_eq!(got[3], b"kpbt:ix{b}");
+        assert_eq!(got[4], b"kpbt:st{b}");
+        assert_eq!(got[5], b"ka0");
+        assert_eq!(got[7], b"ka2");
+        assert_eq!(got[8..13], SHARED_ARGS.map(|a| a.to_vec()));
+        assert_eq!(got[13], b"97"); // the first argument: 0 * 1000 + b'a'
+        assert_eq!(got[13 + 6], b"6097");
+        assert_eq!(got.len(), 3 + 2 + 3 + 5 + ARGS);
     }
 
     #[test]
     fn a_batch_puts_all_keys_first_then_the_key_counts_then_all_arguments() {
         let script = Script::new("return 1");
-        let calls = [call(5, b'a'), call(7, b'b')];
+        let calls = [call(3, b'a'), call(5, b'b')];
         let got = args(&batch_command(&script, calls.iter()));
-        assert_eq!(got[2], b"12");
-        assert_eq!(got[3], b"ka0");
+        assert_eq!(got[2], b"10");
+        assert_eq!(got[3], b"kpbt:ix{b}");
+        assert_eq!(got[5], b"ka0");
         assert_eq!(got[8], b"kb0");
-        assert_eq!(got[14], b"kb6");
-        assert_eq!(got[15], b"57");
-        assert_eq!(got[16], b"97");
-        assert_eq!(got[16 + ARGS], b"98");
-        assert_eq!(got.len(), 3 + 12 + 1 + 2 * ARGS);
+        assert_eq!(got[12], b"kb4");
+        assert_eq!(got[13], b"35");
+        assert_eq!(got[14..19], SHARED_ARGS.map(|a| a.to_vec()));
+        assert_eq!(got[19], b"97");
+        assert_eq!(got[19 + ARGS], b"98");
+        assert_eq!(got.len(), 3 + 10 + 1 + 5 + 2 * ARGS);
+    }
+
+    #[test]
+    fn only_calls_of_the_same_second_and_bucket_share_a_batch() {
+        let a = AnnounceCall::new(&shared(1_800_000_000));
+        assert!(a.shares_with(&AnnounceCall::new(&shared(1_800_000_000))));
+        assert!(!a.shares_with(&AnnounceCall::new(&shared(1_800_000_001))));
+        let other_bucket = Shared {
+            bucket: "{c}",
+            ..shared(1_800_000_000)
+        };
+        assert!(!a.shares_with(&AnnounceCall::new(&other_bucket)));
+    }
+
+    /// A connection that records each batch (its shared time and its calls' first
+    /// arguments) and answers every call with that argument.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Batch>>>);
+
+    /// A recorded batch: its shared time, and each call's first argument.
+    type Batch = (Vec<u8>, Vec<Vec<u8>>);
+
+    impl ConnectionLike for Recorder {
+        fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> redis::RedisFuture<'a, Value> {
+            let got = args(cmd);
+            let keys: usize = std::str::from_utf8(&got[2]).unwrap().parse().unwrap();
+            let counts = &got[3 + keys];
+            let now = got[3 + keys + 1].clone();
+            let own = 3 + keys + 1 + 5;
+            let firsts: Vec<Vec<u8>> = (0..counts.len())
+                .map(|i| got[own + i * ARGS].clone())
+                .collect();
+            self.0.lock().unwrap().push((now, firsts.clone()));
+            let reply = Value::Array(firsts.into_iter().map(Value::BulkString).collect());
+            Box::pin(async move { Ok(reply) })
+        }
+
+        fn req_packed_commands<'a>(
+            &'a mut self,
+            _: &'a redis::Pipeline,
+            _: usize,
+            _: usize,
+        ) -> redis::RedisFuture<'a, Vec<Value>> {
+            unreachable!("the batcher sends single commands")
+        }
+
+        fn get_db(&self) -> i64 {
+            0
+        }
+    }
+
+    #[tokio::test]
+    async fn announces_of_another_second_wait_for_the_next_batch_in_order() {
+        let conn = Recorder::default();
+        let batcher = Batcher::new(conn.clone(), Arc::new(Script::new("return 1")));
+        const T: u32 = 1_800_000_000;
+        let at = |now: u32, tag: u8| {
+            let mut c = AnnounceCall::new(&shared(now));
+            for k in 0..3 {
+                c.key(&[b"k", &[tag, b'0' + k]]);
+            }
+            c.arg(&[tag]);
+            for _ in 1..ARGS {
+                c.arg(b"-");
+            }
+            c
+        };
+        // All queued before the batch task first runs (one thread, no await between).
+        let calls = [
+            (T, b'a'),
+            (T, b'b'),
+            (T + 1, b'c'),
+            (T + 1, b'd'),
+            (T, b'e'),
+        ];
+        let replies =
+            futures_util::future::join_all(calls.map(|(now, tag)| batcher.announce(at(now, tag))))
+                .await;
+        for ((_, tag), reply) in calls.iter().zip(replies) {
+            assert_eq!(reply.unwrap(), Value::BulkString(vec![*tag]));
+        }
+        let t = |n: u32| n.to_string().into_bytes();
+        assert_eq!(
+            *conn.0.lock().unwrap(),
+            [
+                (t(T), vec![b"a".to_vec(), b"b".to_vec()]),
+                (t(T + 1), vec![b"c".to_vec(), b"d".to_vec()]),
+                (t(T), vec![b"e".to_vec()]),
+            ]
+        );
     }
 
     #[test]
     #[should_panic(expected = "keys come before arguments")]
     fn a_key_after_an_argument_is_a_bug() {
-        let mut c = AnnounceCall::new();
+        let mut c = AnnounceCall::new(&shared(1_800_000_000));
         c.num(1);
         c.key(&[b"late"]);
     }

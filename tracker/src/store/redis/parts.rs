@@ -55,6 +55,13 @@ impl<const N: usize> Parts<N> {
     }
 }
 
+/// The same strings in the same order (room left over does not count).
+impl<const N: usize> PartialEq for Parts<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ends[..self.len] == other.ends[..other.len] && self.buf == other.buf
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,6 +76,24 @@ mod tests {
         assert_eq!(p.get(0), b"{ab}s");
         assert_eq!(p.get(1), b"");
         assert_eq!(p.get(2), b"1800000000");
+    }
+
+    #[test]
+    fn parts_are_equal_when_their_strings_are() {
+        let mut a: Parts<3> = Parts::with_capacity(0);
+        let mut b: Parts<3> = Parts::with_capacity(64);
+        a.push(&[b"ab", b"c"]);
+        b.push(&[b"abc"]);
+        assert!(a == b);
+        a.push(&[b""]);
+        assert!(a != b, "an empty string is a string");
+        b.push(&[b""]);
+        assert!(a == b);
+        let mut c: Parts<3> = Parts::with_capacity(0);
+        c.push(&[b"a"]);
+        c.push(&[b"bc"]);
+        c.push(&[b""]);
+        assert!(a != c, "same bytes, split elsewhere");
     }
 
     #[test]
