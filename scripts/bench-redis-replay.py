@@ -20,6 +20,7 @@ re-announces through the mode's path. The modes take turns, --rounds times; the 
 is reported. Writes go out PIPELINE_DEPTH announces at a time.
 
 Usage: scripts/bench-redis-replay.py [--swarms 10000] [--peers 5] [--numwant 50] [--rounds 3]
+                                    [--callgrind]
        env: REDIS_CPUS (default 1) and CLIENT_CPUS (default 0) pin the two sides.
 """
 import argparse
@@ -89,14 +90,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_redis(workdir):
+def start_redis(workdir, callgrind=False):
     port = free_port()
     pre = ["taskset", "-c", os.environ.get("REDIS_CPUS", "1")]
+    if callgrind:
+        # Only what redis-server does for commands counts (not its event loop's waits).
+        pre += ["valgrind", "--tool=callgrind", "--toggle-collect=processCommand",
+                "--callgrind-out-file=" + os.path.join(workdir, "callgrind.out")]
     proc = subprocess.Popen(
         pre + ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                "--appendonly", "no", "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")]
     )
-    for _ in range(200):
+    for _ in range(1200 if callgrind else 200):
         try:
             r = Redis(port)
             if r.call("PING") == b"PONG":
@@ -119,7 +124,13 @@ def main():
     ap.add_argument("--peers", type=int, default=5, help="peers per swarm")
     ap.add_argument("--numwant", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--callgrind", action="store_true",
+                    help="count redis-server's instructions per announce under valgrind instead of "
+                         "its CPU time: the same figure on every run, whatever else the machine does "
+                         "(one round; about 50x slower, so use fewer swarms)")
     args = ap.parse_args()
+    if args.callgrind:
+        args.rounds = 1
     os.sched_setaffinity(0, {int(os.environ.get("CLIENT_CPUS", "0"))})
     lua = open(os.path.join(STORE, "redis_announce.lua")).read()
     one = lua + open(os.path.join(STORE, "redis_announce_one.lua")).read()
@@ -184,27 +195,39 @@ def main():
 
     hz = os.sysconf("SC_CLK_TCK")
 
-    def timed(proc, r, reqs, n):
-        """redis-server CPU µs and commands per announce of `reqs` (n announces)."""
+    def instructions(proc, work):
+        """Instructions counted since the last call (callgrind dumps, then zeroes them)."""
+        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], check=True, stdout=subprocess.DEVNULL)
+        dumps = sorted((f for f in os.listdir(work) if f.startswith("callgrind.out.")),
+                       key=lambda f: int(f.rsplit(".", 1)[1]))
+        with open(os.path.join(work, dumps[-1])) as f:
+            return next(int(l.split()[1]) for l in f if l.startswith(("summary:", "totals:")))
+
+    def timed(proc, r, reqs, n, work):
+        """redis-server CPU µs (thousands of instructions with --callgrind) and commands
+        per announce of `reqs` (n announces)."""
         r.call("CONFIG", "RESETSTAT")
+        if args.callgrind:
+            instructions(proc, work)
         t0 = cpu_ticks(proc.pid)
         r.pipe(reqs)
         t1 = cpu_ticks(proc.pid)
+        cost = instructions(proc, work) / 1e3 if args.callgrind else (t1 - t0) / hz * 1e6
         info = r.call("INFO", "stats").decode()
         cmds = int(next(l.split(":")[1] for l in info.splitlines() if l.startswith("total_commands_processed:")))
         # The INFO call itself is one of them.
-        return (t1 - t0) / hz * 1e6 / n, (cmds - 1) / n
+        return cost / n, (cmds - 1) / n
 
     def measure(mode):
         """(join, re-announce) figures of `timed`, on a fresh server."""
         with tempfile.TemporaryDirectory() as work:
-            proc, r = start_redis(work)
+            proc, r = start_redis(work, args.callgrind)
             try:
                 sha_one = r.call("SCRIPT", "LOAD", one).decode()
                 sha_batch = r.call("SCRIPT", "LOAD", batch).decode()
                 join_mode = "script" if mode == "script" else "script-batch"
-                join = timed(proc, r, requests(join_mode, sha_one, sha_batch, now - 60, joins), len(joins))
-                again = timed(proc, r, requests(mode, sha_one, sha_batch, now, order), len(order))
+                join = timed(proc, r, requests(join_mode, sha_one, sha_batch, now - 60, joins), len(joins), work)
+                again = timed(proc, r, requests(mode, sha_one, sha_batch, now, order), len(order), work)
                 return join, again
             finally:
                 proc.kill()
@@ -218,7 +241,9 @@ def main():
     print("%d swarms of %d peers, numwant %d; redis-server on cpu %s, client on cpu %s; median of %d"
           % (args.swarms, args.peers, args.numwant, os.environ.get("REDIS_CPUS", "1"),
              os.environ.get("CLIENT_CPUS", "0"), args.rounds))
-    print("| announce | mode | redis-server CPU per announce | all runs | Redis commands per announce |")
+    unit = "k instructions" if args.callgrind else "us"
+    print("| announce | mode | redis-server %s per announce | all runs | Redis commands per announce |"
+          % ("instructions" if args.callgrind else "CPU"))
     print("|---|---|---|---|---|")
     for part, name in ((0, "join"), (1, "re-announce")):
         for m in modes:
@@ -226,7 +251,7 @@ def main():
                 continue  # its joins are script-batch's
             figs = [r[part] for r in runs[m]]
             cpu = sorted(c for c, _ in figs)
-            print("| %s | %s | %.1f us | %s | %.1f |" % (name, m, cpu[len(cpu) // 2], " ".join("%.1f" % c for c, _ in figs), figs[0][1]))
+            print("| %s | %s | %.1f %s | %s | %.1f |" % (name, m, cpu[len(cpu) // 2], unit, " ".join("%.1f" % c for c, _ in figs), figs[0][1]))
 
 if __name__ == "__main__":
     main()
