@@ -208,6 +208,35 @@ async fn numwant_is_honoured_with_distinct_peers_and_never_self(kind: Kind) {
     }
 }
 
+/// A reply is a random part of each side, not the same peers every time: over repeated
+/// announces every seeder of a swarm bigger than numwant is handed out.
+async fn replies_are_random_parts_of_each_side(kind: Kind) {
+    let s = subject(kind, roomy());
+    let peer = |n: u8| addr(&format!("10.3.0.{n}:6881"));
+    for n in 1..=60u8 {
+        let left = if n <= 30 { 0 } else { 5 };
+        s.announce(&req(1, n, left, AnnounceEvent::Started), peer(n), T0)
+            .await
+            .unwrap();
+    }
+    let mut seeders_seen = HashSet::new();
+    for i in 0..20 {
+        let mut r = req(1, 200, 5, AnnounceEvent::Started);
+        r.numwant = Some(50);
+        let o = s.announce(&r, peer(200), T0 + 1 + i).await.unwrap();
+        assert_eq!(o.peers.len(), 50);
+        seeders_seen.extend(addrs(&o).into_iter().filter(|a| a.ip() < peer(31).ip()));
+    }
+    // Each reply holds 25 of the 30 seeders; the same 25 twenty times over would be a
+    // bias, not chance ((5/30)^20 for any one seeder to be left out every time).
+    assert_eq!(
+        seeders_seen.len(),
+        30,
+        "seeders handed out: {}",
+        seeders_seen.len()
+    );
+}
+
 async fn completed_is_counted_once_per_peer_and_scraped(kind: Kind) {
     let s = subject(kind, limits());
     ann(&s, 1, 1, 10, AnnounceEvent::Started, T0).await;
@@ -837,6 +866,7 @@ macro_rules! contract {
 
 contract!(
     concurrent_joins_and_stops_keep_totals_and_the_torrent_cap,
+    replies_are_random_parts_of_each_side,
     peers_find_each_other_never_themselves,
     peer_ids_are_given_when_the_reply_carries_them,
     seeders_get_only_leechers_and_leechers_get_everyone,

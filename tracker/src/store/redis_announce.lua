@@ -86,8 +86,11 @@ end
 -- Appends to `picked` up to n random members of zset z (which has `size` members) that
 -- are neither the announcer `me` nor (when `seen` is kept: a label's zsets overlap the
 -- main ones) picked already. At most `skip` of z's members can be among those, so n +
--- skip candidates are always enough: `got` when a sample of that many (or all of z)
--- was taken already, else fetched here.
+-- skip candidates are always enough: `got` when a sample of at least that many (or all
+-- of z) was taken already, else fetched here. The candidates are read from a random
+-- place onwards, wrapping round: a ZRANDMEMBER reply (like ZRANGE) comes in the zset's
+-- order, by score, so reading from the front would hand out the same oldest peers every
+-- time and never the newest.
 local function take(picked, z, size, n, skip, me, seen, got)
   if n <= 0 or size <= 0 then return end
   if not got then
@@ -97,9 +100,12 @@ local function take(picked, z, size, n, skip, me, seen, got)
       got = redis.call('ZRANDMEMBER', z, n + skip)
     end
   end
+  local m = #got
+  local from = m > n and math.random(m) - 1 or 0
   local k = 0
-  for _, a in ipairs(got) do
+  for j = 0, m - 1 do
     if k >= n then break end
+    local a = got[(from + j) % m + 1]
     if seen then
       if not seen[a] then
         seen[a] = true
@@ -216,7 +222,8 @@ local function announce(h, ko, ao, nk)
 
     -- The announcer's peer-hash entry (id .. label): present exactly while it is in S or
     -- L. A newcomer's is written at once (one call on the common path) and taken back
-    -- when a cap refuses it; a known peer's is read.
+    -- when a cap refuses it (a refusal so costs a write and its undo, which replicas see
+    -- too: refusals are rare, newcomers are not); a known peer's is read.
     local val = pid .. lab
     local v = false
     if redis.call('HSETNX', P, addr, val) == 0 then v = redis.call('HGET', P, addr) end
