@@ -62,6 +62,11 @@ local function count_label(ST, lb, d)
   end
 end
 
+-- The label a peer-hash value (id .. label, or false for none) was stored with.
+local function label_of(v)
+  return (v and #v > 20) and string.sub(v, 21) or ''
+end
+
 -- Forgets a peer `a` of peer hash P whose entry in zset z is gone: its id, its slot in
 -- its address's count, and (label `lb`) its entry in its label's copy of z.
 local function drop(P, ST, a, z, lb)
@@ -158,7 +163,7 @@ local function announce(h, ko, ao, nk)
       for _, a in ipairs(gone) do
         redis.call('ZREM', z, a)
         local v = redis.call('HGET', P, a)
-        drop(P, ST, a, z, (v and #v > 20) and string.sub(v, 21) or '')
+        drop(P, ST, a, z, label_of(v))
       end
       if z == S then gone_s = #gone else gone_l = #gone end
     end
@@ -203,7 +208,7 @@ local function announce(h, ko, ao, nk)
           z = O
         end
         if z then
-          drop(P, ST, addr, z, #v > 20 and string.sub(v, 21) or '')
+          drop(P, ST, addr, z, label_of(v))
           if z == S then s = s - 1 else l = l - 1 end
         end
       end
@@ -227,7 +232,7 @@ local function announce(h, ko, ao, nk)
     local val = pid .. lab
     local v = false
     if redis.call('HSETNX', P, addr, val) == 0 then v = redis.call('HGET', P, addr) end
-    local old = (v and #v > 20) and string.sub(v, 21) or '' -- the label it was stored with
+    local old = label_of(v) -- the label it was stored with
     if not v then
       if s + l >= h.maxp then
         redis.call('HDEL', P, addr)

@@ -57,20 +57,20 @@ pub(super) struct Shared<'a> {
     pub max_torrents: u64,
 }
 
-/// One announce's script keys and arguments, encoded once, for a call of its own or a
-/// place in a batch: what it shares with the others of a call, and its own part.
+/// One announce's script keys and arguments, encoded once into one buffer, for a call of
+/// its own or a place in a batch: first what it shares with the others of a call, then
+/// its own keys, then its own arguments.
 pub(super) struct AnnounceCall {
-    shared: Parts<SHARED>,
-    /// The keys, then the arguments.
-    parts: Parts<{ MAX_KEYS + ARGS }>,
+    parts: Parts<{ SHARED + MAX_KEYS + ARGS }>,
+    /// Its own keys.
     keys: usize,
 }
 
 impl AnnounceCall {
     pub fn new(shared: &Shared<'_>) -> Self {
-        let mut s = Parts::with_capacity(96);
-        s.push(&[b"kpbt:ix", shared.bucket.as_bytes()]);
-        s.push(&[b"kpbt:st", shared.bucket.as_bytes()]);
+        let mut parts = Parts::with_capacity(384);
+        parts.push(&[b"kpbt:ix", shared.bucket.as_bytes()]);
+        parts.push(&[b"kpbt:st", shared.bucket.as_bytes()]);
         for n in [
             u64::from(shared.now),
             u64::from(shared.cutoff),
@@ -78,23 +78,23 @@ impl AnnounceCall {
             shared.max_peers_per_ip,
             shared.max_torrents,
         ] {
-            s.push_fmt(format_args!("{n}"));
+            parts.push_fmt(format_args!("{n}"));
         }
-        AnnounceCall {
-            shared: s,
-            parts: Parts::with_capacity(256),
-            keys: 0,
-        }
+        AnnounceCall { parts, keys: 0 }
     }
 
     /// Whether this call and `other` can share one script call.
     pub fn shares_with(&self, other: &AnnounceCall) -> bool {
-        self.shared == other.shared
+        self.parts.same_first(&other.parts, SHARED)
     }
 
     /// Appends a key; every key comes before the first argument.
     pub fn key(&mut self, parts: &[&[u8]]) {
-        assert_eq!(self.keys, self.parts.len(), "keys come before arguments");
+        assert_eq!(
+            SHARED + self.keys,
+            self.parts.len(),
+            "keys come before arguments"
+        );
         assert!(self.keys < MAX_KEYS, "too many announce keys");
         self.parts.push(parts);
         self.keys += 1;
@@ -109,24 +109,29 @@ impl AnnounceCall {
         self.parts.push_fmt(format_args!("{n}"));
     }
 
-    fn part(&self, i: usize) -> &[u8] {
-        self.parts.get(i)
-    }
-
     fn check(&self) {
         debug_assert!(
-            (self.keys == 3 || self.keys == 5) && self.parts.len() == self.keys + ARGS,
+            (self.keys == 3 || self.keys == 5) && self.parts.len() == SHARED + self.keys + ARGS,
             "an announce call has 3 or 5 keys and {ARGS} arguments"
         );
     }
 
-    /// The shared part's keys (its first two strings) or arguments (the rest).
+    /// The shared keys (the bucket's two), the shared arguments, its own keys and its
+    /// own arguments.
     fn shared_keys(&self) -> impl Iterator<Item = &[u8]> {
-        (0..2).map(|i| self.shared.get(i))
+        (0..2).map(|i| self.parts.get(i))
     }
 
     fn shared_args(&self) -> impl Iterator<Item = &[u8]> {
-        (2..SHARED).map(|i| self.shared.get(i))
+        (2..SHARED).map(|i| self.parts.get(i))
+    }
+
+    fn own_keys(&self) -> impl Iterator<Item = &[u8]> {
+        (SHARED..SHARED + self.keys).map(|i| self.parts.get(i))
+    }
+
+    fn own_args(&self) -> impl Iterator<Item = &[u8]> {
+        (SHARED + self.keys..self.parts.len()).map(|i| self.parts.get(i))
     }
 
     /// EVALSHA of `script` (the one-announce entry point) with this call alone.
@@ -134,17 +139,13 @@ impl AnnounceCall {
         self.check();
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(script.get_hash()).arg(2 + self.keys);
-        for k in self.shared_keys() {
-            cmd.arg(k);
-        }
-        for i in 0..self.keys {
-            cmd.arg(self.part(i));
-        }
-        for a in self.shared_args() {
-            cmd.arg(a);
-        }
-        for i in self.keys..self.parts.len() {
-            cmd.arg(self.part(i));
+        for part in self
+            .shared_keys()
+            .chain(self.own_keys())
+            .chain(self.shared_args())
+            .chain(self.own_args())
+        {
+            cmd.arg(part);
         }
         cmd
     }
@@ -170,19 +171,15 @@ fn batch_command<'a>(
     for k in first.shared_keys() {
         cmd.arg(k);
     }
-    for c in calls.clone() {
-        for i in 0..c.keys {
-            cmd.arg(c.part(i));
-        }
+    for k in calls.clone().flat_map(|c| c.own_keys()) {
+        cmd.arg(k);
     }
     cmd.arg(&counts[..]);
     for a in first.shared_args() {
         cmd.arg(a);
     }
-    for c in calls {
-        for i in c.keys..c.parts.len() {
-            cmd.arg(c.part(i));
-        }
+    for a in calls.flat_map(|c| c.own_args()) {
+        cmd.arg(a);
     }
     cmd
 }

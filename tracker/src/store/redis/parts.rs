@@ -55,10 +55,17 @@ impl<const N: usize> Parts<N> {
     }
 }
 
-/// The same strings in the same order (room left over does not count).
-impl<const N: usize> PartialEq for Parts<N> {
-    fn eq(&self, other: &Self) -> bool {
-        self.ends[..self.len] == other.ends[..other.len] && self.buf == other.buf
+impl<const N: usize> Parts<N> {
+    /// Whether both hold the same first `n` strings (and at least `n`).
+    pub fn same_first(&self, other: &Self, n: usize) -> bool {
+        if n == 0 {
+            return true;
+        }
+        if self.len < n || other.len < n || self.ends[..n] != other.ends[..n] {
+            return false;
+        }
+        let end = self.ends[n - 1] as usize;
+        self.buf[..end] == other.buf[..end]
     }
 }
 
@@ -79,21 +86,25 @@ mod tests {
     }
 
     #[test]
-    fn parts_are_equal_when_their_strings_are() {
+    fn the_first_strings_are_compared_as_strings() {
         let mut a: Parts<3> = Parts::with_capacity(0);
         let mut b: Parts<3> = Parts::with_capacity(64);
         a.push(&[b"ab", b"c"]);
         b.push(&[b"abc"]);
-        assert!(a == b);
+        assert!(a.same_first(&b, 1));
+        assert!(!a.same_first(&b, 2), "b has one string only");
         a.push(&[b""]);
-        assert!(a != b, "an empty string is a string");
         b.push(&[b""]);
-        assert!(a == b);
+        assert!(a.same_first(&b, 2), "an empty string is a string");
+        a.push(&[b"x"]);
+        b.push(&[b"y"]);
+        assert!(a.same_first(&b, 2), "what follows does not count");
+        assert!(!a.same_first(&b, 3));
         let mut c: Parts<3> = Parts::with_capacity(0);
         c.push(&[b"a"]);
         c.push(&[b"bc"]);
-        c.push(&[b""]);
-        assert!(a != c, "same bytes, split elsewhere");
+        assert!(!a.same_first(&c, 2), "same bytes, split elsewhere");
+        assert!(a.same_first(&c, 0));
     }
 
     #[test]
