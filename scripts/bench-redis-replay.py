@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -131,6 +132,9 @@ def main():
     args = ap.parse_args()
     if args.callgrind:
         args.rounds = 1
+        for tool in ("valgrind", "callgrind_control"):
+            if not shutil.which(tool):
+                sys.exit("--callgrind needs %s: apt-get install valgrind" % tool)
     os.sched_setaffinity(0, {int(os.environ.get("CLIENT_CPUS", "0"))})
     lua = open(os.path.join(STORE, "redis_announce.lua")).read()
     one = lua + open(os.path.join(STORE, "redis_announce_one.lua")).read()
