@@ -7,7 +7,7 @@ mod entry;
 pub mod state_dir;
 pub mod view;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,6 +123,10 @@ struct Inner {
     services: Services,
     state: StateDir,
     torrents: Mutex<HashMap<InfoHash, Entry>>,
+    /// Torrents whose add is being written to the state dir: taken under the
+    /// `torrents` lock (always that lock first), so a second add of the same torrent
+    /// is refused while the list and other adds need not wait for the fsyncs.
+    adding: Mutex<HashSet<InfoHash>>,
     next_seq: AtomicU64,
     checks: Arc<Semaphore>,
     /// Bytes (downloaded, uploaded) of torrent runs that have ended, so the session's
@@ -176,6 +180,7 @@ impl Session {
             services,
             state,
             torrents: Mutex::new(HashMap::new()),
+            adding: Mutex::new(HashSet::new()),
             next_seq: AtomicU64::new(1),
             checks: Arc::new(Semaphore::new(PARALLEL_CHECKS)),
             retired: (AtomicU64::new(0), AtomicU64::new(0)),
@@ -336,11 +341,16 @@ impl Session {
             origins,
         };
         {
-            let mut map = self.torrents();
-            if map.contains_key(&ih) {
+            let map = self.torrents();
+            if map.contains_key(&ih) || !lock(&self.inner.adding).insert(ih) {
                 return Err(SessionError::Exists(ih));
             }
-            self.inner.state.add(ih, torrent, &saved)?;
+        }
+        let written = self.inner.state.add(ih, torrent, &saved);
+        {
+            let mut map = self.torrents();
+            lock(&self.inner.adding).remove(&ih);
+            written?;
             map.insert(
                 ih,
                 Entry {

@@ -36,6 +36,12 @@ pub struct SavedState {
     pub origins: Vec<String>,
 }
 
+const TORRENT_FILE: &str = "torrent.torrent";
+const STATE_FILE: &str = "state.json";
+/// `torrents/.adding-<info hash>/`: an add being written (not an info hash, so older
+/// versions skip it).
+const STAGING_PREFIX: &str = ".adding-";
+
 /// One torrent found in the state dir: its parts, or why they cannot be used.
 pub struct Loaded {
     pub info_hash: InfoHash,
@@ -65,47 +71,70 @@ impl StateDir {
     }
 
     pub fn torrent_path(&self, ih: InfoHash) -> PathBuf {
-        self.torrent_dir(ih).join("torrent.torrent")
+        self.torrent_dir(ih).join(TORRENT_FILE)
     }
 
-    /// Records a newly added torrent: its .torrent first, then its state (a torrent
-    /// dir without `state.json` is an interrupted add and loads as an error).
+    /// Records a newly added torrent. Both files are written into a staging folder that
+    /// is renamed into place, so a crash leaves either the whole add or no trace of it
+    /// (never a torrent dir without its state). Four fsyncs: the two files, the staging
+    /// folder, and `torrents/` for the rename.
     pub fn add(&self, ih: InfoHash, torrent: &[u8], state: &SavedState) -> std::io::Result<()> {
-        fs::create_dir_all(self.torrent_dir(ih))?;
-        // The new folder's entry in torrents/ must survive a crash as well.
-        fs::File::open(self.root.join("torrents"))?.sync_all()?;
-        write_atomic(&self.torrent_path(ih), torrent)?;
-        self.save_state(ih, state)
+        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        let staging = self.staging_dir(ih);
+        // A leftover of an add that crashed half-way was never acknowledged: start over.
+        remove_dir_if_present(&staging)?;
+        fs::create_dir(&staging)?;
+        let written = (|| {
+            write_synced(&staging.join(TORRENT_FILE), torrent)?;
+            write_synced(&staging.join(STATE_FILE), &json)?;
+            fs::File::open(&staging)?.sync_all()?;
+            fs::rename(&staging, self.torrent_dir(ih))?;
+            fs::File::open(self.root.join("torrents"))?.sync_all()
+        })();
+        if written.is_err() {
+            let _ = fs::remove_dir_all(&staging);
+        }
+        written
+    }
+
+    fn staging_dir(&self, ih: InfoHash) -> PathBuf {
+        self.root
+            .join("torrents")
+            .join(format!("{STAGING_PREFIX}{}", ih.to_hex()))
     }
 
     pub fn save_state(&self, ih: InfoHash, state: &SavedState) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        write_atomic(&self.torrent_dir(ih).join("state.json"), &json)
+        write_atomic(&self.torrent_dir(ih).join(STATE_FILE), &json)
     }
 
     pub fn remove(&self, ih: InfoHash) -> std::io::Result<()> {
-        match fs::remove_dir_all(self.torrent_dir(ih)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_dir_if_present(&self.torrent_dir(ih))
     }
 
     /// Every torrent dir, each read as far as it can be; entries that are not info
-    /// hashes are ignored (with a warning from the caller's log of `skipped`).
+    /// hashes are ignored (with a warning from the caller's log of `skipped`). Staging
+    /// folders of adds that never finished are deleted.
     pub fn load_all(&self) -> std::io::Result<(Vec<Loaded>, Vec<PathBuf>)> {
         let mut found = Vec::new();
         let mut skipped = Vec::new();
         for entry in fs::read_dir(self.root.join("torrents"))? {
             let entry = entry?;
             let name = entry.file_name();
+            if let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) {
+                if InfoHash::from_hex(rest).is_some() {
+                    remove_dir_if_present(&entry.path())?;
+                    continue;
+                }
+            }
             let Some(ih) = name.to_str().and_then(InfoHash::from_hex) else {
                 skipped.push(entry.path());
                 continue;
             };
             let dir = entry.path();
-            let torrent = fs::read(dir.join("torrent.torrent"))
-                .map_err(|e| format!("cannot read {}: {e}", dir.join("torrent.torrent").display()));
-            let state_path = dir.join("state.json");
+            let torrent = fs::read(dir.join(TORRENT_FILE))
+                .map_err(|e| format!("cannot read {}: {e}", dir.join(TORRENT_FILE).display()));
+            let state_path = dir.join(STATE_FILE);
             let state = fs::read(&state_path)
                 .map_err(|e| format!("cannot read {}: {e}", state_path.display()))
                 .and_then(|b| {
@@ -125,11 +154,7 @@ impl StateDir {
 /// Writes `bytes` to `path` through a synced temp file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
+    write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {
         // The rename itself must survive a crash too.
@@ -138,6 +163,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Creates (or truncates) `path` with `bytes`, synced to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn remove_dir_if_present(dir: &Path) -> std::io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +215,42 @@ mod tests {
         sd.remove(a).unwrap();
         sd.remove(a).unwrap();
         assert!(!sd.torrent_dir(a).exists());
+    }
+
+    #[test]
+    fn an_add_that_crashed_half_way_leaves_no_torrent_and_is_cleaned_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(tmp.path()).unwrap();
+        let a = InfoHash::from_hex(&"aa".repeat(20)).unwrap();
+        let b = InfoHash::from_hex(&"bb".repeat(20)).unwrap();
+        let st = SavedState {
+            dir: "/data".into(),
+            paused: false,
+            seq: 1,
+            added: 1,
+            peers: vec![],
+            seed_only: false,
+            upload_limit: None,
+            download_limit: None,
+            origins: vec![],
+        };
+        // What a crash between the two file writes leaves: a staging folder, half done.
+        for ih in [a, b] {
+            fs::create_dir(sd.staging_dir(ih)).unwrap();
+            fs::write(sd.staging_dir(ih).join(TORRENT_FILE), b"d4:inf").unwrap();
+        }
+        // Adding the same torrent again starts over and lands whole.
+        sd.add(a, b"d4:infod...e", &st).unwrap();
+        assert!(!sd.staging_dir(a).exists());
+        assert_eq!(fs::read(sd.torrent_path(a)).unwrap(), b"d4:infod...e");
+        // Loading drops the other leftover instead of reporting a damaged torrent.
+        let (loaded, skipped) = sd.load_all().unwrap();
+        assert_eq!(loaded.len(), 1, "only the finished add loads");
+        assert_eq!(loaded[0].info_hash, a);
+        assert_eq!(loaded[0].state.as_ref().unwrap(), &st);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert!(!sd.staging_dir(b).exists());
+        assert!(!sd.torrent_dir(b).exists());
     }
 
     #[test]
