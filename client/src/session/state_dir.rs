@@ -78,21 +78,26 @@ impl StateDir {
     /// is renamed into place, so a crash leaves either the whole add or no trace of it
     /// (never a torrent dir without its state). Four fsyncs: the two files, the staging
     /// folder, and `torrents/` for the rename.
+    /// The caller keeps no torrent of this hash (a failed add removes what it wrote).
     pub fn add(&self, ih: InfoHash, torrent: &[u8], state: &SavedState) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        let json = state_json(state)?;
         let staging = self.staging_dir(ih);
+        let placed = self.torrent_dir(ih);
         // A leftover of an add that crashed half-way was never acknowledged: start over.
         remove_dir_if_present(&staging)?;
         fs::create_dir(&staging)?;
+        let mut renamed = false;
         let written = (|| {
             write_synced(&staging.join(TORRENT_FILE), torrent)?;
             write_synced(&staging.join(STATE_FILE), &json)?;
             fs::File::open(&staging)?.sync_all()?;
-            fs::rename(&staging, self.torrent_dir(ih))?;
+            fs::rename(&staging, &placed)?;
+            renamed = true;
             fs::File::open(self.root.join("torrents"))?.sync_all()
         })();
         if written.is_err() {
-            let _ = fs::remove_dir_all(&staging);
+            // The add is refused, so nothing of it may load after a restart.
+            let _ = fs::remove_dir_all(if renamed { &placed } else { &staging });
         }
         written
     }
@@ -104,8 +109,7 @@ impl StateDir {
     }
 
     pub fn save_state(&self, ih: InfoHash, state: &SavedState) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-        write_atomic(&self.torrent_dir(ih).join(STATE_FILE), &json)
+        write_atomic(&self.torrent_dir(ih).join(STATE_FILE), &state_json(state)?)
     }
 
     pub fn remove(&self, ih: InfoHash) -> std::io::Result<()> {
@@ -122,8 +126,10 @@ impl StateDir {
             let entry = entry?;
             let name = entry.file_name();
             if let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) {
-                if InfoHash::from_hex(rest).is_some() {
-                    remove_dir_if_present(&entry.path())?;
+                // One leftover that cannot be deleted must not keep the rest from loading.
+                if InfoHash::from_hex(rest).is_some()
+                    && remove_dir_if_present(&entry.path()).is_ok()
+                {
                     continue;
                 }
             }
@@ -165,6 +171,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+fn state_json(state: &SavedState) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(state).map_err(std::io::Error::other)
+}
+
 /// Creates (or truncates) `path` with `bytes`, synced to disk.
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut f = fs::File::create(path)?;
@@ -183,13 +193,9 @@ fn remove_dir_if_present(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn saved_torrents_load_back_and_damage_is_reported_per_torrent() {
-        let tmp = tempfile::tempdir().unwrap();
-        let sd = StateDir::open(tmp.path()).unwrap();
-        let a = InfoHash::from_hex(&"aa".repeat(20)).unwrap();
-        let b = InfoHash::from_hex(&"bb".repeat(20)).unwrap();
-        let st = SavedState {
+    /// A state with every field set away from its default, so a lost field shows.
+    fn saved() -> SavedState {
+        SavedState {
             dir: "/data".into(),
             paused: true,
             seq: 7,
@@ -199,7 +205,16 @@ mod tests {
             upload_limit: Some(1),
             download_limit: None,
             origins: vec!["http://origin/files/".into()],
-        };
+        }
+    }
+
+    #[test]
+    fn saved_torrents_load_back_and_damage_is_reported_per_torrent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::open(tmp.path()).unwrap();
+        let a = InfoHash::from_hex(&"aa".repeat(20)).unwrap();
+        let b = InfoHash::from_hex(&"bb".repeat(20)).unwrap();
+        let st = saved();
         sd.add(a, b"d4:infod...e", &st).unwrap();
         sd.add(b, b"x", &st).unwrap();
         fs::write(sd.torrent_dir(b).join("state.json"), b"{not json").unwrap();
@@ -223,17 +238,7 @@ mod tests {
         let sd = StateDir::open(tmp.path()).unwrap();
         let a = InfoHash::from_hex(&"aa".repeat(20)).unwrap();
         let b = InfoHash::from_hex(&"bb".repeat(20)).unwrap();
-        let st = SavedState {
-            dir: "/data".into(),
-            paused: false,
-            seq: 1,
-            added: 1,
-            peers: vec![],
-            seed_only: false,
-            upload_limit: None,
-            download_limit: None,
-            origins: vec![],
-        };
+        let st = saved();
         // What a crash between the two file writes leaves: a staging folder, half done.
         for ih in [a, b] {
             fs::create_dir(sd.staging_dir(ih)).unwrap();
